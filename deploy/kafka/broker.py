@@ -1,0 +1,373 @@
+#!/usr/bin/env python3
+"""Run a real single-node Apache Kafka 4.x broker (KRaft) without Docker.
+
+    python deploy/kafka/broker.py start [--port N] [--state-dir DIR]   # prints the bootstrap address
+    python deploy/kafka/broker.py status [--state-dir DIR]
+    python deploy/kafka/broker.py stop [--state-dir DIR]
+
+The broker jars are resolved from Maven Central once (Java 17 + Maven) and cached in
+~/.cache/streamon/kafka-<version>/ (override with STREAMON_KAFKA_CACHE). Data lives in
+a temporary directory that ``stop`` deletes. A second ``start`` while a broker runs
+from the same state directory prints the running broker's address and does nothing
+else. Standard library only, so it runs before streamon itself is installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+POM = HERE / "pom.xml"
+LOG4J_CONFIG = HERE / "log4j2.properties"
+KAFKA_VERSION = "4.1.1"  # keep in step with pom.xml
+DEFAULT_STATE_DIR = Path(tempfile.gettempdir()) / "streamon-kafka"
+READY_TIMEOUT_S = 90.0
+
+
+class BrokerError(Exception):
+    """A problem the user can fix; printed as one line, exit code 1."""
+
+
+@dataclass
+class BrokerInfo:
+    pid: int
+    port: int
+    controller_port: int
+    data_dir: str
+    log_file: str
+    started_s: float  # seconds from launch to readiness
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+# --------------------------------------------------------------------------- tools
+
+
+def java_executable() -> str:
+    """Path of a Java >= 17 runtime, or BrokerError saying how to get one."""
+    home = os.environ.get("JAVA_HOME")
+    candidate = str(Path(home) / "bin" / "java") if home else shutil.which("java")
+    if not candidate or not Path(candidate).exists():
+        raise BrokerError(
+            "Java 17 or newer was not found (no JAVA_HOME, no java on PATH): "
+            "install a JDK 17, e.g. `apt-get install openjdk-17-jdk-headless`, then retry"
+        )
+    out = subprocess.run([candidate, "-version"], capture_output=True, text=True).stderr
+    major = _java_major(out)
+    if major is not None and major < 17:
+        raise BrokerError(
+            f"Java {major} found at {candidate}, but the Kafka 4 broker needs Java 17 or newer: "
+            "install a JDK 17 and set JAVA_HOME to it"
+        )
+    return candidate
+
+
+def _java_major(version_output: str) -> int | None:
+    for token in version_output.replace('"', " ").split():
+        if token[:1].isdigit():
+            head = token.split(".")[0]
+            if head == "1":  # 1.8.0_x style
+                return int(token.split(".")[1])
+            try:
+                return int(head)
+            except ValueError:
+                return None
+    return None
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("STREAMON_KAFKA_CACHE")
+    base = Path(root) if root else Path.home() / ".cache" / "streamon"
+    return base / f"kafka-{KAFKA_VERSION}"
+
+
+def ensure_jars() -> Path:
+    """Resolve the broker's runtime jars once; later calls return the cached folder."""
+    libs = cache_dir() / "libs"
+    marker = cache_dir() / ".complete"
+    if marker.exists():
+        return libs
+    mvn = shutil.which("mvn")
+    if not mvn:
+        raise BrokerError(
+            "Maven (mvn) was not found on PATH; it fetches the Kafka broker jars once: "
+            "install it, e.g. `apt-get install maven`, then retry"
+        )
+    cache_dir().mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix="libs-", dir=cache_dir()))
+    # A fresh folder each time: two Kafka versions must never share a classpath.
+    proc = subprocess.run(
+        [
+            mvn,
+            "-q",
+            "-B",
+            "-f",
+            str(POM),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={staging}",
+            "-DincludeScope=runtime",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        shutil.rmtree(staging, ignore_errors=True)
+        tail = (proc.stdout + proc.stderr).strip().splitlines()[-1:] or ["(no output)"]
+        raise BrokerError(f"Maven could not fetch the Kafka broker jars: {tail[0]}")
+    if libs.exists():
+        shutil.rmtree(libs)
+    staging.rename(libs)
+    marker.write_text(KAFKA_VERSION + "\n")
+    return libs
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child still answers kill(0); treat it as gone.
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+# --------------------------------------------------------------------------- state
+
+
+def _state_file(state_dir: Path) -> Path:
+    return state_dir / "broker.json"
+
+
+def read_state(state_dir: Path) -> BrokerInfo | None:
+    try:
+        return BrokerInfo(**json.loads(_state_file(state_dir).read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def running(state_dir: Path) -> BrokerInfo | None:
+    info = read_state(state_dir)
+    if info and pid_alive(info.pid) and port_open(info.port):
+        return info
+    return None
+
+
+# --------------------------------------------------------------------------- start / stop
+
+
+def server_properties(port: int, controller_port: int, data_dir: Path) -> str:
+    props = {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "controller.quorum.voters": f"1@127.0.0.1:{controller_port}",
+        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "log.dirs": str(data_dir / "logs"),
+        "num.partitions": "1",
+        "offsets.topic.replication.factor": "1",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "share.coordinator.state.topic.replication.factor": "1",
+        "share.coordinator.state.topic.min.isr": "1",
+        # The defaults (50 partitions each) make the first group / transaction slow.
+        "offsets.topic.num.partitions": "1",
+        "transaction.state.log.num.partitions": "1",
+        "group.initial.rebalance.delay.ms": "0",
+        # The default reserves 128 MB of heap for compaction.
+        "log.cleaner.dedupe.buffer.size": "33554432",
+        "auto.create.topics.enable": "false",
+    }
+    return "".join(f"{k}={v}\n" for k, v in props.items())
+
+
+def start(state_dir: Path = DEFAULT_STATE_DIR, port: int | None = None, heap: str = "512m") -> BrokerInfo:
+    """Start a broker (or return the one already running from ``state_dir``)."""
+    existing = running(state_dir)
+    if existing:
+        return existing
+    java = java_executable()
+    libs = ensure_jars()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    data_dir = Path(tempfile.mkdtemp(prefix="data-", dir=state_dir))
+    port = port or free_port()
+    controller_port = free_port()
+    while controller_port == port:
+        controller_port = free_port()
+    props_file = data_dir / "server.properties"
+    props_file.write_text(server_properties(port, controller_port, data_dir))
+    log_file = data_dir / "broker.log"
+    classpath = f"{libs}/*"
+    jvm = [
+        java,
+        f"-Xmx{heap}",
+        f"-Xms{heap}",
+        "-XX:+UseG1GC",
+        f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
+        "-cp",
+        classpath,
+    ]
+    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    fmt = subprocess.run(
+        [
+            *jvm,
+            "kafka.tools.StorageTool",
+            "format",
+            "-t",
+            cluster_id,
+            "-c",
+            str(props_file),
+            "--ignore-formatted",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if fmt.returncode != 0:
+        shutil.rmtree(data_dir, ignore_errors=True)
+        raise BrokerError(f"Kafka storage format failed: {_last_line(fmt.stdout + fmt.stderr)}")
+    t0 = time.monotonic()
+    with open(log_file, "ab") as log:
+        proc = subprocess.Popen(
+            [*jvm, "kafka.Kafka", str(props_file)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    info = BrokerInfo(
+        pid=proc.pid,
+        port=port,
+        controller_port=controller_port,
+        data_dir=str(data_dir),
+        log_file=str(log_file),
+        started_s=0.0,
+    )
+    _state_file(state_dir).write_text(json.dumps(info.__dict__))
+    # Since Kafka 3.5 the client port opens only once the broker is ready.
+    deadline = t0 + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
+        if port_open(port):
+            info.started_s = round(time.monotonic() - t0, 2)
+            _state_file(state_dir).write_text(json.dumps(info.__dict__))
+            return info
+        time.sleep(0.1)
+    reason = "exited" if proc.poll() is not None else f"not ready after {READY_TIMEOUT_S:.0f}s"
+    last = _last_line(Path(log_file).read_text(errors="replace"))
+    stop(state_dir)
+    raise BrokerError(f"Kafka broker {reason}; last log line: {last}")
+
+
+def stop(state_dir: Path = DEFAULT_STATE_DIR, timeout_s: float = 30.0) -> bool:
+    """Stop the broker started from ``state_dir`` and delete its data. True if one ran."""
+    info = read_state(state_dir)
+    if info is None:
+        return False
+    was_running = pid_alive(info.pid)
+    if was_running:
+        try:
+            os.kill(info.pid, signal.SIGTERM)  # controlled shutdown
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and pid_alive(info.pid):
+            _reap(info.pid)
+            time.sleep(0.1)
+        if pid_alive(info.pid):
+            os.kill(info.pid, signal.SIGKILL)
+        _reap(info.pid)
+    shutil.rmtree(info.data_dir, ignore_errors=True)
+    _state_file(state_dir).unlink(missing_ok=True)
+    return was_running
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else "(empty)"
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=["start", "stop", "status", "fetch"])
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=DEFAULT_STATE_DIR,
+        help=f"where the broker's pid, port and data live (default {DEFAULT_STATE_DIR})",
+    )
+    parser.add_argument("--port", type=int, default=None, help="client port (default: a free one)")
+    parser.add_argument("--heap", default="512m", help="JVM heap, e.g. 512m or 1g")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "fetch":
+            print(ensure_jars())
+        elif args.command == "start":
+            info = start(args.state_dir, args.port, args.heap)
+            print(info.bootstrap)
+            print(
+                f"kafka {KAFKA_VERSION} ready in {info.started_s}s (pid {info.pid}, log {info.log_file})",
+                file=sys.stderr,
+            )
+        elif args.command == "stop":
+            print("stopped" if stop(args.state_dir) else "no broker was running")
+        else:
+            current = running(args.state_dir)
+            if not current:
+                print("not running")
+                return 3
+            print(current.bootstrap)
+    except BrokerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

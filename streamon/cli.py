@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -25,6 +26,26 @@ def demo() -> None:
       streamon demo
     """
     raise StreamonError("the demo is not built yet (placeholder): run `make test` to see streamon work")
+
+
+@cli.command("check-config")
+# No exists=True: a missing file must go through ConfigError (one line, exit 2), not click's usage text.
+@click.argument("file", type=click.Path(path_type=Path))
+def check_config(file: Path) -> None:
+    """Validate a configuration file and print what it sets up.
+
+    Exits 0 with a one-line summary when the file is valid, or prints one
+    `error: ...` line naming the bad key and exits 2.
+
+    \b
+    Example:
+      streamon check-config configs/monitoring_config.yaml
+    """
+    # Imported here so commands that do not need pydantic start faster.
+    from streamon.config import load_config
+
+    settings = load_config(file)
+    click.echo(f"ok: {file}: {settings.summary()}")
 
 
 def main(argv: list[str] | None = None) -> None:

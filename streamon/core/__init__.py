@@ -1,0 +1,1 @@
+"""The pure engine of streamon: no Kafka, no Prometheus."""

@@ -1,0 +1,83 @@
+"""Business impact of a model over one window, from its confusion counts (design.md §3).
+
+All amounts are in the currency of the configured costs. The formulas are the
+contract of design.md §3 "Business"; the two definitions it leaves open are:
+
+- ``cost_savings`` = ``TP*fraud_prevention_value - fp_cost - investigation``: the
+  money saved compared with running no model at all. Without a model no fraud is
+  prevented, nobody is wrongly blocked and nothing is investigated, while missed
+  fraud (``fn_cost``) and the retained good customers (``TN*customer_retention_value``)
+  happen either way, so neither of those enters the savings. It is before the
+  operating cost (which ROI accounts for).
+- ``expected_value`` (in :mod:`streamon.core.performance`) = ``net_benefit`` per
+  labelled prediction.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+SECONDS_PER_MONTH = 30 * 86_400  # design.md: the monthly operating cost is for a 30-day month
+
+
+@dataclass(frozen=True)
+class BusinessCosts:
+    """Per-event costs and values, plus the monthly cost of running the system.
+
+    >>> BusinessCosts(10.0, 500.0, 5.0, 500.0, 1.0, 3000.0).false_negative_cost
+    500.0
+    """
+
+    false_positive_cost: float
+    false_negative_cost: float
+    investigation_cost: float
+    fraud_prevention_value: float
+    customer_retention_value: float
+    system_operating_cost_monthly: float
+
+    def __post_init__(self) -> None:
+        # A negative or infinite cost is a configuration mistake; fail where it is made.
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{f.name} must be a finite number >= 0, got {value!r}")
+
+
+def business_metrics(
+    tp: int, fp: int, tn: int, fn: int, costs: BusinessCosts, window_seconds: float
+) -> dict[str, float]:
+    """Business impact of one window of ``window_seconds`` seconds.
+
+    Keys: ``fp_cost``, ``fn_cost``, ``investigation_cost``, ``benefit``, ``net_benefit``,
+    ``operating_cost`` (monthly cost scaled from a 30-day month to the window), ``roi`` =
+    ``(net_benefit - operating_cost) / operating_cost`` (NaN when the operating cost is 0:
+    an undefined ratio never fires an alert), ``cost_savings`` (see the module docstring),
+    ``processing_volume`` = TP+FP+TN+FN and ``alert_volume`` = TP+FP.
+
+    >>> costs = BusinessCosts(10, 500, 5, 500, 1, 30 * 100)
+    >>> m = business_metrics(tp=8, fp=20, tn=970, fn=2, costs=costs, window_seconds=86_400)
+    >>> m["net_benefit"], m["operating_cost"], m["roi"], m["cost_savings"]
+    (3630.0, 100.0, 35.3, 3660.0)
+    """
+    if window_seconds < 0:
+        raise ValueError(f"window_seconds must be >= 0, got {window_seconds!r}")
+    fp_cost = fp * costs.false_positive_cost
+    fn_cost = fn * costs.false_negative_cost
+    investigation = (tp + fp) * costs.investigation_cost
+    benefit = tp * costs.fraud_prevention_value + tn * costs.customer_retention_value
+    net = benefit - (fp_cost + fn_cost + investigation)
+    operating = costs.system_operating_cost_monthly * window_seconds / SECONDS_PER_MONTH
+    roi = (net - operating) / operating if operating > 0 else math.nan
+    return {
+        "fp_cost": float(fp_cost),
+        "fn_cost": float(fn_cost),
+        "investigation_cost": float(investigation),
+        "benefit": float(benefit),
+        "net_benefit": float(net),
+        "operating_cost": float(operating),
+        "roi": float(roi),
+        "cost_savings": float(tp * costs.fraud_prevention_value - fp_cost - investigation),
+        "processing_volume": float(tp + fp + tn + fn),
+        "alert_volume": float(tp + fp),
+    }

@@ -1,0 +1,197 @@
+"""Every metric streamon exports: name, type, labels and help text.
+
+One table, read by the evaluation (what to compute), the exporters (HELP/TYPE lines),
+the alert rules (which metrics exist) and the docs test (every metric documented).
+Names of the ``ml_*`` and ``system_*`` families follow the monitoring guide the
+project follows; ``streamon_*`` are streamon's own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MODEL = ("model", "variant", "window")
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    name: str
+    type: str  # gauge | counter | histogram
+    labels: tuple[str, ...]
+    help: str
+
+
+_METRICS = [
+    # --- model performance (stage 2, global) ---
+    MetricInfo(
+        "ml_model_accuracy", "gauge", MODEL, "Accuracy of labelled predictions at the decision threshold"
+    ),
+    MetricInfo(
+        "ml_model_precision", "gauge", MODEL, "Precision (positive predictive value) at the threshold"
+    ),
+    MetricInfo("ml_model_recall", "gauge", MODEL, "Recall (true positive rate) at the threshold"),
+    MetricInfo("ml_model_specificity", "gauge", MODEL, "Specificity (true negative rate) at the threshold"),
+    MetricInfo("ml_model_f1_score", "gauge", MODEL, "F1 score at the threshold"),
+    MetricInfo(
+        "ml_model_auc_roc", "gauge", MODEL, "Area under the ROC curve, from per-class score histograms"
+    ),
+    MetricInfo(
+        "ml_model_auc_pr", "gauge", MODEL, "Area under the precision-recall curve (average precision)"
+    ),
+    MetricInfo("ml_fraud_precision_at_1_percent", "gauge", MODEL, "Precision at a 1% false positive rate"),
+    MetricInfo("ml_fraud_precision_at_5_percent", "gauge", MODEL, "Precision at a 5% false positive rate"),
+    MetricInfo("ml_fraud_lift", "gauge", MODEL, "Lift in the top k% of scores over the base fraud rate"),
+    MetricInfo(
+        "ml_fraud_detection_rate", "gauge", MODEL, "Share of all fraud caught in the top k% of scores"
+    ),
+    MetricInfo("ml_fraud_expected_value", "gauge", MODEL, "Net business value per labelled prediction"),
+    MetricInfo(
+        "ml_predictions_total",
+        "counter",
+        ("model", "variant", "outcome"),
+        "Labelled predictions by outcome (true_positive, true_negative, false_positive, false_negative)",
+    ),
+    MetricInfo(
+        "ml_prediction_latency_seconds",
+        "histogram",
+        ("model", "variant"),
+        "Serving latency reported in predictions",
+    ),
+    MetricInfo("streamon_predictions_in_window", "gauge", MODEL, "Predictions with event time in the window"),
+    MetricInfo(
+        "streamon_labelled_in_window", "gauge", MODEL, "Labelled predictions with event time in the window"
+    ),
+    MetricInfo("streamon_label_coverage_ratio", "gauge", MODEL, "Labelled / all predictions in the window"),
+    MetricInfo("streamon_positive_rate", "gauge", MODEL, "Share of predictions above the decision threshold"),
+    MetricInfo(
+        "streamon_model_degradation_ratio",
+        "gauge",
+        ("model", "variant", "window", "metric"),
+        "Relative drop of a metric against its baseline (config baseline or reference window)",
+    ),
+    MetricInfo(
+        "streamon_concept_drift_detected",
+        "gauge",
+        ("model", "variant", "window", "method"),
+        "1 when the detector found a change in the per-bucket error rate of the window",
+    ),
+    # --- data drift (stage 2, global) ---
+    MetricInfo(
+        "ml_data_drift_psi_score",
+        "gauge",
+        ("model", "variant", "window", "feature"),
+        "Population stability index, current vs reference",
+    ),
+    MetricInfo(
+        "ml_data_drift_ks_statistic",
+        "gauge",
+        ("model", "variant", "window", "feature"),
+        "Kolmogorov-Smirnov statistic (numeric features)",
+    ),
+    MetricInfo(
+        "ml_data_drift_ks_p_value",
+        "gauge",
+        ("model", "variant", "window", "feature"),
+        "Kolmogorov-Smirnov p-value (numeric features)",
+    ),
+    MetricInfo(
+        "ml_data_drift_js_divergence",
+        "gauge",
+        ("model", "variant", "window", "feature"),
+        "Jensen-Shannon distance, base 2, over the feature bins",
+    ),
+    MetricInfo(
+        "ml_data_drift_chi2_p_value",
+        "gauge",
+        ("model", "variant", "window", "feature"),
+        "Chi-square goodness-of-fit p-value (categorical features)",
+    ),
+    MetricInfo(
+        "ml_data_drift_wasserstein_distance",
+        "gauge",
+        ("model", "variant", "window", "feature"),
+        "Wasserstein-1 distance (numeric features), in feature units",
+    ),
+    MetricInfo(
+        "streamon_feature_missing_ratio",
+        "gauge",
+        ("model", "variant", "window", "feature"),
+        "Share of predictions where the feature is missing",
+    ),
+    # --- business (stage 2, global) ---
+    MetricInfo(
+        "ml_business_roi",
+        "gauge",
+        MODEL,
+        "Return on investment over the window: (net - operating) / operating",
+    ),
+    MetricInfo(
+        "ml_business_cost_savings",
+        "gauge",
+        MODEL,
+        "Net benefit over the window: benefit - error and review costs",
+    ),
+    MetricInfo("ml_business_processing_volume", "gauge", MODEL, "Predictions processed in the window"),
+    MetricInfo(
+        "ml_business_alert_volume", "gauge", MODEL, "Predictions flagged (above threshold) in the window"
+    ),
+    # --- A/B (stage 2, global) ---
+    MetricInfo(
+        "streamon_ab_p_value",
+        "gauge",
+        ("model", "experiment", "metric", "test"),
+        "p-value of the A/B comparison of two variants",
+    ),
+    MetricInfo(
+        "streamon_ab_effect_size",
+        "gauge",
+        ("model", "experiment", "metric"),
+        "Effect size of the A/B comparison (Cohen's h for rates, d for values)",
+    ),
+    # --- operations (per worker) ---
+    MetricInfo("system_cpu_usage_percent", "gauge", (), "CPU usage of the host, percent"),
+    MetricInfo("system_memory_usage_percent", "gauge", (), "Memory usage of the host, percent"),
+    MetricInfo(
+        "system_disk_usage_percent", "gauge", (), "Disk usage of the state directory's volume, percent"
+    ),
+    MetricInfo(
+        "streamon_events_processed_total", "counter", ("topic",), "Valid events processed by this worker"
+    ),
+    MetricInfo(
+        "streamon_events_invalid_total",
+        "counter",
+        ("topic", "reason"),
+        "Invalid events sent to the dead-letter topic, by reason",
+    ),
+    MetricInfo(
+        "streamon_labels_orphaned_total",
+        "counter",
+        (),
+        "Labels whose prediction never arrived in the grace period",
+    ),
+    MetricInfo("streamon_label_corrections_total", "counter", (), "Labels that corrected an earlier label"),
+    MetricInfo(
+        "streamon_consumer_lag_messages", "gauge", ("topic", "partition"), "Messages not yet consumed"
+    ),
+    MetricInfo("streamon_batch_seconds", "histogram", ("stage",), "Processing time of one consumed batch"),
+    MetricInfo(
+        "streamon_end_to_end_delay_seconds",
+        "gauge",
+        (),
+        "Wall time now minus the event time of the newest event in the last evaluation",
+    ),
+    MetricInfo(
+        "streamon_join_store_pending", "gauge", ("kind",), "Predictions and labels waiting in the join store"
+    ),
+    MetricInfo("streamon_rebalances_total", "counter", (), "Partition assignments seen by this worker"),
+    MetricInfo(
+        "streamon_transaction_aborts_total", "counter", (), "Kafka transactions aborted by this worker"
+    ),
+    MetricInfo(
+        "streamon_late_deltas_dropped_total", "counter", (), "Deltas older than the reference window, dropped"
+    ),
+]
+
+METRICS: dict[str, MetricInfo] = {m.name: m for m in _METRICS}
+
+OUTCOMES = ("true_positive", "false_positive", "true_negative", "false_negative")  # order of CONFUSION cells

@@ -1,0 +1,305 @@
+"""From merged window summaries to metric samples: every statistic of design.md §3.
+
+:func:`evaluate_model` takes the current and reference :class:`BucketSummary` of one
+model/variant and returns :class:`Sample` values named as in
+:mod:`streamon.core.catalogue`. Both the live exporter and ``streamon replay`` print
+exactly these samples.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from streamon.core import drift, performance
+from streamon.core.business import BusinessCosts, business_metrics
+from streamon.core.concept_drift import detect_concept_drift
+from streamon.core.degradation import degradation
+from streamon.core.profile import ModelSpec
+from streamon.core.sketch import LogSketch
+from streamon.core.summary import (
+    FN,
+    FP,
+    LATENCY,
+    NEGATIVE_SCORES,
+    POSITIVE_SCORES,
+    SCORES,
+    TN,
+    TP,
+    BucketSummary,
+    category_counts,
+)
+
+# The metrics compared against a baseline for degradation (higher is better).
+DEGRADATION_METRICS = ("accuracy", "precision", "recall", "f1", "auc_roc", "auc_pr")
+SCORE_FEATURE = "score"  # the score distribution is monitored for drift like a feature
+
+
+@dataclass(frozen=True)
+class Sample:
+    name: str
+    labels: tuple[tuple[str, str], ...]
+    value: float
+
+
+@dataclass(frozen=True)
+class HistogramSample:
+    name: str
+    labels: tuple[tuple[str, str], ...]
+    upper_bounds: tuple[float, ...]  # ends with +inf
+    cumulative_counts: tuple[int, ...]
+    sum: float
+    count: int
+
+
+@dataclass
+class Snapshot:
+    """Everything stage 2 knows at one evaluation, ready to export."""
+
+    event_time: float
+    samples: list[Sample] = field(default_factory=list)
+    histograms: list[HistogramSample] = field(default_factory=list)
+
+    def value(self, name: str, **labels: str) -> float:
+        """The value of the one sample matching ``name`` and ``labels`` (KeyError if none)."""
+        want = set(labels.items())
+        for s in self.samples:
+            if s.name == name and want <= set(s.labels):
+                return s.value
+        raise KeyError(f"{name}{labels}")
+
+    def series(self, name: str) -> list[Sample]:
+        return [s for s in self.samples if s.name == name]
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    current_s: float = 86400.0
+    drift_bins: int = 10
+    top_k: float = 0.01
+    costs: BusinessCosts = field(
+        default_factory=lambda: BusinessCosts(50.0, 1000.0, 25.0, 1000.0, 200.0, 10000.0)
+    )
+    degradation_medium: float = 0.05
+    degradation_high: float = 0.10
+    concept_drift_method: str = "adwin"
+    drift_features: tuple[str, ...] | None = None  # None = all of the model's features
+
+
+def _labels(**kv: str) -> tuple[tuple[str, str], ...]:
+    return tuple(kv.items())
+
+
+def performance_metrics(summary: BucketSummary, score_bins: int, top_k: float) -> dict[str, float]:
+    """accuracy … f1, AUCs, precision at 1%/5% FPR, lift and detection rate of one window."""
+    c = summary.confusion
+    out = performance.threshold_metrics(int(c[TP]), int(c[FP]), int(c[TN]), int(c[FN]))
+    pos = summary.vector(POSITIVE_SCORES, score_bins)
+    neg = summary.vector(NEGATIVE_SCORES, score_bins)
+    out["auc_roc"] = performance.auc_roc(pos, neg)
+    out["auc_pr"] = performance.auc_pr(pos, neg)
+    out["precision_at_1"] = performance.precision_at_fpr(pos, neg, 0.01)
+    out["precision_at_5"] = performance.precision_at_fpr(pos, neg, 0.05)
+    out["lift"], out["detection_rate"] = performance.top_k_lift(pos, neg, top_k)
+    return out
+
+
+_PERF_NAMES = {
+    "accuracy": "ml_model_accuracy",
+    "precision": "ml_model_precision",
+    "recall": "ml_model_recall",
+    "specificity": "ml_model_specificity",
+    "f1": "ml_model_f1_score",
+    "auc_roc": "ml_model_auc_roc",
+    "auc_pr": "ml_model_auc_pr",
+    "precision_at_1": "ml_fraud_precision_at_1_percent",
+    "precision_at_5": "ml_fraud_precision_at_5_percent",
+    "lift": "ml_fraud_lift",
+    "detection_rate": "ml_fraud_detection_rate",
+}
+
+
+def _sketch_bins(ref: LogSketch, cur: LogSketch, bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """Counts of ``ref`` and ``cur`` over quantile bins of ``ref``, for a rolling reference.
+
+    Edges are the reference's quantiles to within the sketch's relative accuracy,
+    snapped to bucket representatives, so both count vectors are exact for them.
+    """
+    edges = np.unique(ref.quantile(np.linspace(0.0, 1.0, bins + 1)[1:-1]))
+
+    def counts(sk: LogSketch) -> np.ndarray:
+        values, cnt = sk.buckets()
+        cum = np.concatenate([[0], np.cumsum(cnt)])
+        below = cum[np.searchsorted(values, edges, side="right")]
+        return np.diff(np.concatenate([[0], below, [sk.count]]))
+
+    return counts(ref), counts(cur)
+
+
+def feature_drift(
+    spec: ModelSpec, name: str, kind: str, cur: BucketSummary, ref: BucketSummary, bins: int
+) -> dict[str, float]:
+    """PSI, JS and (categorical) chi-square or (numeric) KS / Wasserstein of one feature."""
+    out: dict[str, float] = {}
+    if kind == "categorical":
+        cats = spec.categories.get(name)
+        ref_counter: Mapping[str, int] = ref.categories.get(name, {})
+        if cats is None:  # rolling reference: its own categories, most frequent first
+            cats = [
+                k
+                for k, _ in sorted(ref_counter.items(), key=lambda kv: (-kv[1], kv[0]))
+                if not k.startswith("__")
+            ]
+        r = category_counts(ref_counter, cats)
+        c = category_counts(cur.categories.get(name, {}), cats)
+        out["chi2_p"] = drift.chi_square(r, c)[1] if r.sum() and c.sum() else math.nan
+        total = c.sum()
+        out["missing"] = c[-1] / total if total else math.nan
+    else:
+        cur_sk = cur.sketches.get(name, LogSketch(spec.relative_accuracy))
+        ref_sk = ref.sketches.get(name, LogSketch(spec.relative_accuracy))
+        if name in spec.edges:
+            r = ref.vector(f"bins:{name}", len(spec.edges[name]) + 1)
+            c = cur.vector(f"bins:{name}", len(spec.edges[name]) + 1)
+        elif not ref_sk.is_empty:
+            r, c = _sketch_bins(ref_sk, cur_sk, bins)
+        else:
+            r = c = np.zeros(1, dtype=np.int64)
+        miss_r = ref.vector(f"missing:{name}", 2)
+        miss_c = cur.vector(f"missing:{name}", 2)
+        # The missing bin is a bin like any other: a surge of missing values is drift.
+        r = np.append(r, miss_r[0])
+        c = np.append(c, miss_c[0])
+        out["missing"] = miss_c[0] / miss_c[1] if miss_c[1] else math.nan
+        if ref_sk.is_empty or cur_sk.is_empty:
+            out["ks"] = out["ks_p"] = out["wasserstein"] = math.nan
+        else:
+            out["ks"], out["ks_p"] = drift.ks_from_sketches(ref_sk, cur_sk)
+            out["wasserstein"] = drift.wasserstein_from_sketches(ref_sk, cur_sk)
+    if r.sum() == 0 or c.sum() == 0:
+        out["psi"] = out["js"] = math.nan
+    else:
+        out["psi"] = drift.psi(r, c)
+        out["js"] = drift.js_distance(r, c)
+    return out
+
+
+def score_drift(spec: ModelSpec, cur: BucketSummary, ref: BucketSummary) -> dict[str, float]:
+    r = ref.vector(SCORES, spec.score_bins)
+    c = cur.vector(SCORES, spec.score_bins)
+    if r.sum() == 0 or c.sum() == 0:
+        return {"psi": math.nan, "js": math.nan}
+    # Score drift on deciles-equivalent coarse bins: 10 equal-width groups of score bins.
+    group = max(1, spec.score_bins // 10)
+    rg = np.add.reduceat(r, np.arange(0, spec.score_bins, group))
+    cg = np.add.reduceat(c, np.arange(0, spec.score_bins, group))
+    return {"psi": drift.psi(rg, cg), "js": drift.js_distance(rg, cg)}
+
+
+def evaluate_model(
+    spec: ModelSpec,
+    variant: str,
+    current: BucketSummary,
+    reference: BucketSummary,
+    settings: EvalSettings,
+    baseline: dict[str, float] | None = None,
+    bucket_error_rates: Iterable[float] = (),
+) -> list[Sample]:
+    """All gauges of one model/variant: performance, drift, business, coverage, degradation."""
+    samples: list[Sample] = []
+    model = spec.name
+
+    def add(name: str, value: float, window: str = "current", **extra: str) -> None:
+        samples.append(
+            Sample(name, _labels(model=model, variant=variant, window=window, **extra), float(value))
+        )
+
+    perf: dict[str, dict[str, float]] = {}
+    for window, summary in (("current", current), ("reference", reference)):
+        perf[window] = performance_metrics(summary, spec.score_bins, settings.top_k)
+        for key, name in _PERF_NAMES.items():
+            add(name, perf[window][key], window)
+        n, labelled = summary.n_predictions, summary.n_labelled
+        add("streamon_predictions_in_window", n, window)
+        add("streamon_labelled_in_window", labelled, window)
+        add("streamon_label_coverage_ratio", labelled / n if n else math.nan, window)
+        add("streamon_positive_rate", summary.n_predicted_positive / n if n else math.nan, window)
+
+    # Business value of the current window.
+    c = current.confusion
+    biz = business_metrics(int(c[TP]), int(c[FP]), int(c[TN]), int(c[FN]), settings.costs, settings.current_s)
+    add("ml_business_roi", biz["roi"])
+    add("ml_business_cost_savings", biz["net_benefit"])
+    add("ml_business_processing_volume", current.n_predictions)
+    add("ml_business_alert_volume", current.n_predicted_positive)
+    labelled = int(c.sum())
+    add("ml_fraud_expected_value", biz["net_benefit"] / labelled if labelled else math.nan)
+
+    # Degradation against the configured baseline, else the reference window.
+    base = baseline or {k: perf["reference"][k] for k in DEGRADATION_METRICS}
+    for metric, drop in degradation(
+        {k: perf["current"][k] for k in DEGRADATION_METRICS},
+        base,
+        settings.degradation_medium,
+        settings.degradation_high,
+    ).items():
+        add("streamon_model_degradation_ratio", drop.relative_drop, metric=metric)
+
+    rates = [r for r in bucket_error_rates]
+    if rates:
+        cd = detect_concept_drift(rates, method=settings.concept_drift_method)  # type: ignore[arg-type]
+        add(
+            "streamon_concept_drift_detected",
+            1.0 if cd.detected else 0.0,
+            method=settings.concept_drift_method,
+        )
+
+    # Data drift per feature, current vs reference.
+    wanted = settings.drift_features
+    for f in spec.features:
+        if wanted is not None and f.name not in wanted:
+            continue
+        d = feature_drift(spec, f.name, f.kind, current, reference, settings.drift_bins)
+        add("ml_data_drift_psi_score", d["psi"], feature=f.name)
+        add("ml_data_drift_js_divergence", d["js"], feature=f.name)
+        add("streamon_feature_missing_ratio", d["missing"], feature=f.name)
+        if f.kind == "categorical":
+            add("ml_data_drift_chi2_p_value", d["chi2_p"], feature=f.name)
+        else:
+            add("ml_data_drift_ks_statistic", d["ks"], feature=f.name)
+            add("ml_data_drift_ks_p_value", d["ks_p"], feature=f.name)
+            add("ml_data_drift_wasserstein_distance", d["wasserstein"], feature=f.name)
+    sd = score_drift(spec, current, reference)
+    add("ml_data_drift_psi_score", sd["psi"], feature=SCORE_FEATURE)
+    add("ml_data_drift_js_divergence", sd["js"], feature=SCORE_FEATURE)
+    return samples
+
+
+def bucket_error_rates(confusions: Iterable[np.ndarray]) -> list[float]:
+    """Error rate of each bucket's confusion counts, in time order (NaN where nothing is labelled)."""
+    out = []
+    for c in confusions:
+        n = int(c.sum())
+        out.append((int(c[FP]) + int(c[FN])) / n if n else math.nan)
+    return out
+
+
+def latency_histogram(
+    model: str, variant: str, cumulative: BucketSummary, bounds: tuple[float, ...]
+) -> HistogramSample | None:
+    """``ml_prediction_latency_seconds`` from the cumulative latency counts."""
+    vec = cumulative.counts.get(LATENCY)
+    if vec is None:
+        return None
+    hist, total_us, count = vec[:-2], int(vec[-2]), int(vec[-1])
+    return HistogramSample(
+        "ml_prediction_latency_seconds",
+        _labels(model=model, variant=variant),
+        (*bounds, math.inf),
+        tuple(int(x) for x in np.cumsum(hist)),
+        total_us / 1e6,
+        count,
+    )

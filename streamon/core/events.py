@@ -1,0 +1,253 @@
+"""Decoding and validation of prediction and label events.
+
+Input bytes become a :class:`Prediction` / :class:`Label`, or an :class:`Invalid` that
+says why (a short ``reason`` from a fixed set, used as a metric label, and a
+``detail`` for the dead-letter header). Nothing here raises on bad input.
+
+Field names are configurable: a :class:`FieldMap` renames the user's fields to the
+canonical ones, then the event is checked against the JSON Schema in ``schemas/``
+(compiled once with fastjsonschema, which is fast enough for the hot path).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import fastjsonschema
+import orjson
+
+# Reasons an event is rejected; they label streamon_events_invalid_total.
+INVALID_JSON = "invalid_json"
+NOT_AN_OBJECT = "not_an_object"
+MISSING_FIELD = "missing_field"
+WRONG_TYPE = "wrong_type"
+SCORE_OUT_OF_RANGE = "score_out_of_range"
+BAD_TIMESTAMP = "bad_timestamp"
+TS_IN_FUTURE = "ts_in_future"
+TS_TOO_OLD = "ts_too_old"
+UNKNOWN_MODEL = "unknown_model"
+TOO_LARGE = "too_large"
+DUPLICATE_PREDICTION = "duplicate_prediction"
+SCHEMA_VIOLATION = "schema_violation"
+
+PREDICTION_FIELDS = (
+    "prediction_id",
+    "model",
+    "model_version",
+    "variant",
+    "experiment",
+    "entity_id",
+    "ts",
+    "score",
+    "predicted",
+    "features",
+    "latency_ms",
+    "amount",
+)
+LABEL_FIELDS = ("prediction_id", "label", "ts", "amount")
+
+
+@dataclass(frozen=True, slots=True)
+class Invalid:
+    reason: str
+    detail: str
+
+
+@dataclass(slots=True)
+class Prediction:
+    prediction_id: str
+    model: str
+    ts: float
+    score: float
+    predicted: int
+    variant: str = ""
+    experiment: str = ""
+    model_version: str = ""
+    features: dict[str, Any] = field(default_factory=dict)
+    latency_ms: float = math.nan
+    amount: float = math.nan
+
+
+@dataclass(slots=True)
+class Label:
+    prediction_id: str
+    label: int
+    ts: float
+    amount: float = math.nan
+
+
+@dataclass(frozen=True)
+class FieldMap:
+    """Canonical field name -> the name used in the user's events."""
+
+    prediction: dict[str, str] = field(default_factory=lambda: {f: f for f in PREDICTION_FIELDS})
+    label: dict[str, str] = field(default_factory=lambda: {f: f for f in LABEL_FIELDS})
+
+    def is_identity(self, kind: str) -> bool:
+        mapping = self.prediction if kind == "prediction" else self.label
+        return all(k == v for k, v in mapping.items())
+
+
+@cache
+def _validator(kind: str) -> Any:
+    text = resources.files("streamon").joinpath("schemas", f"{kind}.schema.json").read_text()
+    return fastjsonschema.compile(json.loads(text))
+
+
+def parse_ts(value: Any) -> float | None:
+    """Event time in epoch seconds from a number or an RFC 3339 string; None if unusable.
+
+    >>> parse_ts(1700000000)
+    1700000000.0
+    >>> parse_ts("2023-11-14T22:13:20Z")
+    1700000000.0
+    >>> parse_ts("yesterday") is None
+    True
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        ts = float(value)
+        return ts if math.isfinite(ts) else None
+    if isinstance(value, str):
+        try:
+            dt = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            return None
+        if dt.tzinfo is None:  # RFC 3339 requires an offset; naive times are read as UTC
+            dt = dt.replace(tzinfo=UTC)
+        ts = dt.timestamp()
+        return ts if math.isfinite(ts) else None
+    return None
+
+
+def _schema_reason(exc: fastjsonschema.JsonSchemaValueException) -> str:
+    rule = exc.rule or ""
+    if rule == "required":
+        return MISSING_FIELD
+    if rule == "type":
+        return WRONG_TYPE
+    if rule in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum") and "score" in (exc.name or ""):
+        return SCORE_OUT_OF_RANGE
+    return SCHEMA_VIOLATION
+
+
+class Decoder:
+    """Turns raw message values into events, rejecting what the contract forbids.
+
+    >>> d = Decoder(thresholds={"m": 0.5})
+    >>> d.prediction(b'{"prediction_id": "p1", "model": "m", "ts": 100, "score": 0.7}')
+    Prediction(prediction_id='p1', model='m', ts=100.0, score=0.7, predicted=1, variant='', ...)
+    >>> d.prediction(b'{"prediction_id": "p1", "model": "m", "ts": 100, "score": 1.7}').reason
+    'score_out_of_range'
+    >>> d.label(b'not json').reason
+    'invalid_json'
+    """
+
+    def __init__(
+        self,
+        thresholds: dict[str, float],
+        fields: FieldMap | None = None,
+        max_bytes: int = 65536,
+        max_future_s: float = 300.0,
+        max_age_s: float = 35 * 86400.0,
+        max_features: int = 500,
+    ) -> None:
+        self.thresholds = thresholds
+        self.fields = fields or FieldMap()
+        self.max_bytes = max_bytes
+        self.max_future_s = max_future_s
+        self.max_age_s = max_age_s
+        self.max_features = max_features
+        self._rename_prediction = not self.fields.is_identity("prediction")
+        self._rename_label = not self.fields.is_identity("label")
+
+    def _load(self, raw: bytes | None, kind: str) -> dict[str, Any] | Invalid:
+        if raw is None:
+            return Invalid(INVALID_JSON, "empty message (tombstone)")
+        if len(raw) > self.max_bytes:
+            return Invalid(TOO_LARGE, f"{len(raw)} bytes > limit {self.max_bytes}")
+        try:
+            doc = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            return Invalid(INVALID_JSON, str(exc)[:200])
+        if not isinstance(doc, dict):
+            return Invalid(NOT_AN_OBJECT, f"expected a JSON object, got {type(doc).__name__}")
+        if kind == "prediction" and self._rename_prediction:
+            doc = {canon: doc[theirs] for canon, theirs in self.fields.prediction.items() if theirs in doc}
+        elif kind == "label" and self._rename_label:
+            doc = {canon: doc[theirs] for canon, theirs in self.fields.label.items() if theirs in doc}
+        try:
+            _validator(kind)(doc)
+        except fastjsonschema.JsonSchemaValueException as exc:
+            return Invalid(_schema_reason(exc), exc.message[:200])
+        return doc
+
+    def _check_ts(self, value: Any, now: float | None) -> float | Invalid:
+        ts = parse_ts(value)
+        if ts is None:
+            return Invalid(BAD_TIMESTAMP, f"unusable event time {str(value)[:50]!r}")
+        if now is not None:
+            if ts > now + self.max_future_s:
+                return Invalid(TS_IN_FUTURE, f"event time {ts:.0f} is {ts - now:.0f}s ahead of now")
+            if ts < now - self.max_age_s:
+                return Invalid(TS_TOO_OLD, f"event time {ts:.0f} is {now - ts:.0f}s old")
+        return ts
+
+    def prediction(self, raw: bytes | None, now: float | None = None) -> Prediction | Invalid:
+        """Decode one prediction; ``now`` (wall clock) bounds the event time when given."""
+        doc = self._load(raw, "prediction")
+        if isinstance(doc, Invalid):
+            return doc
+        model = doc["model"]
+        threshold = self.thresholds.get(model)
+        if threshold is None:
+            return Invalid(UNKNOWN_MODEL, f"model {model[:100]!r} is not configured")
+        score = float(doc["score"])
+        if not math.isfinite(score):  # pragma: no cover - strict JSON has no NaN; kept for safety
+            return Invalid(SCORE_OUT_OF_RANGE, "score is not a finite number")
+        ts = self._check_ts(doc["ts"], now)
+        if isinstance(ts, Invalid):
+            return ts
+        features = doc.get("features") or {}
+        if len(features) > self.max_features:
+            return Invalid(TOO_LARGE, f"{len(features)} features > limit {self.max_features}")
+        predicted = doc.get("predicted")
+        return Prediction(
+            prediction_id=doc["prediction_id"],
+            model=model,
+            ts=ts,
+            score=score,
+            predicted=int(score >= threshold) if predicted is None else int(predicted),
+            variant=doc.get("variant") or "",
+            experiment=doc.get("experiment") or "",
+            model_version=doc.get("model_version") or "",
+            features=features,
+            latency_ms=_float_or_nan(doc.get("latency_ms")),
+            amount=_float_or_nan(doc.get("amount")),
+        )
+
+    def label(self, raw: bytes | None, now: float | None = None) -> Label | Invalid:
+        """Decode one label event."""
+        doc = self._load(raw, "label")
+        if isinstance(doc, Invalid):
+            return doc
+        ts = self._check_ts(doc["ts"], now)
+        if isinstance(ts, Invalid):
+            return ts
+        return Label(
+            prediction_id=doc["prediction_id"],
+            label=int(doc["label"]),
+            ts=ts,
+            amount=_float_or_nan(doc.get("amount")),
+        )
+
+
+def _float_or_nan(value: Any) -> float:
+    return math.nan if value is None else float(value)

@@ -1,0 +1,174 @@
+"""Reference profiles and the per-model monitoring spec built from them.
+
+A profile pins the reference distribution of a model: inner bin edges of each numeric
+feature (quantiles of the reference, numpy's default interpolation, outer bins open),
+the categories of each categorical feature, and a :class:`BucketSummary` of the
+reference events counted with those bins (score histograms, sketches and, when the
+reference file carries labels, confusion counts for a performance baseline).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+import orjson
+
+from streamon.core.events import Prediction
+from streamon.core.summary import MAX_CATEGORIES, MISSING, OTHER, BucketSummary
+
+PROFILE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    name: str
+    kind: str  # "numeric" | "categorical"
+
+
+@dataclass
+class ModelSpec:
+    """What stage 1 needs to summarise one model's events."""
+
+    name: str
+    threshold: float = 0.5
+    score_bins: int = 200
+    features: list[FeatureSpec] = field(default_factory=list)
+    relative_accuracy: float = 0.01
+    # Pinned by a reference profile; absent = rolling reference window.
+    edges: dict[str, np.ndarray] = field(default_factory=dict)
+    categories: dict[str, list[str]] = field(default_factory=dict)
+    reference: BucketSummary | None = None
+
+    @property
+    def numeric(self) -> list[str]:
+        return [f.name for f in self.features if f.kind == "numeric"]
+
+    @property
+    def categorical(self) -> list[str]:
+        return [f.name for f in self.features if f.kind == "categorical"]
+
+
+def numeric_edges(values: np.ndarray, bins: int = 10) -> np.ndarray:
+    """Inner edges of ``bins`` quantile bins of ``values`` (duplicates removed).
+
+    >>> numeric_edges(np.arange(100.0), bins=4).tolist()
+    [24.75, 49.5, 74.25]
+    """
+    values = values[~np.isnan(values)]
+    if len(values) == 0:
+        return np.array([], dtype=np.float64)
+    qs = np.quantile(values, np.linspace(0.0, 1.0, bins + 1))[1:-1]
+    return np.unique(qs)
+
+
+def top_categories(values: Iterable[str | None], limit: int = MAX_CATEGORIES) -> list[str]:
+    """Reference categories, most frequent first (ties by name), at most ``limit``."""
+    counts: dict[str, int] = {}
+    for v in values:
+        if v is not None:
+            counts[v] = counts.get(v, 0) + 1
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return [k for k, _ in ranked[:limit] if k not in (MISSING, OTHER)]
+
+
+def numeric_column(predictions: list[Prediction], name: str) -> np.ndarray:
+    """The values of one numeric feature; missing and non-numbers become NaN."""
+    out = np.empty(len(predictions), dtype=np.float64)
+    for i, p in enumerate(predictions):
+        v = p.features.get(name)
+        out[i] = v if isinstance(v, int | float) and not isinstance(v, bool) else math.nan
+    return out
+
+
+def categorical_column(predictions: list[Prediction], name: str) -> list[str | None]:
+    out: list[str | None] = []
+    for p in predictions:
+        v = p.features.get(name)
+        out.append(None if v is None else str(v))
+    return out
+
+
+def summarise(
+    spec: ModelSpec, predictions: list[Prediction], summary: BucketSummary | None = None
+) -> BucketSummary:
+    """Add a group of predictions of ``spec``'s model to ``summary`` (vectorised per feature)."""
+    out = summary if summary is not None else BucketSummary()
+    scores = np.fromiter((p.score for p in predictions), dtype=np.float64, count=len(predictions))
+    predicted = np.fromiter((p.predicted for p in predictions), dtype=np.int64, count=len(predictions))
+    latency = np.fromiter((p.latency_ms for p in predictions), dtype=np.float64, count=len(predictions))
+    out.add_predictions(scores, predicted, spec.score_bins, latency)
+    for name in spec.numeric:
+        out.add_numeric_feature(
+            name, numeric_column(predictions, name), spec.edges.get(name), spec.relative_accuracy
+        )
+    for name in spec.categorical:
+        out.add_categorical_feature(name, categorical_column(predictions, name))
+    return out
+
+
+def build_profile(
+    spec: ModelSpec, predictions: list[Prediction], labels: dict[str, int], bins: int = 10
+) -> ModelSpec:
+    """A copy of ``spec`` pinned to the reference ``predictions`` (and their ``labels``, if any)."""
+    edges = {name: numeric_edges(numeric_column(predictions, name), bins) for name in spec.numeric}
+    cats = {name: top_categories(categorical_column(predictions, name)) for name in spec.categorical}
+    pinned = ModelSpec(
+        name=spec.name,
+        threshold=spec.threshold,
+        score_bins=spec.score_bins,
+        features=list(spec.features),
+        relative_accuracy=spec.relative_accuracy,
+        edges=edges,
+        categories=cats,
+    )
+    reference = summarise(pinned, predictions)
+    labelled = [p for p in predictions if p.prediction_id in labels]
+    if labelled:
+        reference.add_labels(
+            np.array([labels[p.prediction_id] for p in labelled]),
+            np.array([p.predicted for p in labelled]),
+            np.array([p.score for p in labelled]),
+            spec.score_bins,
+        )
+    pinned.reference = reference
+    return pinned
+
+
+def profile_to_bytes(specs: list[ModelSpec]) -> bytes:
+    doc = {
+        "version": PROFILE_VERSION,
+        "models": {
+            s.name: {
+                "score_bins": s.score_bins,
+                "relative_accuracy": s.relative_accuracy,
+                "features": [[f.name, f.kind] for f in s.features],
+                "edges": {k: v.tolist() for k, v in s.edges.items()},
+                "categories": s.categories,
+                "reference": (s.reference or BucketSummary()).to_bytes().hex(),
+            }
+            for s in specs
+        },
+    }
+    return orjson.dumps(doc, option=orjson.OPT_INDENT_2)
+
+
+def profile_from_bytes(data: bytes) -> dict[str, ModelSpec]:
+    """Model name -> pinned spec (threshold is taken from the config later)."""
+    doc = orjson.loads(data)
+    if not isinstance(doc, dict) or doc.get("version") != PROFILE_VERSION:
+        raise ValueError(f"not a streamon reference profile of version {PROFILE_VERSION}")
+    out = {}
+    for name, m in doc["models"].items():
+        out[name] = ModelSpec(
+            name=name,
+            score_bins=int(m["score_bins"]),
+            relative_accuracy=float(m["relative_accuracy"]),
+            features=[FeatureSpec(n, k) for n, k in m["features"]],
+            edges={k: np.asarray(v, dtype=np.float64) for k, v in m["edges"].items()},
+            categories={k: list(v) for k, v in m["categories"].items()},
+            reference=BucketSummary.from_bytes(bytes.fromhex(m["reference"])),
+        )
+    return out

@@ -1,0 +1,331 @@
+"""The mergeable summary of one model (and A/B variant) over one event-time bucket.
+
+Everything stage 1 learns from a partition is added to a :class:`BucketSummary`;
+stage 2 merges the summaries of all partitions. All counts are integers (latency sums
+in whole microseconds), so merging is exact and independent of order: the global
+metrics are the same whether one worker or ten produced the parts.
+
+A summary holds three kinds of mergeable state, all keyed by name:
+
+- ``counts``: int64 vectors (prediction counts, score histograms, confusion counts,
+  latency histogram, fixed-edge feature bins when a reference profile pins them);
+- ``sketches``: :class:`~streamon.core.sketch.LogSketch` of each numeric feature's
+  raw values (KS, Wasserstein, rolling-reference bins);
+- ``categories``: per categorical feature, counts per observed value (capped).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import orjson
+
+from streamon.core.sketch import LogSketch
+
+FORMAT_VERSION = 1
+
+# Prometheus-style latency buckets, in seconds (upper bounds; a +Inf bucket follows).
+LATENCY_BUCKETS_S: tuple[float, ...] = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+_LATENCY_EDGES_MS = np.array(LATENCY_BUCKETS_S) * 1000.0
+
+# Values of one categorical feature kept per summary; beyond it values fold into OTHER.
+MAX_CATEGORIES = 1000
+OTHER = "__other__"
+MISSING = "__missing__"
+
+# Names of the count vectors (feature vectors are "bins:<feature>" and "missing:<feature>").
+N_PREDICTIONS = "predictions"  # [count, predicted_positive]
+SCORES = "scores"  # histogram of all scores
+LATENCY = "latency"  # histogram over LATENCY_BUCKETS_S + [sum in microseconds, count]
+CONFUSION = "confusion"  # [tp, fp, tn, fn] of labelled predictions
+POSITIVE_SCORES = "scores_pos"  # score histogram of predictions labelled 1
+NEGATIVE_SCORES = "scores_neg"  # score histogram of predictions labelled 0
+OUTCOMES_ADDED = "outcomes_added"  # [tp, fp, tn, fn] counted up only: feeds a monotonic counter
+
+TP, FP, TN, FN = 0, 1, 2, 3
+
+
+def score_bin(scores: np.ndarray, n_bins: int) -> np.ndarray:
+    """Index of the equal-width bin on [0, 1] of each score (1.0 falls in the last bin).
+
+    >>> score_bin(np.array([0.0, 0.5, 0.999, 1.0]), 4).tolist()
+    [0, 2, 3, 3]
+    """
+    return np.minimum((scores * n_bins).astype(np.int64), n_bins - 1)
+
+
+def outcome_index(label: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """Confusion cell (TP, FP, TN, FN) of each labelled prediction.
+
+    >>> outcome_index(np.array([1, 0, 0, 1]), np.array([1, 1, 0, 0])).tolist()
+    [0, 1, 2, 3]
+    """
+    label = label.astype(bool)
+    predicted = predicted.astype(bool)
+    return np.where(predicted, np.where(label, TP, FP), np.where(label, FN, TN))
+
+
+@dataclass
+class BucketSummary:
+    """Mergeable summary of predictions and labels of one model/variant in one bucket.
+
+    >>> a = BucketSummary()
+    >>> a.add_predictions(np.array([0.1, 0.9]), np.array([0, 1]), score_bins=10)
+    >>> b = BucketSummary()
+    >>> b.add_predictions(np.array([0.8]), np.array([1]), score_bins=10)
+    >>> a += b
+    >>> a.n_predictions, a.n_predicted_positive
+    (3, 2)
+    >>> BucketSummary.from_bytes(a.to_bytes()) == a
+    True
+    """
+
+    counts: dict[str, np.ndarray] = field(default_factory=dict)
+    sketches: dict[str, LogSketch] = field(default_factory=dict)
+    categories: dict[str, Counter[str]] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ reading
+
+    def vector(self, name: str, size: int) -> np.ndarray:
+        """The count vector ``name`` (zeros of ``size`` when nothing was counted)."""
+        v = self.counts.get(name)
+        return v if v is not None else np.zeros(size, dtype=np.int64)
+
+    @property
+    def n_predictions(self) -> int:
+        return int(self.counts[N_PREDICTIONS][0]) if N_PREDICTIONS in self.counts else 0
+
+    @property
+    def n_predicted_positive(self) -> int:
+        return int(self.counts[N_PREDICTIONS][1]) if N_PREDICTIONS in self.counts else 0
+
+    @property
+    def confusion(self) -> np.ndarray:
+        return self.vector(CONFUSION, 4)
+
+    @property
+    def n_labelled(self) -> int:
+        return int(self.confusion.sum())
+
+    @property
+    def is_empty(self) -> bool:
+        return (
+            all(not v.any() for v in self.counts.values())
+            and all(s.is_empty for s in self.sketches.values())
+            and all(not c for c in self.categories.values())
+        )
+
+    # ------------------------------------------------------------------ adding
+
+    def _add(self, name: str, delta: np.ndarray) -> None:
+        current = self.counts.get(name)
+        if current is None:
+            self.counts[name] = delta.astype(np.int64, copy=True)
+        else:
+            current += delta
+
+    def add_predictions(
+        self,
+        scores: np.ndarray,
+        predicted: np.ndarray,
+        score_bins: int,
+        latency_ms: np.ndarray | None = None,
+    ) -> None:
+        """Count a batch of predictions: volume, predicted positives, score histogram, latency."""
+        self._add(N_PREDICTIONS, np.array([len(scores), int(np.count_nonzero(predicted))]))
+        self._add(SCORES, np.bincount(score_bin(scores, score_bins), minlength=score_bins))
+        if latency_ms is not None:
+            lat = latency_ms[~np.isnan(latency_ms)]
+            if len(lat):
+                hist = np.bincount(
+                    np.searchsorted(_LATENCY_EDGES_MS, lat, side="left"),
+                    minlength=len(_LATENCY_EDGES_MS) + 1,
+                )
+                # Integer microseconds keep the sum exactly mergeable.
+                total_us = int(np.rint(lat * 1000.0).astype(np.int64).sum())
+                self._add(LATENCY, np.concatenate([hist, [total_us, len(lat)]]))
+
+    def add_numeric_feature(
+        self,
+        name: str,
+        values: np.ndarray,
+        edges: np.ndarray | None = None,
+        relative_accuracy: float = 0.01,
+    ) -> None:
+        """Count a batch of one numeric feature (NaN = missing).
+
+        ``edges`` are the inner bin edges pinned by a reference profile; the outer bins
+        are open. Without them only the sketch is kept (rolling reference).
+        """
+        missing = np.isnan(values)
+        n_missing = int(np.count_nonzero(missing))
+        present = values[~missing] if n_missing else values
+        self._add(f"missing:{name}", np.array([n_missing, len(values)]))
+        sketch = self.sketches.get(name)
+        if sketch is None:
+            sketch = self.sketches[name] = LogSketch(relative_accuracy)
+        sketch.add(present)
+        if edges is not None:
+            idx = np.searchsorted(edges, present, side="right")
+            self._add(f"bins:{name}", np.bincount(idx, minlength=len(edges) + 1))
+
+    def add_categorical_feature(self, name: str, values: Iterable[str | None]) -> None:
+        """Count a batch of one categorical feature (None = missing)."""
+        counter = self.categories.get(name)
+        if counter is None:
+            counter = self.categories[name] = Counter()
+        batch = Counter(MISSING if v is None else v for v in values)
+        for value, n in batch.items():
+            if value in counter or len(counter) < MAX_CATEGORIES or value == MISSING:
+                counter[value] += n
+            else:  # a bad producer must not make memory or series explode
+                counter[OTHER] += n
+
+    def add_labels(
+        self,
+        label: np.ndarray,
+        predicted: np.ndarray,
+        scores: np.ndarray,
+        score_bins: int,
+        sign: int = 1,
+    ) -> None:
+        """Count labelled predictions; ``sign=-1`` retracts them (a corrected label)."""
+        cells = np.bincount(outcome_index(label, predicted), minlength=4)
+        self._add(CONFUSION, sign * cells)
+        if sign > 0:
+            self._add(OUTCOMES_ADDED, cells)
+        bins = score_bin(scores, score_bins)
+        pos = label.astype(bool)
+        self._add(POSITIVE_SCORES, sign * np.bincount(bins[pos], minlength=score_bins))
+        self._add(NEGATIVE_SCORES, sign * np.bincount(bins[~pos], minlength=score_bins))
+
+    # ------------------------------------------------------------------ merging
+
+    def __iadd__(self, other: BucketSummary) -> BucketSummary:
+        for name, vec in other.counts.items():
+            self._add(name, vec)
+        for name, sk in other.sketches.items():
+            mine = self.sketches.get(name)
+            if mine is None:
+                self.sketches[name] = sk.copy()
+            else:
+                mine += sk
+        for name, cats in other.categories.items():
+            counter = self.categories.setdefault(name, Counter())
+            counter.update(cats)
+        return self
+
+    def __isub__(self, other: BucketSummary) -> BucketSummary:
+        for name, vec in other.counts.items():
+            self._add(name, -vec)
+        for name, sk in other.sketches.items():
+            if name not in self.sketches:
+                if sk.is_empty:
+                    continue
+                raise ValueError(f"cannot subtract sketch {name!r} that was never added")
+            self.sketches[name] -= sk
+        for name, cats in other.categories.items():
+            counter = self.categories.setdefault(name, Counter())
+            counter.subtract(cats)
+            for key in [k for k, v in counter.items() if v == 0]:
+                del counter[key]
+        return self
+
+    def __add__(self, other: BucketSummary) -> BucketSummary:
+        out = self.copy()
+        out += other
+        return out
+
+    def __sub__(self, other: BucketSummary) -> BucketSummary:
+        out = self.copy()
+        out -= other
+        return out
+
+    def copy(self) -> BucketSummary:
+        return BucketSummary(
+            counts={k: v.copy() for k, v in self.counts.items()},
+            sketches={k: s.copy() for k, s in self.sketches.items()},
+            categories={k: Counter(c) for k, c in self.categories.items()},
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, BucketSummary):
+            return NotImplemented
+        names = set(self.counts) | set(other.counts)
+        for name in names:
+            a, b = self.counts.get(name), other.counts.get(name)
+            if a is None or b is None:
+                if (a if a is not None else b).any():  # type: ignore[union-attr]
+                    return False
+            elif not np.array_equal(a, b):
+                return False
+        for name in set(self.sketches) | set(other.sketches):
+            a_sk, b_sk = self.sketches.get(name), other.sketches.get(name)
+            if a_sk is None or b_sk is None:
+                if not (a_sk or b_sk).is_empty:  # type: ignore[union-attr]
+                    return False
+            elif a_sk != b_sk:
+                return False
+        for name in set(self.categories) | set(other.categories):
+            a_c = +self.categories.get(name, Counter())
+            b_c = +other.categories.get(name, Counter())
+            if a_c != b_c:
+                return False
+        return True
+
+    __hash__ = None  # type: ignore[assignment]
+
+    # ------------------------------------------------------------------ wire format
+
+    def to_bytes(self) -> bytes:
+        """Compact, versioned encoding: sparse count vectors, sketches, category counts."""
+        counts = {}
+        for name, vec in self.counts.items():
+            nz = np.flatnonzero(vec)
+            counts[name] = [len(vec), nz.tolist(), vec[nz].tolist()]
+        doc = {
+            "c": counts,
+            "s": {name: sk.to_bytes().hex() for name, sk in self.sketches.items() if not sk.is_empty},
+            "k": {name: dict(c) for name, c in self.categories.items() if c},
+        }
+        return bytes([FORMAT_VERSION]) + orjson.dumps(doc)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> BucketSummary:
+        if not data or data[0] != FORMAT_VERSION:
+            raise ValueError(f"unsupported summary format {data[:1]!r}; expected version {FORMAT_VERSION}")
+        doc = orjson.loads(data[1:])
+        out = cls()
+        for name, (size, idx, vals) in doc["c"].items():
+            vec = np.zeros(size, dtype=np.int64)
+            vec[np.asarray(idx, dtype=np.int64)] = vals
+            out.counts[name] = vec
+        out.sketches = {name: LogSketch.from_bytes(bytes.fromhex(h)) for name, h in doc["s"].items()}
+        out.categories = {name: Counter(c) for name, c in doc["k"].items()}
+        return out
+
+
+def merge_all(parts: Iterable[BucketSummary]) -> BucketSummary:
+    """Sum of summaries (a new object; the parts are not modified)."""
+    out = BucketSummary()
+    for part in parts:
+        out += part
+    return out
+
+
+def category_counts(counter: Mapping[str, int], categories: list[str]) -> np.ndarray:
+    """Counts over ``categories`` + [unseen] + [missing], the fixed bins of a categorical feature.
+
+    >>> category_counts({"a": 3, "z": 2, MISSING: 1}, ["a", "b"]).tolist()
+    [3, 0, 2, 1]
+    """
+    known = set(categories)
+    out = np.zeros(len(categories) + 2, dtype=np.int64)
+    for i, cat in enumerate(categories):
+        out[i] = counter.get(cat, 0)
+    out[-2] = sum(n for v, n in counter.items() if v not in known and v != MISSING)
+    out[-1] = counter.get(MISSING, 0)
+    return out

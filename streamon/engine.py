@@ -1,0 +1,153 @@
+"""Assembles the pure engine from validated settings: one place, used by replay and workers.
+
+Everything that turns a :class:`~streamon.config.Settings` into core objects (model
+specs pinned by reference profiles, window and evaluation settings, alert rules, the
+event decoder) lives here, so ``streamon replay`` and ``streamon worker`` cannot
+drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from streamon.config import Settings
+from streamon.core.alerts import Rule
+from streamon.core.business import BusinessCosts
+from streamon.core.evaluate import EvalSettings
+from streamon.core.events import Decoder, FieldMap
+from streamon.core.join import KeyValueStore, MemoryStore
+from streamon.core.profile import FeatureSpec, ModelSpec, profile_from_bytes
+from streamon.core.stage1 import PartitionProcessor
+from streamon.core.stage2 import Aggregator, WindowSettings
+from streamon.errors import InputError
+
+
+@dataclass
+class Engine:
+    settings: Settings
+    models: dict[str, ModelSpec]
+    windows: WindowSettings
+    evaluation: EvalSettings
+    rules: list[Rule]
+    fields: FieldMap
+    eval_interval_s: float
+
+    def decoder(self, check_time: bool = True) -> Decoder:
+        w = self.settings.windows
+        return Decoder(
+            {name: m.threshold for name, m in self.models.items()},
+            self.fields,
+            max_bytes=self.settings.kafka.max_message_bytes,
+            max_future_s=w.max_future_skew if check_time else float("inf"),
+            max_age_s=w.max_event_age if check_time else float("inf"),
+        )
+
+    def partition_processor(
+        self, store: KeyValueStore | None = None, source: str = "replay:0"
+    ) -> PartitionProcessor:
+        w = self.settings.windows
+        return PartitionProcessor(
+            self.models,
+            store if store is not None else MemoryStore(),
+            bucket_s=w.bucket,
+            label_horizon_s=w.label_horizon,
+            orphan_grace_s=w.orphan_grace,
+            decoder=self.decoder(),
+            source=source,
+        )
+
+    def aggregator(self, models: list[str] | None = None) -> Aggregator:
+        owned = {k: v for k, v in self.models.items() if models is None or k in models}
+        baselines = {m.name: dict(m.baseline) for m in self.settings.models if m.baseline}
+        return Aggregator(owned, self.windows, self.evaluation, baselines)
+
+
+def load_profile(path: Path) -> dict[str, ModelSpec]:
+    try:
+        return profile_from_bytes(path.read_bytes())
+    except FileNotFoundError:
+        raise InputError(
+            f"reference profile {path} not found: build it with `streamon reference build`"
+        ) from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"reference profile {path} is unreadable ({exc}): rebuild it") from None
+
+
+def build_engine(settings: Settings, profile: Path | None = None) -> Engine:
+    """The engine for ``settings``; ``profile`` overrides every model's reference_profile."""
+    models: dict[str, ModelSpec] = {}
+    for m in settings.models:
+        spec = ModelSpec(
+            name=m.name,
+            threshold=m.threshold,
+            score_bins=m.score_bins,
+            features=[FeatureSpec(f.name, f.type) for f in m.features],
+        )
+        source = profile or m.reference_profile
+        if source is not None:
+            pinned = load_profile(Path(source)).get(m.name)
+            if pinned is None:
+                raise InputError(
+                    f"reference profile {source} has no model {m.name!r}: rebuild it for this config"
+                )
+            if pinned.score_bins != spec.score_bins or [f.name for f in pinned.features] != [
+                f.name for f in spec.features
+            ]:
+                raise InputError(
+                    f"reference profile {source} was built for other features or score bins "
+                    f"of {m.name!r}: rebuild it"
+                )
+            pinned.threshold = spec.threshold
+            spec = pinned
+        models[m.name] = spec
+    w = settings.windows
+    windows = WindowSettings(bucket_s=w.bucket, current_s=w.current, reference_s=w.reference)
+    costs = settings.business_metrics.costs
+    revenue = settings.business_metrics.revenue
+    drift_names = tuple(settings.data_drift.features) if settings.data_drift.features is not None else None
+    evaluation = EvalSettings(
+        current_s=w.current,
+        drift_bins=settings.data_drift.bins,
+        costs=BusinessCosts(
+            costs.false_positive_cost,
+            costs.false_negative_cost,
+            costs.investigation_cost,
+            revenue.fraud_prevention_value,
+            revenue.customer_retention_value,
+            costs.system_operating_cost,
+        ),
+        degradation_medium=settings.degradation.medium,
+        degradation_high=settings.degradation.high,
+        drift_features=drift_names,
+    )
+    rules = [
+        Rule(
+            alert=r.alert,
+            metric=r.metric,
+            op=r.op,
+            threshold=r.threshold,
+            for_s=r.for_,
+            severity=r.severity,
+            category=r.category,
+            resolve_threshold=r.resolve_threshold,
+            summary=r.summary,
+            description=r.description,
+            match=(("variant", "all"),)
+            if r.metric.startswith(("ml_", "streamon_model", "streamon_label"))
+            else (),
+        )
+        for r in settings.alerts.rules
+        if settings.monitoring.alerts.enabled
+    ]
+    fields = FieldMap(
+        prediction=settings.fields.prediction.model_dump(),
+        label=settings.fields.label.model_dump(),
+    )
+    cm = settings.monitoring.custom_metrics
+    intervals = [
+        f.collection_interval for f in (cm.model_performance, cm.data_drift, cm.business_metrics) if f.enabled
+    ]
+    return Engine(
+        settings, models, windows, evaluation, rules, fields, min(intervals) if intervals else 300.0
+    )

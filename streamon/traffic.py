@@ -1,0 +1,106 @@
+"""Fraud-like prediction and label traffic, with drift and degradation on demand.
+
+Used by ``streamon simulate``, the demo, the tests and the benchmarks. Seeded, so a
+given set of parameters always produces the same events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+CATEGORIES = ("grocery", "electronics", "travel", "gaming", "fuel", "restaurants", "fashion", "pharmacy")
+BASE_CATEGORY_P = np.array([0.30, 0.12, 0.08, 0.05, 0.15, 0.15, 0.10, 0.05])
+SHIFTED_CATEGORY_P = np.array([0.10, 0.30, 0.20, 0.20, 0.05, 0.05, 0.05, 0.05])
+
+
+@dataclass
+class TrafficSpec:
+    """What to generate. Times are epoch seconds; ``drift_at`` is an offset from ``start``."""
+
+    n: int = 10_000
+    start: float = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+    rate: float = 10.0  # predictions per second of event time
+    models: tuple[str, ...] = ("fraud-detector",)
+    variants: tuple[str, ...] = ()  # A/B arms, e.g. ("A", "B"); empty = no experiment
+    experiment: str = "exp-1"
+    fraud_rate: float = 0.03
+    label_fraction: float = 1.0  # share of predictions that ever get a label
+    label_delay_s: float = 600.0  # mean of an exponential delay
+    label_noise: float = 0.0  # share of labels flipped
+    drift_at: float | None = None  # offset from start when drift begins
+    drift: tuple[str, ...] = ("sudden",)  # sudden | categorical | missing | calibration | degrade
+    seed: int = 7
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def generate(spec: TrafficSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(predictions, labels), each sorted by event time.
+
+    >>> preds, labels = generate(TrafficSpec(n=100, label_fraction=0.5))
+    >>> len(preds), 0 < len(labels) < 100, sorted(preds[0]) == sorted(preds[1])
+    (100, True, True)
+    """
+    rng = np.random.default_rng(spec.seed)
+    n = spec.n
+    ts = spec.start + np.sort(rng.uniform(0, n / spec.rate, n))
+    drifted = np.zeros(n, dtype=bool) if spec.drift_at is None else ts >= spec.start + spec.drift_at
+    fraud = rng.random(n) < spec.fraud_rate
+
+    amount = rng.lognormal(3.5, 1.0, n) * np.where(fraud, 3.0, 1.0)
+    hour = rng.integers(0, 24, n)
+    days = rng.exponential(5.0, n)
+    cat_base = rng.choice(len(CATEGORIES), n, p=BASE_CATEGORY_P)
+    cat_shift = rng.choice(len(CATEGORIES), n, p=SHIFTED_CATEGORY_P)
+    if "sudden" in spec.drift:
+        amount = np.where(drifted, amount * 2.5 + 40.0, amount)
+        days = np.where(drifted, days * 3.0, days)
+    category = np.where(drifted & ("categorical" in spec.drift), cat_shift, cat_base)
+    missing = drifted & ("missing" in spec.drift) & (rng.random(n) < 0.4)
+
+    good = np.where(fraud, rng.beta(6.0, 2.0, n), rng.beta(1.2, 9.0, n))
+    noise = rng.beta(2.0, 2.0, n)
+    score = good
+    if "degrade" in spec.drift:
+        score = np.where(drifted, 0.25 * good + 0.75 * noise, score)
+    if "calibration" in spec.drift:
+        score = np.where(drifted, np.clip(score * 1.6, 0, 1), score)
+
+    variant = rng.choice(len(spec.variants), n) if spec.variants else None
+    model = rng.choice(len(spec.models), n)
+    latency = rng.gamma(2.0, 8.0, n)
+    labelled = rng.random(n) < spec.label_fraction
+    delay = rng.exponential(spec.label_delay_s, n)
+    flipped = rng.random(n) < spec.label_noise
+
+    predictions: list[dict[str, Any]] = []
+    labels: list[dict[str, Any]] = []
+    for i in range(n):
+        pid = f"p-{spec.seed}-{i:08d}"
+        p: dict[str, Any] = {
+            "prediction_id": pid,
+            "model": spec.models[model[i]],
+            "model_version": "1.0.0",
+            "ts": round(float(ts[i]), 3),
+            "score": round(float(score[i]), 6),
+            "entity_id": f"card-{rng.integers(0, 1_000_000)}",
+            "latency_ms": round(float(latency[i]), 3),
+            "amount": round(float(amount[i]), 2),
+            "features": {
+                "transaction_amount": None if missing[i] else round(float(amount[i]), 2),
+                "merchant_category": CATEGORIES[category[i]],
+                "transaction_hour": int(hour[i]),
+                "days_since_last_transaction": round(float(days[i]), 3),
+            },
+        }
+        if variant is not None:
+            p["variant"] = spec.variants[variant[i]]
+            p["experiment"] = spec.experiment
+        predictions.append(p)
+        if labelled[i]:
+            truth = int(fraud[i]) ^ int(flipped[i])
+            labels.append({"prediction_id": pid, "label": truth, "ts": round(float(ts[i] + delay[i]), 3)})
+    labels.sort(key=lambda e: e["ts"])
+    return predictions, labels

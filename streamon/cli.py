@@ -164,6 +164,57 @@ def replay(
     )
 
 
+@cli.command()
+@CONFIG_OPTION
+@click.option(
+    "--state-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="where the RocksDB join stores live [default: $STREAMON_STATE_DIR or ./streamon-state]",
+)
+@click.option(
+    "--instance-id", default=None, help="stable id of this worker (transactional ids); default host-pid"
+)
+@click.option(
+    "--metrics-port", type=int, default=None, help="override monitoring.prometheus.port (0 = any free)"
+)
+@click.option("--bootstrap-servers", default=None, help="override kafka.bootstrap_servers")
+@click.option("--log-level", default="INFO", show_default=True, help="DEBUG, INFO, WARNING or ERROR")
+def worker(
+    config_path: Path,
+    state_dir: Path | None,
+    instance_id: str | None,
+    metrics_port: int | None,
+    bootstrap_servers: str | None,
+    log_level: str,
+) -> None:
+    """Run a streamon worker: both stages, until SIGTERM.
+
+    Start as many as the input topics have partitions; they share the work through
+    the consumer group. SIGTERM finishes the batch, commits and leaves the group.
+
+    \b
+    Example:
+      streamon worker --config configs/monitoring_config.yaml --state-dir /var/lib/streamon
+    """
+    import logging
+    import os
+
+    from streamon.config import load_config
+    from streamon.runtime.worker import Worker
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = load_config(config_path)
+    if bootstrap_servers:
+        settings = settings.model_copy(
+            update={"kafka": settings.kafka.model_copy(update={"bootstrap_servers": bootstrap_servers})}
+        )
+    state = state_dir or Path(os.environ.get("STREAMON_STATE_DIR", "streamon-state"))
+    w = Worker(settings, state, instance_id=instance_id, metrics_port=metrics_port)
+    w.install_signal_handlers()
+    w.run()
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="streamon", standalone_mode=False)

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from streamon.core.evaluate import Sample, Snapshot
+from streamon.core.events import parse_ts
 
 SEVERITY_RANK = {"warning": 1, "critical": 2}
 
@@ -100,6 +101,27 @@ class AlertEngine:
     window: str = "current"
     _state: dict[tuple[str, tuple[tuple[str, str], ...]], _Instance] = field(default_factory=dict)
 
+    def restore(self, history: list[dict[str, Any]]) -> int:
+        """Seed the firing state from published alert events (the alerts topic), oldest first.
+
+        A worker that rebuilds after a rebalance must not fire again what already fires.
+        Returns the number of firing alerts restored.
+        """
+        last: dict[str, dict[str, Any]] = {}
+        for event in history:
+            last[event["fingerprint"]] = event
+        names = {r.alert for r in self.rules}
+        for event in last.values():
+            if event.get("status") != "firing" or event.get("alertname") not in names:
+                continue
+            labels = {
+                k: v for k, v in event["labels"].items() if k not in ("severity", "category", "alertname")
+            }
+            started = parse_ts(event.get("starts_at")) or 0.0
+            key = (event["alertname"], tuple(sorted(labels.items())))
+            self._state[key] = _Instance(active_since=started, firing=True, starts_at=started)
+        return sum(1 for inst in self._state.values() if inst.firing)
+
     def _matching(self, rule: Rule, snapshot: Snapshot) -> list[Sample]:
         out = []
         for s in snapshot.samples:
@@ -121,7 +143,7 @@ class AlertEngine:
         for rule in sorted(self.rules, key=lambda r: -SEVERITY_RANK.get(r.severity, 0)):
             seen = set()
             for sample in self._matching(rule, snapshot):
-                key = (rule.alert, sample.labels)
+                key = (rule.alert, tuple(sorted(sample.labels)))
                 seen.add(key)
                 inst = self._state.get(key)
                 twin = (rule.metric, sample.labels)

@@ -36,7 +36,7 @@ class Partial:
 
     model: str
     source: str  # "<topic>:<partition>" of the input, for watermarks
-    watermark: float  # largest prediction event time the source has processed
+    watermark: float  # largest event time (prediction or label) the source has processed
     buckets: dict[tuple[str, float], BucketSummary] = field(default_factory=dict)  # (variant, start)
 
     def to_bytes(self) -> bytes:
@@ -116,10 +116,12 @@ class PartitionProcessor:
         self.joiner = Joiner(store, label_horizon_s, orphan_grace_s)  # type: ignore[arg-type]
         self.counts = BatchCounts()
         self._deltas: dict[tuple[str, str, float], BucketSummary] = {}
+        self._latest_label = -math.inf
 
     @property
     def watermark(self) -> float:
-        return self.joiner.watermark
+        """Largest event time of any valid prediction or label processed (stage 2's clock)."""
+        return max(self.joiner.watermark, self._latest_label)
 
     def _bucket(self, model: str, variant: str, ts: float) -> BucketSummary:
         key = (model, variant, floor_to(ts, self.bucket_s))
@@ -179,6 +181,7 @@ class PartitionProcessor:
                 rejected.append(Rejected("labels", raw, lab.reason, lab.detail))
                 continue
             self.counts.labels += 1
+            self._latest_label = max(self._latest_label, lab.ts)
             label_deltas.extend(self.joiner.add_label(lab))
         for (model, variant, start), group in groups.items():
             summarise(self.models[model], group, self._bucket(model, variant, start))

@@ -87,6 +87,12 @@ class Aggregator:
             return max(finite) if finite and len(finite) == len(self.source_watermarks) else None
         return min(finite)
 
+    @property
+    def latest(self) -> float | None:
+        """The newest event time any source has reported (what "now" is for a live evaluation)."""
+        finite = [wm for wm in self.source_watermarks.values() if math.isfinite(wm)]
+        return max(finite) if finite else None
+
     def apply(self, partial: Partial) -> None:
         """Merge one partial (from any source, in any order)."""
         state = self.models.get(partial.model)

@@ -1,0 +1,1 @@
+"""The I/O edges of streamon: Kafka workers, RocksDB join stores, the HTTP endpoint."""

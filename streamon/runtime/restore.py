@@ -1,0 +1,139 @@
+"""Restore paths: bring a join store up to the committed offsets; re-read a topic range.
+
+Join stores are restored by replaying the SOURCE topics (predictions + labels of the
+partition) from the store's offset marker to the group's committed offsets, through
+the same stage-1 code with its partial deltas discarded (they were published when
+the events were first processed). A worker that takes a partition over with no local
+store replays from the start of the retained input, so the input topics must retain
+at least the label horizon. Chosen over a changelog topic because it adds nothing to
+the hot path (a changelog doubles the bytes produced per prediction); its cost,
+restore time, is measured in docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Iterator
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+
+from streamon.config import Settings
+from streamon.core.stage1 import PartitionProcessor
+from streamon.runtime.store import RocksStore
+
+log = logging.getLogger("streamon.restore")
+
+
+def _reader(settings: Settings) -> Consumer:
+    return Consumer(
+        {
+            "bootstrap.servers": settings.kafka.bootstrap_servers,
+            **settings.kafka.client,
+            "group.id": f"streamon-restore-{uuid.uuid4().hex[:8]}",  # never commits
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+            "enable.partition.eof": True,
+            "auto.offset.reset": "earliest",
+        }
+    )
+
+
+def read_assigned(
+    settings: Settings, starts: list[TopicPartition], ends: dict[tuple[str, int], int], batch: int = 5000
+) -> Iterator[list[Message]]:
+    """Batches of messages of ``starts`` up to (excluding) the end offsets, in consumption order."""
+    todo = {
+        (tp.topic, tp.partition)
+        for tp in starts
+        if ends.get((tp.topic, tp.partition), -1) > max(tp.offset, 0)
+    }
+    if not todo:
+        return
+    consumer = _reader(settings)
+    try:
+        consumer.assign([tp for tp in starts if (tp.topic, tp.partition) in todo])
+        idle_since = time.monotonic()
+        while todo:
+            msgs = consumer.consume(num_messages=batch, timeout=1.0)
+            out = []
+            for m in msgs:
+                key = (m.topic(), m.partition())
+                if m.error() is not None:
+                    if m.error().code() == KafkaError._PARTITION_EOF:
+                        todo.discard(key)  # end of what is committed: nothing more to read
+                    continue
+                if key in todo and m.offset() < ends[key]:
+                    out.append(m)
+                    if m.offset() + 1 >= ends[key]:
+                        todo.discard(key)
+            if out:
+                idle_since = time.monotonic()
+                yield out
+            elif time.monotonic() - idle_since > 30:
+                raise TimeoutError(f"restore stalled reading {sorted(todo)}")
+    finally:
+        consumer.close()
+
+
+def read_range(settings: Settings, topic: str, ends: dict[int, int]) -> Iterator[Message]:
+    """Every message of ``topic``'s partitions from the beginning up to ``ends`` (committed offsets)."""
+    starts = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends]
+    for batch in read_assigned(settings, starts, {(topic, p): o for p, o in ends.items()}):
+        yield from batch
+
+
+def read_to_end(settings: Settings, topic: str) -> Iterator[Message]:
+    """Every committed message of ``topic`` (all partitions) as it stands now."""
+    consumer = _reader(settings)
+    try:
+        md = consumer.list_topics(topic, timeout=10)
+        parts = list(md.topics[topic].partitions) if topic in md.topics else []
+        ends = {}
+        for p in parts:
+            _low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            ends[p] = high
+    finally:
+        consumer.close()
+    yield from read_range(settings, topic, ends)
+
+
+def restore_partition(
+    settings: Settings,
+    processor: PartitionProcessor,
+    store: RocksStore,
+    partition: int,
+    marker: dict[str, int],
+    committed: dict[str, int],
+) -> int:
+    """Replay the partition's inputs from ``marker`` to ``committed`` into the join store.
+
+    Returns the number of messages replayed.
+    """
+    topics = settings.kafka.topics
+    started = time.monotonic()
+    starts = [
+        TopicPartition(t, partition, marker.get(t, OFFSET_BEGINNING))
+        for t in (topics.predictions, topics.labels)
+    ]
+    ends = {(t, partition): committed.get(t, -1) for t in (topics.predictions, topics.labels)}
+    n = 0
+    for batch in read_assigned(settings, starts, ends):
+        preds = [m.value() for m in batch if m.topic() == topics.predictions]
+        labels = [m.value() for m in batch if m.topic() == topics.labels]
+        processor.process(preds, labels)
+        processor.take_partials()  # already published when first processed
+        n += len(batch)
+    final = {t: o for t, o in committed.items() if o >= 0}
+    processor.joiner.store.commit(RocksStore.marker({**marker, **final}))  # type: ignore[attr-defined]
+    processor.counts.invalid.clear()
+    if n:
+        log.info(
+            "restored partition %d: %d messages, %d pending predictions in %.2fs",
+            partition,
+            n,
+            processor.joiner.pending_predictions,
+            time.monotonic() - started,
+        )
+    return n

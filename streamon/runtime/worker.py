@@ -137,6 +137,7 @@ class Worker:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
         self._partitions = ensure_topics(self.admin, self.settings)
         self.http.start()
         log.info(
@@ -331,6 +332,10 @@ class Worker:
         self._stage2_dirty = True
 
     def _on_revoke2(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # The models of these partitions now belong to another worker: stop exporting them here.
+        self.aggregator = self.engine.aggregator()
+        self.alerts = AlertEngine(self.engine.rules)
+        self.snapshot = None
         self._stage2_dirty = True
 
     def _rebuild_stage2(self) -> None:

@@ -1,0 +1,272 @@
+"""Helpers for the worker integration tests: configs, traffic, worker processes, scrapes."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import requests
+import yaml
+from confluent_kafka import Consumer, Producer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
+
+from streamon.config import Settings, default_settings
+from streamon.engine import build_engine
+from streamon.exporter import render
+from streamon.replay import replay_files
+from streamon.traffic import TrafficSpec, generate
+
+STREAMON = str(Path(sys.executable).parent / "streamon")
+# Series that describe one worker, not the monitored models: excluded from comparisons.
+OPERATIONAL_PREFIXES = ("system_", "streamon_events", "streamon_rebalances", "streamon_transaction",
+                        "streamon_consumer_lag", "streamon_join_store", "streamon_labels_orphaned",
+                        "streamon_label_corrections", "streamon_end_to_end", "streamon_late_deltas",
+                        "streamon_batch")  # fmt: skip
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def settings_dict(bootstrap: str, partitions: int = 3, **windows: Any) -> dict[str, Any]:
+    """A config with unique topic names, short windows and 5-minute evaluations."""
+    sfx = uuid.uuid4().hex[:8]
+    d = default_settings().model_dump(by_alias=True, mode="json")
+    d["kafka"]["bootstrap_servers"] = bootstrap
+    d["kafka"]["group_id"] = f"streamon-{sfx}"
+    d["kafka"]["topics"] = {
+        k: f"{k.replace('_', '-')}-{sfx}"
+        for k in ("predictions", "labels", "partials", "alerts", "dead_letter")
+    }
+    d["kafka"]["partitions"] = partitions
+    d["kafka"]["partials_partitions"] = 2
+    d["kafka"]["batch_size"] = 2000
+    d["windows"].update({"current": 6 * 3600.0, "reference": 86400.0, **windows})
+    for fam in ("model_performance", "data_drift", "business_metrics"):
+        d["monitoring"]["custom_metrics"][fam]["collection_interval"] = 300.0
+    d["data_drift"]["schedule"] = {}
+    return d
+
+
+def write_config(tmp: Path, d: dict[str, Any]) -> tuple[Path, Settings]:
+    path = tmp / f"config-{uuid.uuid4().hex[:6]}.yaml"
+    path.write_text(yaml.safe_dump(d, sort_keys=False))
+    return path, Settings.from_dict(d)
+
+
+def traffic(n: int = 12_000, **kw: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Events that end well before now (so none is 'in the future'), drift after 70% of the span."""
+    rate = kw.pop("rate", 0.5)
+    span = n / rate
+    spec = TrafficSpec(
+        n=n,
+        rate=rate,
+        start=time.time() - span - 4 * 3600,
+        drift_at=kw.pop("drift_at", 0.7 * span),
+        drift=kw.pop("drift", ("sudden", "degrade")),
+        label_delay_s=kw.pop("label_delay_s", 900.0),
+        **kw,
+    )
+    return generate(spec)
+
+
+def produce(
+    bootstrap: str, topic: str, events: Iterable[dict[str, Any] | bytes], key: str = "prediction_id"
+) -> int:
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20})
+    n = 0
+    for e in events:
+        if isinstance(e, bytes):
+            p.produce(topic, key=b"junk", value=e)
+        else:
+            k = e.get(key)
+            p.produce(topic, key=str(k).encode() if k is not None else None, value=orjson.dumps(e))
+        n += 1
+        if n % 20_000 == 0:
+            p.flush()
+    p.flush(60)
+    return n
+
+
+def replay_samples(
+    settings: Settings, tmp: Path, preds: list[dict], labels: list[dict]
+) -> dict[tuple, float]:
+    pp, lp = tmp / "p.jsonl", tmp / "l.jsonl"
+    pp.write_bytes(b"\n".join(orjson.dumps(e) for e in preds))
+    lp.write_bytes(b"\n".join(orjson.dumps(e) for e in labels))
+    result = replay_files(build_engine(settings), pp, lp)
+    return model_samples(render(result.snapshot).decode())
+
+
+def model_samples(text: str) -> dict[tuple, float]:
+    """(name, sorted labels) -> value of the model series of a /metrics text."""
+    out = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            if s.name.startswith(OPERATIONAL_PREFIXES):
+                continue
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def same(a: float, b: float) -> bool:
+    return a == b or (math.isnan(a) and math.isnan(b))
+
+
+def diff(a: dict[tuple, float], b: dict[tuple, float]) -> list[tuple]:
+    return [
+        (k, a.get(k), b.get(k))
+        for k in sorted(set(a) | set(b))
+        if k not in a or k not in b or not same(a[k], b[k])
+    ]
+
+
+@dataclass
+class WorkerProc:
+    config: Path
+    state_dir: Path
+    instance: str
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+    log: Path | None = None
+
+    def start(self) -> WorkerProc:
+        self.log = self.state_dir.parent / f"{self.instance}.log"
+        env = {**os.environ, "STREAMON_EVAL_SECONDS": "1"}
+        self.proc = subprocess.Popen(
+            [STREAMON, "worker", "--config", str(self.config), "--state-dir", str(self.state_dir),
+             "--instance-id", self.instance, "--metrics-port", str(self.port)],
+            stdout=open(self.log, "ab"), stderr=subprocess.STDOUT, env=env,
+        )  # fmt: skip
+        return self
+
+    def url(self, path: str = "/metrics") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def scrape(self) -> str | None:
+        try:
+            r = requests.get(self.url(), timeout=5)
+        except requests.RequestException:
+            return None
+        return r.text if r.status_code == 200 else None
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(30)
+
+    def terminate(self, timeout: float = 60) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def tail(self, n: int = 30) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:]) if self.log else ""
+
+
+def processed(workers: list[WorkerProc], topic: str) -> float:
+    total = 0.0
+    for w in workers:
+        text = w.scrape()
+        if not text:
+            continue
+        for fam in text_string_to_metric_families(text):
+            for s in fam.samples:
+                if s.name == "streamon_events_processed_total" and s.labels.get("topic") == topic:
+                    total += s.value
+    return total
+
+
+def committed_total(bootstrap: str, group: str, topics: list[str]) -> int:
+    """Sum of the group's committed offsets over the topics' partitions."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        md = c.list_topics(timeout=10)
+        tps = [TopicPartition(t, p) for t in topics for p in md.topics[t].partitions]
+        return sum(max(tp.offset, 0) for tp in c.committed(tps, timeout=30))
+    finally:
+        c.close()
+
+
+def end_offsets(bootstrap: str, topics: list[str]) -> int:
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "probe"})
+    try:
+        md = c.list_topics(timeout=10)
+        return sum(
+            c.get_watermark_offsets(TopicPartition(t, p), timeout=10)[1]
+            for t in topics
+            for p in md.topics[t].partitions
+        )
+    finally:
+        c.close()
+
+
+def wait_metrics(
+    workers: list[WorkerProc], settings: Settings, timeout: float = 240.0, stable_for: float = 4.0
+) -> dict[tuple, float]:
+    """Union of the workers' model series once the input is fully committed and the series are stable."""
+    bootstrap = settings.kafka.bootstrap_servers
+    t = settings.kafka.topics
+    inputs = [t.predictions, t.labels]
+    deadline = time.monotonic() + timeout
+    last: dict[tuple, float] | None = None
+    since = time.monotonic()
+    while time.monotonic() < deadline:
+        for w in workers:
+            assert w.alive(), f"worker {w.instance} died:\n{w.tail()}"
+        caught_up = committed_total(bootstrap, settings.kafka.group_id, inputs) >= end_offsets(
+            bootstrap, inputs
+        )
+        partials_done = committed_total(bootstrap, f"{settings.kafka.group_id}-aggregate", [t.partials]) >= (
+            end_offsets(bootstrap, [t.partials]) - 2 * settings.kafka.partials_partitions  # txn markers
+        )
+        merged: dict[tuple, float] = {}
+        for w in workers:
+            text = w.scrape()
+            if text:
+                merged.update(model_samples(text))
+        if caught_up and partials_done and merged and last is not None and not diff(merged, last):
+            if time.monotonic() - since >= stable_for:
+                return merged
+        else:
+            since = time.monotonic()
+        last = merged
+        time.sleep(1.0)
+    raise AssertionError("metrics did not settle in time:\n" + "\n".join(w.tail() for w in workers))
+
+
+def read_topic(bootstrap: str, topic: str, timeout: float = 20.0) -> list[Any]:
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"read-{uuid.uuid4().hex[:6]}",
+                  "auto.offset.reset": "earliest", "isolation.level": "read_committed",
+                  "enable.partition.eof": True})  # fmt: skip
+    md = c.list_topics(topic, timeout=10)
+    parts = set(md.topics[topic].partitions)
+    c.subscribe([topic])
+    out, done = [], set()
+    deadline = time.monotonic() + timeout
+    while done != parts and time.monotonic() < deadline:
+        for m in c.consume(500, timeout=0.5):
+            if m.error() is not None:
+                if m.error().code() == -191:  # _PARTITION_EOF
+                    done.add(m.partition())
+                continue
+            out.append(m)
+    c.close()
+    return out

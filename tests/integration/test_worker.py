@@ -1,0 +1,226 @@
+"""streamon worker against the real broker: equals replay, scales, survives SIGKILL, rejects bad input."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+import pytest
+
+from tests.integration import harness as h
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def setup(kafka_bootstrap, tmp_path):
+    def make(partitions: int = 3, **windows):
+        d = h.settings_dict(kafka_bootstrap, partitions=partitions, **windows)
+        return h.write_config(tmp_path, d)
+
+    return make
+
+
+def _stop_all(workers):
+    for w in workers:
+        if w.alive():
+            w.terminate()
+
+
+def test_worker_matches_replay_and_publishes_alerts(kafka_bootstrap, setup, tmp_path):
+    config, settings = setup()
+    preds, labels = h.traffic(12_000)
+    t = settings.kafka.topics
+    worker = h.WorkerProc(config, tmp_path / "s1", "w1").start()
+    try:
+        h.produce(kafka_bootstrap, t.predictions, preds)
+        h.produce(kafka_bootstrap, t.labels, labels)
+        live = h.wait_metrics([worker], settings)
+        import requests
+
+        assert requests.get(worker.url("/healthz"), timeout=5).status_code == 200
+        assert requests.get(worker.url("/readyz"), timeout=5).status_code == 200
+    finally:
+        _stop_all([worker])
+    expected = h.replay_samples(settings, tmp_path, preds, labels)
+    assert len(live) > 100
+    assert h.diff(live, expected) == []
+    psi = live[("ml_data_drift_psi_score", (("feature", "transaction_amount"), ("model", "fraud-detector"),
+                                            ("variant", "all"), ("window", "current")))]  # fmt: skip
+    assert psi > 0.2  # the injected drift is seen
+    alerts = [orjson.loads(m.value()) for m in h.read_topic(kafka_bootstrap, t.alerts)]
+    firing = {(a["alertname"], a["labels"].get("feature")) for a in alerts if a["status"] == "firing"}
+    assert {("DataDriftDetected", "transaction_amount"), ("SevereDataDrift", "transaction_amount")} & firing
+    assert ("ModelPerformanceDegradedHigh", None) in firing
+    # Alerts are keyed by fingerprint and never fire twice without resolving in between.
+    state: dict[str, str] = {}
+    for a in alerts:
+        assert not (a["status"] == "firing" and state.get(a["fingerprint"]) == "firing"), a
+        state[a["fingerprint"]] = a["status"]
+
+
+def test_one_and_three_workers_give_identical_metrics(kafka_bootstrap, setup, tmp_path):
+    preds, labels = h.traffic(12_000, seed=11)
+    results = []
+    for n_workers in (1, 3):
+        config, settings = setup(partitions=6)
+        t = settings.kafka.topics
+        workers = [h.WorkerProc(config, tmp_path / f"s{n_workers}-{i}", f"w{n_workers}-{i}").start()
+                   for i in range(n_workers)]  # fmt: skip
+        try:
+            h.produce(kafka_bootstrap, t.predictions, preds)
+            h.produce(kafka_bootstrap, t.labels, labels)
+            results.append(h.wait_metrics(workers, settings))
+        finally:
+            _stop_all(workers)
+    assert len(results[0]) > 100
+    assert h.diff(results[0], results[1]) == []
+
+
+@pytest.mark.parametrize("takeover", [False, True], ids=["restart", "takeover"])
+def test_sigkill_mid_stream_loses_nothing_counts_nothing_twice(kafka_bootstrap, setup, tmp_path, takeover):
+    config, settings = setup(partitions=4)
+    t = settings.kafka.topics
+    preds, labels = h.traffic(16_000, seed=23)
+    victim = h.WorkerProc(config, tmp_path / "victim", "victim").start()
+    others = [h.WorkerProc(config, tmp_path / "other", "other").start()] if takeover else []
+    try:
+        half = len(preds) // 2
+        h.produce(kafka_bootstrap, t.predictions, preds[:half])
+        h.produce(kafka_bootstrap, t.labels, labels[: len(labels) // 2])
+        deadline = time.monotonic() + 120
+        while h.processed([victim], t.predictions) < 1000 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert h.processed([victim], t.predictions) >= 1000, victim.tail()
+        victim.kill()  # SIGKILL: no goodbye, possibly inside a transaction
+        h.produce(kafka_bootstrap, t.predictions, preds[half:])
+        h.produce(kafka_bootstrap, t.labels, labels[len(labels) // 2 :])
+        if takeover:
+            survivors = others  # the other worker takes every partition over, with no local store
+        else:
+            survivors = [h.WorkerProc(config, tmp_path / "victim", "victim").start()]  # same store, same id
+        live = h.wait_metrics(survivors, settings, timeout=300)
+    finally:
+        _stop_all([victim, *others])
+        if not takeover:
+            _stop_all(survivors)
+    expected = h.replay_samples(settings, tmp_path, preds, labels)
+    assert h.diff(live, expected) == []
+    alerts = [orjson.loads(m.value()) for m in h.read_topic(kafka_bootstrap, t.alerts)]
+    state: dict[str, str] = {}
+    for a in alerts:
+        assert not (a["status"] == "firing" and state.get(a["fingerprint"]) == "firing"), a["alertname"]
+        state[a["fingerprint"]] = a["status"]
+
+
+def test_bad_input_goes_to_dead_letter_and_does_not_count(kafka_bootstrap, setup, tmp_path):
+    config, settings = setup(partitions=2)
+    t = settings.kafka.topics
+    preds, labels = h.traffic(4_000, seed=5)
+    now = time.time()
+    good = preds[0]
+    bad_preds: list[dict | bytes] = [
+        b"{not json",
+        b"[1, 2, 3]",
+        {**good, "prediction_id": "bad-missing", "score": None},
+        {k: v for k, v in good.items() if k != "model"} | {"prediction_id": "bad-nomodel"},
+        {**good, "prediction_id": "bad-type", "score": "high"},
+        {**good, "prediction_id": "bad-range", "score": 1.5},
+        {**good, "prediction_id": "bad-model", "model": "who-knows"},
+        {**good, "prediction_id": "bad-future", "ts": now + 7 * 86400},
+        {**good, "prediction_id": "bad-old", "ts": now - 400 * 86400},
+        {**good, "prediction_id": "bad-big", "features": {**good["features"], "blob": "x" * 70_000}},
+        {
+            **good,
+            "prediction_id": "bad-feature",
+            "features": {**good["features"], "transaction_hour": "noon"},
+        },
+        dict(preds[1]),  # a duplicate prediction
+    ]
+    bad_labels: list[dict | bytes] = [b"\xff\xfe", {"prediction_id": "x", "label": 7, "ts": now - 100}]
+    worker = h.WorkerProc(config, tmp_path / "s", "w").start()
+    try:
+        h.produce(kafka_bootstrap, t.predictions, preds[:2000])
+        h.produce(kafka_bootstrap, t.predictions, bad_preds)
+        h.produce(kafka_bootstrap, t.predictions, preds[2000:])
+        h.produce(kafka_bootstrap, t.labels, labels[:100] + bad_labels + labels[100:])
+        live = h.wait_metrics([worker], settings)
+        text = worker.scrape() or ""
+    finally:
+        _stop_all([worker])
+    dead = h.read_topic(kafka_bootstrap, t.dead_letter)
+    assert len(dead) == len(bad_preds) + len(bad_labels)
+    reasons = sorted(dict(m.headers())["streamon.reason"].decode() for m in dead)
+    assert reasons == sorted([
+        "invalid_json", "not_an_object", "wrong_type", "missing_field", "wrong_type", "score_out_of_range",
+        "unknown_model", "ts_in_future", "ts_too_old", "too_large", "wrong_type", "duplicate_prediction",
+        "invalid_json", "schema_violation",
+    ])  # fmt: skip
+    assert {m.value() for m in dead} >= {b"{not json", b"\xff\xfe"}  # original bytes kept
+    assert 'streamon_events_invalid_total{reason="duplicate_prediction"' in text
+    assert h.diff(live, h.replay_samples(settings, tmp_path, preds, labels)) == []
+
+
+def test_corrections_and_orphans(kafka_bootstrap, setup, tmp_path):
+    config, settings = setup(partitions=1, orphan_grace=60.0)
+    t = settings.kafka.topics
+    preds, labels = h.traffic(3_000, seed=9, label_delay_s=60.0)
+    first = {e["prediction_id"]: e for e in labels}
+    # Correct 100 labels (flip them) after the fact, and send 25 labels for unknown predictions.
+    corrected = [dict(e, label=1 - e["label"], ts=e["ts"] + 5) for e in labels[:100]]
+    orphans = [{"prediction_id": f"ghost-{i}", "label": 1, "ts": preds[100]["ts"]} for i in range(25)]
+    worker = h.WorkerProc(config, tmp_path / "s", "w").start()
+
+    def wait_processed(topic: str, n: int) -> None:
+        deadline = time.monotonic() + 120
+        while h.processed([worker], topic) < n and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert h.processed([worker], topic) >= n, worker.tail()
+
+    try:
+        # Orphans first: their grace ends once later predictions move the watermark past it.
+        h.produce(kafka_bootstrap, t.labels, orphans)
+        wait_processed(t.labels, len(orphans))
+        h.produce(kafka_bootstrap, t.predictions, preds)
+        wait_processed(t.predictions, len(preds))
+        # Corrections after their originals, both after the predictions: each one retracts and re-adds.
+        h.produce(kafka_bootstrap, t.labels, labels + corrected)
+        live = h.wait_metrics([worker], settings)
+        text = worker.scrape() or ""
+    finally:
+        _stop_all([worker])
+    assert "streamon_labels_orphaned_total 25.0" in text
+    assert "streamon_label_corrections_total 100.0" in text
+    final = dict(first)
+    for e in corrected:
+        final[e["prediction_id"]] = e
+    expected = h.replay_samples(settings, tmp_path, preds, orphans + labels + corrected)
+    assert h.diff(live, expected) == []
+    # The confusion counts are those of the corrected labels only: retractions removed the old ones.
+    truth = {e["prediction_id"]: e["label"] for e in final.values()}
+    tp = sum(
+        1
+        for p in preds
+        if p["prediction_id"] in truth and truth[p["prediction_id"]] == 1 and p["score"] >= 0.5
+    )
+    n_lab = sum(1 for p in preds if p["prediction_id"] in truth)
+    key = (
+        "streamon_labelled_in_window",
+        (("model", "fraud-detector"), ("variant", "all"), ("window", "current")),
+    )
+    ref_key = (key[0], (("model", "fraud-detector"), ("variant", "all"), ("window", "reference")))
+    assert live[key] + live[ref_key] == n_lab
+    assert tp > 0
+
+
+def test_sigterm_commits_and_leaves(kafka_bootstrap, setup, tmp_path):
+    config, settings = setup(partitions=2)
+    t = settings.kafka.topics
+    preds, labels = h.traffic(2_000, seed=3)
+    worker = h.WorkerProc(config, tmp_path / "s", "w").start()
+    h.produce(kafka_bootstrap, t.predictions, preds)
+    h.produce(kafka_bootstrap, t.labels, labels)
+    h.wait_metrics([worker], settings)
+    assert worker.terminate(timeout=60) == 0
+    committed = h.committed_total(kafka_bootstrap, settings.kafka.group_id, [t.predictions, t.labels])
+    assert committed >= len(preds) + len(labels)

@@ -146,11 +146,12 @@ class WorkerProc:
     def start(self) -> WorkerProc:
         self.log = self.state_dir.parent / f"{self.instance}.log"
         env = {**os.environ, "STREAMON_EVAL_SECONDS": "1"}
-        self.proc = subprocess.Popen(
-            [STREAMON, "worker", "--config", str(self.config), "--state-dir", str(self.state_dir),
-             "--instance-id", self.instance, "--metrics-port", str(self.port)],
-            stdout=open(self.log, "ab"), stderr=subprocess.STDOUT, env=env,
-        )  # fmt: skip
+        with open(self.log, "ab") as out:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(
+                [STREAMON, "worker", "--config", str(self.config), "--state-dir", str(self.state_dir),
+                 "--instance-id", self.instance, "--metrics-port", str(self.port)],
+                stdout=out, stderr=subprocess.STDOUT, env=env,
+            )  # fmt: skip
         return self
 
     def url(self, path: str = "/metrics") -> str:

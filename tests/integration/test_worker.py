@@ -95,10 +95,8 @@ def test_sigkill_mid_stream_loses_nothing_counts_nothing_twice(kafka_bootstrap, 
         victim.kill()  # SIGKILL: no goodbye, possibly inside a transaction
         h.produce(kafka_bootstrap, t.predictions, preds[half:])
         h.produce(kafka_bootstrap, t.labels, labels[len(labels) // 2 :])
-        if takeover:
-            survivors = others  # the other worker takes every partition over, with no local store
-        else:
-            survivors = [h.WorkerProc(config, tmp_path / "victim", "victim").start()]  # same store, same id
+        # Takeover: the other worker gets every partition, with no local store. Restart: same store and id.
+        survivors = others if takeover else [h.WorkerProc(config, tmp_path / "victim", "victim").start()]
         live = h.wait_metrics(survivors, settings, timeout=300)
     finally:
         _stop_all([victim, *others])

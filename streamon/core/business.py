@@ -3,12 +3,9 @@
 All amounts are in the currency of the configured costs. The formulas are the
 contract of design.md §3 "Business"; the two definitions it leaves open are:
 
-- ``cost_savings`` = ``TP*fraud_prevention_value - fp_cost - investigation``: the
-  money saved compared with running no model at all. Without a model no fraud is
-  prevented, nobody is wrongly blocked and nothing is investigated, while missed
-  fraud (``fn_cost``) and the retained good customers (``TN*customer_retention_value``)
-  happen either way, so neither of those enters the savings. It is before the
-  operating cost (which ROI accounts for).
+- ``cost_savings`` = ``net_benefit``, as the monitoring guide sets its
+  ``ml_business_cost_savings`` gauge: benefit minus error and review costs, before
+  the operating cost (which ROI accounts for).
 - ``expected_value`` (in :mod:`streamon.core.performance`) = ``net_benefit`` per
   labelled prediction.
 """
@@ -58,7 +55,7 @@ def business_metrics(
     >>> costs = BusinessCosts(10, 500, 5, 500, 1, 30 * 100)
     >>> m = business_metrics(tp=8, fp=20, tn=970, fn=2, costs=costs, window_seconds=86_400)
     >>> m["net_benefit"], m["operating_cost"], m["roi"], m["cost_savings"]
-    (3630.0, 100.0, 35.3, 3660.0)
+    (3630.0, 100.0, 35.3, 3630.0)
     """
     if window_seconds < 0:
         raise ValueError(f"window_seconds must be >= 0, got {window_seconds!r}")
@@ -77,7 +74,7 @@ def business_metrics(
         "net_benefit": float(net),
         "operating_cost": float(operating),
         "roi": float(roi),
-        "cost_savings": float(tp * costs.fraud_prevention_value - fp_cost - investigation),
+        "cost_savings": float(net),
         "processing_volume": float(tp + fp + tn + fn),
         "alert_volume": float(tp + fp),
     }

@@ -14,6 +14,8 @@ offsets. After a rebalance it rebuilds from the partials topic (its changelog).
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import logging
 import math
 import os
@@ -42,7 +44,7 @@ from prometheus_client import CollectorRegistry
 
 from streamon.config import Settings
 from streamon.core.alerts import AlertEngine
-from streamon.core.evaluate import Sample, Snapshot
+from streamon.core.evaluate import HistogramSample, Sample, Snapshot
 from streamon.core.join import StagedStore
 from streamon.core.stage1 import Partial, PartitionProcessor
 from streamon.core.stage2 import Aggregator
@@ -54,6 +56,8 @@ from streamon.runtime.topics import ensure_topics
 
 log = logging.getLogger("streamon.worker")
 
+BATCH_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
 
 @dataclass
 class Ops:
@@ -63,7 +67,8 @@ class Ops:
     invalid: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
     rebalances: int = 0
     aborts: int = 0
-    batch_seconds: list[float] = field(default_factory=list)
+    batch_counts: list[int] = field(default_factory=lambda: [0] * (len(BATCH_BUCKETS_S) + 1))
+    batch_sum: float = 0.0
     lag: dict[tuple[str, int], int] = field(default_factory=dict)
     last_loop: float = field(default_factory=time.monotonic)
     newest_event: float = -math.inf
@@ -99,6 +104,7 @@ class Worker:
         self.alerts = AlertEngine(self.engine.rules)
         self.snapshot: Snapshot | None = None
         self._stage2_dirty = True  # rebuild stage-2 state before the next step
+        self._assigned1 = self._assigned2 = False
         self._next_eval = 0.0
         self._partitions: dict[str, int] = {}
 
@@ -190,7 +196,10 @@ class Worker:
         self.ops.last_loop = time.monotonic()
         self._stage1_step()
         self._stage2_step()
-        self.ready = bool(self.c1.assignment()) or bool(self.c2.assignment()) or self.ready
+        # Ready once both groups have assigned this worker its share (possibly none) and it is restored.
+        self.ready = (
+            self._assigned1 and self._assigned2 and not (self._stage2_dirty and bool(self.c2.assignment()))
+        )
 
     # ------------------------------------------------------------------ stage 1
 
@@ -211,6 +220,7 @@ class Worker:
             offsets = {tp.topic: tp.offset for tp in committed if tp.partition == part}
             self._open_partition(part, offsets)
         self.ops.restore_seconds = time.monotonic() - started
+        self._assigned1 = True
 
     def _open_partition(self, part: int, committed: dict[str, int]) -> None:
         """Open the partition's join store and bring it up to the committed offsets."""
@@ -281,7 +291,11 @@ class Worker:
             marker = {t: o + 1 for (t, p), o in last.items() if p == part}
             previous = store.offsets() or {}
             self.processors[part].joiner.store.commit(RocksStore.marker({**previous, **marker}))  # type: ignore[attr-defined]
-        self.ops.batch_seconds.append(time.perf_counter() - started)
+        self._observe_batch(time.perf_counter() - started)
+
+    def _observe_batch(self, seconds: float) -> None:
+        self.ops.batch_counts[bisect.bisect_left(BATCH_BUCKETS_S, seconds)] += 1
+        self.ops.batch_sum += seconds
 
     def _dead_letters(self, rejected: list[Any], preds: list[Message], labels: list[Message]) -> None:
         if not rejected:
@@ -330,6 +344,7 @@ class Worker:
     def _on_assign2(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.ops.rebalances += 1
         self._stage2_dirty = True
+        self._assigned2 = True
 
     def _on_revoke2(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # The models of these partitions now belong to another worker: stop exporting them here.
@@ -426,7 +441,19 @@ class Worker:
     # ------------------------------------------------------------------ /metrics
 
     def _scrape(self) -> tuple[Snapshot | None, list[Sample]]:
-        return self.snapshot, self.operational_samples()
+        model = self.snapshot or Snapshot(event_time=0.0)
+        counts = self.ops.batch_counts
+        batch = HistogramSample(
+            "streamon_batch_seconds",
+            (("stage", "1"),),
+            (*BATCH_BUCKETS_S, math.inf),
+            tuple(itertools.accumulate(counts)),
+            self.ops.batch_sum,
+            sum(counts),
+        )
+        return Snapshot(
+            model.event_time, model.samples, [*model.histograms, batch]
+        ), self.operational_samples()
 
     def operational_samples(self) -> list[Sample]:
         ops = self.ops

@@ -182,6 +182,23 @@ class WorkerProc:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:]) if self.log else ""
 
 
+def wait_ready(workers: list[WorkerProc], timeout: float = 120.0, settle: float = 5.0) -> None:
+    """Until every worker answers /readyz with 200, then ``settle`` seconds for the last rebalance."""
+    deadline = time.monotonic() + timeout
+    pending = list(workers)
+    while pending and time.monotonic() < deadline:
+        for w in list(pending):
+            assert w.alive(), f"worker {w.instance} died:\n{w.tail()}"
+            try:
+                if requests.get(w.url("/readyz"), timeout=2).status_code == 200:
+                    pending.remove(w)
+            except requests.RequestException:
+                pass
+        time.sleep(0.3)
+    assert not pending, f"workers not ready: {[w.instance for w in pending]}"
+    time.sleep(settle)
+
+
 def processed(workers: list[WorkerProc], topic: str) -> float:
     total = 0.0
     for w in workers:
@@ -253,7 +270,8 @@ def wait_metrics(
     raise AssertionError("metrics did not settle in time:\n" + "\n".join(w.tail() for w in workers))
 
 
-def read_topic(bootstrap: str, topic: str, timeout: float = 20.0) -> list[Any]:
+def read_topic(bootstrap: str, topic: str, timeout: float = 20.0, expect: int = 0) -> list[Any]:
+    """Committed messages of ``topic``, read to the end of every partition and to ``expect`` messages."""
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"read-{uuid.uuid4().hex[:6]}",
                   "auto.offset.reset": "earliest", "isolation.level": "read_committed",
                   "enable.partition.eof": True})  # fmt: skip
@@ -262,7 +280,7 @@ def read_topic(bootstrap: str, topic: str, timeout: float = 20.0) -> list[Any]:
     c.subscribe([topic])
     out, done = [], set()
     deadline = time.monotonic() + timeout
-    while done != parts and time.monotonic() < deadline:
+    while (done != parts or len(out) < expect) and time.monotonic() < deadline:
         for m in c.consume(500, timeout=0.5):
             if m.error() is not None:
                 if m.error().code() == -191:  # _PARTITION_EOF

@@ -85,6 +85,8 @@ def test_sigkill_mid_stream_loses_nothing_counts_nothing_twice(kafka_bootstrap, 
     victim = h.WorkerProc(config, tmp_path / "victim", "victim").start()
     others = [h.WorkerProc(config, tmp_path / "other", "other").start()] if takeover else []
     try:
+        # Both workers in the group before any data, so the victim owns partitions when it is killed.
+        h.wait_ready([victim, *others])
         half = len(preds) // 2
         h.produce(kafka_bootstrap, t.predictions, preds[:half])
         h.produce(kafka_bootstrap, t.labels, labels[: len(labels) // 2])
@@ -146,14 +148,14 @@ def test_bad_input_goes_to_dead_letter_and_does_not_count(kafka_bootstrap, setup
         text = worker.scrape() or ""
     finally:
         _stop_all([worker])
-    dead = h.read_topic(kafka_bootstrap, t.dead_letter)
-    assert len(dead) == len(bad_preds) + len(bad_labels)
+    dead = h.read_topic(kafka_bootstrap, t.dead_letter, expect=len(bad_preds) + len(bad_labels))
     reasons = sorted(dict(m.headers())["streamon.reason"].decode() for m in dead)
     assert reasons == sorted([
         "invalid_json", "not_an_object", "wrong_type", "missing_field", "wrong_type", "score_out_of_range",
         "unknown_model", "ts_in_future", "ts_too_old", "too_large", "wrong_type", "duplicate_prediction",
         "invalid_json", "schema_violation",
     ])  # fmt: skip
+    assert len(dead) == len(bad_preds) + len(bad_labels)
     assert {m.value() for m in dead} >= {b"{not json", b"\xff\xfe"}  # original bytes kept
     assert 'streamon_events_invalid_total{reason="duplicate_prediction"' in text
     assert h.diff(live, h.replay_samples(settings, tmp_path, preds, labels)) == []

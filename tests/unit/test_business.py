@@ -27,7 +27,7 @@ def test_formulas_by_hand() -> None:
     assert m["net_benefit"] == 10_290.0  # 22890 - (1600 + 10000 + 1000)
     assert m["operating_cost"] == 300.0  # 9000 per 30 days -> 300 per day
     assert m["roi"] == pytest.approx(33.3, rel=1e-12)  # (10290 - 300) / 300
-    assert m["cost_savings"] == 15_400.0  # 40 * 450 - 1600 - 1000
+    assert m["cost_savings"] == 10_290.0  # the guide's gauge: the net benefit
     assert m["processing_volume"] == 10_000.0
     assert m["alert_volume"] == 200.0
 

@@ -1,0 +1,237 @@
+"""Joiner, MemoryStore and StagedStore: labels meet their predictions days apart (design.md §2)."""
+
+from __future__ import annotations
+
+import random
+
+from streamon.core.events import Label, Prediction
+from streamon.core.join import Joiner, LabelDelta, MemoryStore, StagedStore
+
+HORIZON = 1000.0
+GRACE = 100.0
+
+
+def pred(pid: str, ts: float, score: float = 0.9, predicted: int = 1, variant: str = "A") -> Prediction:
+    return Prediction(pid, "m", ts=ts, score=score, predicted=predicted, variant=variant)
+
+
+def joiner(store: MemoryStore | None = None) -> Joiner:
+    return Joiner(
+        store if store is not None else MemoryStore(), label_horizon_s=HORIZON, orphan_grace_s=GRACE
+    )
+
+
+def test_label_before_prediction_joins_when_prediction_arrives() -> None:
+    j = joiner()
+    assert j.add_label(Label("p1", 1, ts=5.0)) == []
+    assert j.pending_labels == 1 and j.stats.joined == 0
+    out = j.add_prediction(pred("p1", ts=10.0, score=0.8))
+    # The delta goes to the PREDICTION's event time, not the label's.
+    assert out == [LabelDelta("m", "A", 10.0, 0.8, 1, 1, 1)]
+    assert j.pending_labels == 0 and j.pending_predictions == 1 and j.stats.joined == 1
+    # The held label is gone from the store; a repeat of the same label is now a duplicate.
+    assert list(j.store.items(b"l:")) == []
+    assert j.add_label(Label("p1", 1, ts=30.0)) == []
+    assert j.stats.duplicate_labels == 1
+
+
+def test_label_after_prediction_joins() -> None:
+    j = joiner()
+    assert j.add_prediction(pred("p1", ts=10.0, score=0.2, predicted=0)) == []
+    assert j.add_label(Label("p1", 0, ts=50.0)) == [LabelDelta("m", "A", 10.0, 0.2, 0, 0, 1)]
+    assert j.stats.joined == 1 and j.stats.corrections == 0
+
+
+def test_correction_retracts_then_adds() -> None:
+    j = joiner()
+    j.add_prediction(pred("p1", ts=10.0, score=0.7))
+    j.add_label(Label("p1", 1, ts=20.0))
+    out = j.add_label(Label("p1", 0, ts=30.0))
+    assert out == [LabelDelta("m", "A", 10.0, 0.7, 1, 1, -1), LabelDelta("m", "A", 10.0, 0.7, 1, 0, 1)]
+    assert j.stats.corrections == 1 and j.stats.joined == 1
+    # Correcting back retracts the 0 and adds the 1 again.
+    out = j.add_label(Label("p1", 1, ts=40.0))
+    assert [(d.label, d.sign) for d in out] == [(0, -1), (1, 1)]
+    assert j.stats.corrections == 2
+
+
+def test_net_effect_of_random_label_sequences() -> None:
+    """Whatever sequence of labels arrives, the deltas sum to exactly the last label."""
+    rnd = random.Random(3)
+    for _ in range(200):
+        j = joiner()
+        labels = [rnd.randint(0, 1) for _ in range(rnd.randint(1, 6))]
+        pred_first = rnd.random() < 0.5
+        deltas: list[LabelDelta] = []
+        if pred_first:
+            deltas += j.add_prediction(pred("x", ts=1.0))
+        for i, lab in enumerate(labels):
+            deltas += j.add_label(Label("x", lab, ts=2.0 + i))
+        if not pred_first:
+            deltas += j.add_prediction(pred("x", ts=1.0))
+        net = {0: 0, 1: 0}
+        for d in deltas:
+            net[d.label] += d.sign
+        assert net == {labels[-1]: 1, 1 - labels[-1]: 0}
+
+
+def test_duplicate_identical_label_is_a_no_op() -> None:
+    j = joiner()
+    j.add_prediction(pred("p1", ts=10.0))
+    assert len(j.add_label(Label("p1", 1, ts=20.0))) == 1
+    before = dict(j.store.data)
+    for k in range(3):
+        assert j.add_label(Label("p1", 1, ts=21.0 + k)) == []
+    assert j.stats.duplicate_labels == 3 and j.stats.corrections == 0 and j.stats.joined == 1
+    assert j.store.data == before
+
+
+def test_orphan_label_counted_only_after_grace() -> None:
+    j = joiner()
+    j.add_prediction(pred("other-0", ts=1000.0))
+    assert j.add_label(Label("ghost", 1, ts=900.0)) == []  # grace runs from max(watermark, label ts)
+    expires = 1000.0 + GRACE
+    j.add_prediction(pred("other-1", ts=expires - 1))
+    assert j.expire() == (0, 0)
+    assert j.stats.orphaned == 0 and j.pending_labels == 1
+    j.add_prediction(pred("other-2", ts=expires))  # the prediction watermark passes the grace
+    assert j.expire() == (0, 1)
+    assert j.stats.orphaned == 1 and j.pending_labels == 0
+    assert j.store.get(b"l:ghost") is None
+    assert j.expire() == (0, 0)  # counted once
+    assert j.stats.orphaned == 1
+
+
+def test_orphan_grace_restarts_when_the_label_is_repeated() -> None:
+    j = joiner()
+    j.add_prediction(pred("w", ts=0.0))
+    j.add_label(Label("ghost", 1, ts=0.0))
+    j.add_prediction(pred("w2", ts=50.0))
+    j.add_label(Label("ghost", 0, ts=50.0))  # repeated while held: one pending label, new deadline 150
+    assert j.pending_labels == 1
+    j.add_prediction(pred("w3", ts=120.0))
+    assert j.expire() == (0, 0)  # the stale deadline (100) is ignored
+    j.add_prediction(pred("w4", ts=150.0))
+    assert j.expire() == (0, 1)
+    assert j.stats.orphaned == 1 and j.pending_labels == 0
+
+
+def test_prediction_forgotten_after_horizon_then_late_label_held_and_orphaned() -> None:
+    j = joiner()
+    j.add_prediction(pred("old", ts=0.0, predicted=1))
+    j.add_prediction(pred("w1", ts=HORIZON - 1))
+    assert j.expire() == (0, 0) and j.contains_prediction("old")
+    j.add_prediction(pred("w2", ts=HORIZON))
+    assert j.expire() == (1, 0)
+    assert not j.contains_prediction("old")
+    assert j.stats.expired_unlabelled == 1 and j.pending_predictions == 2
+    # Its label now arrives: nothing to join, so it is held ...
+    assert j.add_label(Label("old", 1, ts=HORIZON + 5)) == []
+    assert j.pending_labels == 1
+    # ... and orphaned once the watermark passes the grace period.
+    j.add_prediction(pred("w3", ts=HORIZON + 5 + GRACE))
+    assert j.expire() == (0, 1)
+    assert j.stats.orphaned == 1 and j.stats.joined == 0
+
+
+def test_labelled_prediction_expiry_is_not_counted_unlabelled() -> None:
+    j = joiner()
+    j.add_prediction(pred("a", ts=0.0))
+    j.add_label(Label("a", 0, ts=1.0))
+    j.add_prediction(pred("b", ts=HORIZON + 1))
+    assert j.expire() == (1, 0)
+    assert j.stats.expired_unlabelled == 0
+
+
+def test_restore_rebuilds_pending_counts_and_expiry() -> None:
+    store = MemoryStore()
+    a = joiner(store)
+    for i in range(20):
+        a.add_prediction(pred(f"p{i}", ts=10.0 * i))
+    for i in range(0, 20, 3):
+        a.add_label(Label(f"p{i}", i % 2, ts=300.0))
+    for i in range(4):
+        a.add_label(Label(f"ghost{i}", 1, ts=150.0 + 10 * i))
+    a.expire()
+    b = joiner(store)  # a fresh worker on the same (persisted) store
+    assert b.restore() == a.pending_predictions + a.pending_labels == 24
+    assert (b.pending_predictions, b.pending_labels, b.watermark) == (20, 4, 190.0)
+    # From here on a restored joiner (on a copy of the store) makes the same decisions as the
+    # original: the expiry index was rebuilt correctly.
+    store_b = MemoryStore()
+    store_b.data = dict(store.data)
+    c = joiner(store_b)
+    c.restore()
+    steps = [195.0, 250.0, 289.0, 291.0, 1005.0, 1100.0, 1300.0]
+    for k, t in enumerate(steps):
+        ra = (a.add_prediction(pred(f"n{k}", ts=t)), a.expire())
+        rc = (c.add_prediction(pred(f"n{k}", ts=t)), c.expire())
+        assert ra == rc, t
+        assert (a.pending_predictions, a.pending_labels) == (c.pending_predictions, c.pending_labels)
+    assert store.data == store_b.data
+    assert c.pending_labels == 0 and c.pending_predictions == 3  # only the newest predictions remain
+
+
+def test_restore_of_empty_store() -> None:
+    j = joiner()
+    assert j.restore() == 0
+    assert j.expire() == (0, 0)
+
+
+def test_memory_store_items_and_deletes() -> None:
+    s = MemoryStore()
+    s.write({b"p:1": b"a", b"p:2": b"b", b"l:1": b"c"})
+    s.write({b"p:2": None, b"p:3": b"d", b"missing": None})
+    assert sorted(s.items(b"p:")) == [(b"p:1", b"a"), (b"p:3", b"d")]
+    assert s.get(b"p:2") is None and s.get(b"l:1") == b"c"
+
+
+def test_staged_store_discard_leaves_base_untouched() -> None:
+    base = MemoryStore()
+    base.write({b"p:1": b"a", b"p:2": b"b"})
+    snapshot = dict(base.data)
+    staged = StagedStore(base)
+    staged.write({b"p:1": b"A", b"p:2": None, b"p:3": b"c"})
+    # Reads see the staged view ...
+    assert staged.get(b"p:1") == b"A" and staged.get(b"p:2") is None and staged.get(b"p:3") == b"c"
+    assert sorted(staged.items(b"p:")) == [(b"p:1", b"A"), (b"p:3", b"c")]
+    # ... the base does not, and discard drops everything.
+    assert base.data == snapshot
+    staged.discard()
+    assert base.data == snapshot
+    assert staged.get(b"p:1") == b"a" and sorted(staged.items(b"p:")) == [(b"p:1", b"a"), (b"p:2", b"b")]
+    staged.commit()
+    assert base.data == snapshot
+
+
+def test_staged_store_commit_applies_everything_plus_extra_keys() -> None:
+    base = MemoryStore()
+    base.write({b"p:1": b"a", b"p:2": b"b", b"offset": b"0"})
+    staged = StagedStore(base)
+    staged.write({b"p:1": b"A", b"p:2": None})
+    staged.write({b"p:3": b"c"})
+    staged.commit(extra={b"offset": b"42", b"p:1": b"A2"})
+    assert base.data == {b"p:1": b"A2", b"p:3": b"c", b"offset": b"42"}
+    assert staged.pending == {}
+    staged.commit()  # nothing pending: a no-op
+    assert base.data == {b"p:1": b"A2", b"p:3": b"c", b"offset": b"42"}
+
+
+def test_joiner_over_staged_store_discard_then_replay() -> None:
+    """An aborted batch leaves no trace in the base store; replaying it gives the same result."""
+    base = MemoryStore()
+    j1 = joiner(StagedStore(base))  # type: ignore[arg-type]
+    j1.add_prediction(pred("p1", ts=1.0))
+    out1 = j1.add_label(Label("p1", 1, ts=2.0))
+    assert base.data == {}
+    j1.store.discard()  # type: ignore[attr-defined]
+    assert base.data == {}
+    j2 = joiner(StagedStore(base))  # type: ignore[arg-type]
+    j2.restore()
+    j2.add_prediction(pred("p1", ts=1.0))
+    assert j2.add_label(Label("p1", 1, ts=2.0)) == out1
+    j2.store.commit(extra={b"offset": b"7"})  # type: ignore[attr-defined]
+    assert base.get(b"offset") == b"7" and base.get(b"p:p1") is not None
+    j3 = joiner(base)
+    assert j3.restore() == 1
+    assert j3.add_label(Label("p1", 1, ts=3.0)) == []  # already joined: a duplicate

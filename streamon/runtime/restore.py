@@ -135,5 +135,6 @@ def restore_partition(
             n,
             processor.joiner.pending_predictions,
             time.monotonic() - started,
+            extra={"partition": partition, "restored_messages": n},
         )
     return n

@@ -221,6 +221,12 @@ class Worker:
             self._open_partition(part, offsets)
         self.ops.restore_seconds = time.monotonic() - started
         self._assigned1 = True
+        log.info(
+            "assigned input partitions %s, restored in %.2fs",
+            sorted(by_topic[self.topics.predictions]),
+            self.ops.restore_seconds,
+            extra={"partitions": sorted(by_topic[self.topics.predictions]), "stage": 1},
+        )
 
     def _open_partition(self, part: int, committed: dict[str, int]) -> None:
         """Open the partition's join store and bring it up to the committed offsets."""

@@ -213,10 +213,13 @@ class PrometheusConfig(_Section):
 
 
 class MetricFamily(_Section):
-    """One family of custom metrics: on/off and how often stage 2 evaluates it."""
+    """One family of custom metrics: on/off, how often stage 2 evaluates it, and the
+    fewest samples in a window below which its metrics are undefined (NaN, never alerting).
+    Samples are labelled predictions for performance and business, predictions for drift."""
 
     enabled: Bool = True
     collection_interval: Duration = 300.0
+    min_samples: Int = Field(default=50, ge=0)
 
     @field_validator("collection_interval")
     @classmethod
@@ -226,7 +229,9 @@ class MetricFamily(_Section):
 
 class CustomMetrics(_Section):
     model_performance: MetricFamily = Field(default_factory=lambda: MetricFamily(collection_interval=300.0))
-    data_drift: MetricFamily = Field(default_factory=lambda: MetricFamily(collection_interval=3600.0))
+    data_drift: MetricFamily = Field(
+        default_factory=lambda: MetricFamily(collection_interval=3600.0, min_samples=100)
+    )
     business_metrics: MetricFamily = Field(default_factory=lambda: MetricFamily(collection_interval=900.0))
 
 

@@ -59,7 +59,12 @@ class Engine:
 
     def aggregator(self, models: list[str] | None = None) -> Aggregator:
         owned = {k: v for k, v in self.models.items() if models is None or k in models}
-        baselines = {m.name: dict(m.baseline) for m in self.settings.models if m.baseline}
+        # The config names F1 as the metric does (f1_score); the evaluation's key is "f1".
+        baselines = {
+            m.name: {("f1" if k == "f1_score" else k): v for k, v in m.baseline.items()}
+            for m in self.settings.models
+            if m.baseline
+        }
         return Aggregator(owned, self.windows, self.evaluation, baselines)
 
 
@@ -105,6 +110,7 @@ def build_engine(settings: Settings, profile: Path | None = None) -> Engine:
     windows = WindowSettings(bucket_s=w.bucket, current_s=w.current, reference_s=w.reference)
     costs = settings.business_metrics.costs
     revenue = settings.business_metrics.revenue
+    cm_families = settings.monitoring.custom_metrics
     drift_names = tuple(settings.data_drift.features) if settings.data_drift.features is not None else None
     evaluation = EvalSettings(
         current_s=w.current,
@@ -120,6 +126,13 @@ def build_engine(settings: Settings, profile: Path | None = None) -> Engine:
         degradation_medium=settings.degradation.medium,
         degradation_high=settings.degradation.high,
         drift_features=drift_names,
+        performance_enabled=settings.performance_enabled,
+        drift_enabled=settings.drift_enabled,
+        business_enabled=settings.business_enabled,
+        min_labelled=cm_families.model_performance.min_samples,
+        min_business_labelled=cm_families.business_metrics.min_samples,
+        min_drift_samples=cm_families.data_drift.min_samples,
+        drift_methods={m.name: m.threshold for m in settings.data_drift.methods if m.enabled},
     )
     rules = [
         Rule(

@@ -198,7 +198,7 @@ class AlertEngine:
             "alertname": rule.alert,
             "severity": rule.severity,
             "category": rule.category,
-            "model": labels.get("model", ""),
+            "model": labels.get("model"),  # None for infrastructure alerts
             "labels": {**ident, "alertname": rule.alert},
             "value": None if math.isnan(sample.value) else sample.value,
             "threshold": rule.threshold,

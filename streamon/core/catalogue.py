@@ -113,6 +113,12 @@ _METRICS = [
         "Wasserstein-1 distance (numeric features), in feature units",
     ),
     MetricInfo(
+        "streamon_feature_drift_detected",
+        "gauge",
+        ("model", "variant", "window", "feature", "method"),
+        "1 when the method's statistic is past its data_drift.methods threshold, else 0",
+    ),
+    MetricInfo(
         "streamon_feature_missing_ratio",
         "gauge",
         ("model", "variant", "window", "feature"),
@@ -134,19 +140,6 @@ _METRICS = [
     MetricInfo("ml_business_processing_volume", "gauge", MODEL, "Predictions processed in the window"),
     MetricInfo(
         "ml_business_alert_volume", "gauge", MODEL, "Predictions flagged (above threshold) in the window"
-    ),
-    # --- A/B (stage 2, global) ---
-    MetricInfo(
-        "streamon_ab_p_value",
-        "gauge",
-        ("model", "experiment", "metric", "test"),
-        "p-value of the A/B comparison of two variants",
-    ),
-    MetricInfo(
-        "streamon_ab_effect_size",
-        "gauge",
-        ("model", "experiment", "metric"),
-        "Effect size of the A/B comparison (Cohen's h for rates, d for values)",
     ),
     # --- operations (per worker) ---
     MetricInfo("system_cpu_usage_percent", "gauge", (), "CPU usage of the host, percent"),

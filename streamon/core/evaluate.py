@@ -34,7 +34,7 @@ from streamon.core.summary import (
 )
 
 # The metrics compared against a baseline for degradation (higher is better).
-DEGRADATION_METRICS = ("accuracy", "precision", "recall", "f1", "auc_roc", "auc_pr")
+DEGRADATION_METRICS = ("accuracy", "precision", "recall", "specificity", "f1", "auc_roc", "auc_pr")
 SCORE_FEATURE = "score"  # the score distribution is monitored for drift like a feature
 
 
@@ -87,6 +87,24 @@ class EvalSettings:
     degradation_high: float = 0.10
     concept_drift_method: str = "adwin"
     drift_features: tuple[str, ...] | None = None  # None = all of the model's features
+    # Families switched off are not exported; below min_* samples their values are NaN.
+    performance_enabled: bool = True
+    drift_enabled: bool = True
+    business_enabled: bool = True
+    min_labelled: int = 50  # performance: labelled predictions in the window
+    min_business_labelled: int = 50
+    min_drift_samples: int = 100  # drift: predictions in the current and the reference window
+    # Enabled drift methods and their thresholds (p-values for ks_test / chi_square;
+    # wasserstein relative to the reference's standard deviation).
+    drift_methods: dict[str, float] = field(
+        default_factory=lambda: {
+            "psi": 0.1,
+            "ks_test": 0.05,
+            "js_divergence": 0.1,
+            "chi_square": 0.05,
+            "wasserstein": 0.1,
+        }
+    )
 
 
 def _labels(**kv: str) -> tuple[tuple[str, str], ...]:
@@ -179,12 +197,34 @@ def feature_drift(
         else:
             out["ks"], out["ks_p"] = drift.ks_from_sketches(ref_sk, cur_sk)
             out["wasserstein"] = drift.wasserstein_from_sketches(ref_sk, cur_sk)
+            values, counts = ref_sk.buckets()
+            mean = float(np.average(values, weights=counts))
+            out["ref_std"] = float(np.sqrt(np.average((values - mean) ** 2, weights=counts)))
     if r.sum() == 0 or c.sum() == 0:
         out["psi"] = out["js"] = math.nan
     else:
         out["psi"] = drift.psi(r, c)
         out["js"] = drift.js_distance(r, c)
     return out
+
+
+def drift_flag(method: str, d: dict[str, float], threshold: float) -> float:
+    """1.0 when ``method`` says the feature drifted, 0.0 when not, NaN when undefined.
+
+    >>> drift_flag("ks_test", {"ks_p": 0.01}, 0.05), drift_flag("psi", {"psi": 0.05}, 0.1)
+    (1.0, 0.0)
+    """
+    if method == "ks_test":
+        value, breached = d["ks_p"], d["ks_p"] < threshold
+    elif method == "chi_square":
+        value, breached = d["chi2_p"], d["chi2_p"] < threshold
+    elif method == "wasserstein":
+        value = d["wasserstein"] / d["ref_std"] if d.get("ref_std") else math.nan
+        breached = value > threshold
+    else:
+        value = d["psi" if method == "psi" else "js"]
+        breached = value > threshold
+    return math.nan if math.isnan(value) else float(breached)
 
 
 def score_drift(spec: ModelSpec, cur: BucketSummary, ref: BucketSummary) -> dict[str, float]:
@@ -220,8 +260,11 @@ def evaluate_model(
     perf: dict[str, dict[str, float]] = {}
     for window, summary in (("current", current), ("reference", reference)):
         perf[window] = performance_metrics(summary, spec.score_bins, settings.top_k)
-        for key, name in _PERF_NAMES.items():
-            add(name, perf[window][key], window)
+        if summary.n_labelled < settings.min_labelled:  # too few labels to mean anything
+            perf[window] = dict.fromkeys(perf[window], math.nan)
+        if settings.performance_enabled:
+            for key, name in _PERF_NAMES.items():
+                add(name, perf[window][key], window)
         n, labelled = summary.n_predictions, summary.n_labelled
         add("streamon_predictions_in_window", n, window)
         add("streamon_labelled_in_window", labelled, window)
@@ -231,12 +274,14 @@ def evaluate_model(
     # Business value of the current window.
     c = current.confusion
     biz = business_metrics(int(c[TP]), int(c[FP]), int(c[TN]), int(c[FN]), settings.costs, settings.current_s)
-    add("ml_business_roi", biz["roi"])
-    add("ml_business_cost_savings", biz["net_benefit"])
-    add("ml_business_processing_volume", current.n_predictions)
-    add("ml_business_alert_volume", current.n_predicted_positive)
     labelled = int(c.sum())
-    add("ml_fraud_expected_value", biz["net_benefit"] / labelled if labelled else math.nan)
+    enough = labelled >= settings.min_business_labelled and labelled > 0
+    if settings.business_enabled:
+        add("ml_business_roi", biz["roi"] if enough else math.nan)
+        add("ml_business_cost_savings", biz["cost_savings"] if enough else math.nan)
+        add("ml_business_processing_volume", current.n_predictions)
+        add("ml_business_alert_volume", current.n_predicted_positive)
+        add("ml_fraud_expected_value", biz["net_benefit"] / labelled if enough else math.nan)
 
     # Degradation against the configured baseline, else the reference window.
     base = baseline or {k: perf["reference"][k] for k in DEGRADATION_METRICS}
@@ -258,21 +303,40 @@ def evaluate_model(
         )
 
     # Data drift per feature, current vs reference.
+    if not settings.drift_enabled:
+        return samples
+    few = min(current.n_predictions, reference.n_predictions) < settings.min_drift_samples
     wanted = settings.drift_features
     for f in spec.features:
         if wanted is not None and f.name not in wanted:
             continue
         d = feature_drift(spec, f.name, f.kind, current, reference, settings.drift_bins)
-        add("ml_data_drift_psi_score", d["psi"], feature=f.name)
-        add("ml_data_drift_js_divergence", d["js"], feature=f.name)
-        add("streamon_feature_missing_ratio", d["missing"], feature=f.name)
+        if few:  # a handful of events says nothing about a distribution
+            d = {k: (v if k == "missing" else math.nan) for k, v in d.items()}
+        methods = settings.drift_methods
+        stats = {  # method -> (exported metric, value, value compared with the threshold, breached?)
+            "psi": ("ml_data_drift_psi_score", d["psi"]),
+            "js_divergence": ("ml_data_drift_js_divergence", d["js"]),
+        }
         if f.kind == "categorical":
-            add("ml_data_drift_chi2_p_value", d["chi2_p"], feature=f.name)
+            stats["chi_square"] = ("ml_data_drift_chi2_p_value", d["chi2_p"])
         else:
-            add("ml_data_drift_ks_statistic", d["ks"], feature=f.name)
-            add("ml_data_drift_ks_p_value", d["ks_p"], feature=f.name)
-            add("ml_data_drift_wasserstein_distance", d["wasserstein"], feature=f.name)
-    sd = score_drift(spec, current, reference)
+            stats["ks_test"] = ("ml_data_drift_ks_statistic", d["ks"])
+            stats["wasserstein"] = ("ml_data_drift_wasserstein_distance", d["wasserstein"])
+        add("streamon_feature_missing_ratio", d["missing"], feature=f.name)
+        for method, (name, value) in stats.items():
+            if method not in methods:
+                continue  # switched off in data_drift.methods
+            add(name, value, feature=f.name)
+            if method == "ks_test":
+                add("ml_data_drift_ks_p_value", d["ks_p"], feature=f.name)
+            add(
+                "streamon_feature_drift_detected",
+                drift_flag(method, d, methods[method]),
+                feature=f.name,
+                method=method,
+            )
+    sd = score_drift(spec, current, reference) if not few else {"psi": math.nan, "js": math.nan}
     add("ml_data_drift_psi_score", sd["psi"], feature=SCORE_FEATURE)
     add("ml_data_drift_js_divergence", sd["js"], feature=SCORE_FEATURE)
     return samples

@@ -1,10 +1,12 @@
 """Stage 2: merge the partial deltas of every partition into global windows.
 
 An :class:`Aggregator` owns the models whose partials it receives. It keeps, per
-model and variant, a :class:`~streamon.core.windows.Windowed` summary; time moves
-with the LOW watermark of all sources (the slowest input partition), so a window is
-not evaluated while a partition still has data for it. :meth:`evaluate` turns the
-windows into a :class:`~streamon.core.evaluate.Snapshot`.
+model and variant, a :class:`~streamon.core.windows.Windowed` summary. Windows move
+only with the buckets of the deltas they receive and with :meth:`evaluate`'s ``now``,
+so their state depends on the set of partials, never on the order they arrived in.
+The live worker evaluates at :attr:`Aggregator.latest` (the newest event time any
+source reported); replay evaluates at event-time interval boundaries.
+:meth:`evaluate` turns the windows into a :class:`~streamon.core.evaluate.Snapshot`.
 """
 
 from __future__ import annotations
@@ -75,8 +77,6 @@ class Aggregator:
                 0.0 if pinned else self.windows.reference_s,
                 self.windows.reference_bucket_s,
             )
-            if self.now is not None:
-                w.advance(self.now)
         return w
 
     @property

@@ -73,6 +73,9 @@ class Ops:
     last_loop: float = field(default_factory=time.monotonic)
     newest_event: float = -math.inf
     restore_seconds: float = 0.0
+    # Join counters of partitions this worker no longer owns (keeps the counters monotonic).
+    orphaned_before: int = 0
+    corrections_before: int = 0
 
 
 def _client_base(settings: Settings) -> dict[str, Any]:
@@ -102,9 +105,12 @@ class Worker:
         self.stores: dict[int, RocksStore] = {}
         self.aggregator: Aggregator = self.engine.aggregator()
         self.alerts = AlertEngine(self.engine.rules)
+        self.alerts_infra = AlertEngine(self.engine.rules)  # per-worker samples, wall-clock time
         self.snapshot: Snapshot | None = None
         self._stage2_dirty = True  # rebuild stage-2 state before the next step
         self._assigned1 = self._assigned2 = False
+        self._buffer: list[Message] = []
+        self._buffer_since = 0.0
         self._next_eval = 0.0
         self._partitions: dict[str, int] = {}
 
@@ -246,16 +252,29 @@ class Worker:
         self.processors[part] = processor
 
     def _on_revoke1(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        for part in {tp.partition for tp in partitions}:
-            self.processors.pop(part, None)
+        revoked = {tp.partition for tp in partitions}
+        self._buffer = [m for m in self._buffer if m.partition() not in revoked]  # the next owner reads them
+        for part in revoked:
+            processor = self.processors.pop(part, None)
+            if processor is not None:
+                self.ops.orphaned_before += processor.joiner.stats.orphaned
+                self.ops.corrections_before += processor.joiner.stats.corrections
             store = self.stores.pop(part, None)
             if store is not None:
                 store.close()
 
     def _stage1_step(self) -> None:
-        msgs = self.c1.consume(num_messages=self.settings.kafka.batch_size, timeout=0.2)
-        if not msgs:
+        # Messages wait in a buffer until a batch is full or flush_interval has passed: one
+        # transaction per flush, never an open transaction across a rebalance callback.
+        room = self.settings.kafka.batch_size - len(self._buffer)
+        fresh = self.c1.consume(num_messages=max(room, 1), timeout=0.2)
+        if fresh and not self._buffer:
+            self._buffer_since = time.monotonic()
+        self._buffer.extend(fresh)
+        due = time.monotonic() - self._buffer_since >= self.settings.kafka.flush_interval
+        if not self._buffer or (len(self._buffer) < self.settings.kafka.batch_size and not due):
             return
+        msgs, self._buffer = self._buffer, []
         started = time.perf_counter()
         batches: dict[int, tuple[list[Message], list[Message]]] = defaultdict(lambda: ([], []))
         last: dict[tuple[str, int], int] = {}
@@ -426,12 +445,21 @@ class Worker:
     def _evaluate(self) -> None:
         self._next_eval = time.monotonic() + self.eval_interval_wall
         now = self.aggregator.latest
-        if now is None:
-            return
-        snap = self.aggregator.evaluate(now)
-        for event in self.alerts.evaluate(snap):
+        snap = self.aggregator.evaluate(now) if now is not None else None
+        # Infrastructure rules (CPU, memory, lag) see this worker's own samples, labelled with
+        # its id so each worker's alert has its own fingerprint; they run on wall-clock time.
+        worker = ("worker", self.instance_id)
+        infra = [
+            Sample(s.name, (*s.labels, worker), s.value)
+            for s in self.operational_samples()
+            if s.name.startswith("system_") or s.name == "streamon_consumer_lag_messages"
+        ]
+        events = self.alerts_infra.evaluate(Snapshot(time.time(), infra))
+        if snap is not None:
+            events += self.alerts.evaluate(snap)
+            self.snapshot = snap
+        for event in events:
             self.p2.produce(self.topics.alerts, key=event["fingerprint"].encode(), value=orjson.dumps(event))
-        self.snapshot = snap
 
     @property
     def eval_interval_wall(self) -> float:

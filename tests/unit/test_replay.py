@@ -279,13 +279,6 @@ def test_pinned_reference_still_detects_drift(pinned: Run) -> None:
     _check_alerts(pinned)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG/gap: drift statistics have no minimum sample size, so with a pinned reference the first "
-    "evaluations (5-10 min of traffic, ~40-80 predictions) of UNDRIFTED traffic give PSI above the "
-    "0.1/0.2 thresholds from sampling noise alone, and DataDriftDetected/SevereDataDrift fire (then "
-    "resolve) at startup",
-)
 def test_no_drift_alert_on_undrifted_traffic(data: dict[str, Path], tmp_path: Path) -> None:
     from streamon.config import load_config
     from streamon.engine import build_engine

@@ -265,13 +265,6 @@ def test_three_partitions_equal_one(
     assert value(local_snap, "ml_data_drift_psi_score", **key) != value(end, "ml_data_drift_psi_score", **key)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (order dependence): Aggregator._window advances a NEWLY created variant window to the "
-    "low watermark, while existing windows only advance to bucket starts and evaluate(now); so per-variant "
-    "windows run on different clocks and evaluate(now) below a source watermark depends on the order "
-    "partials arrived in (the windows cannot move back)",
-)
 def test_variant_windows_share_one_clock(engine: Engine) -> None:
     t = 1_767_225_600.0 + 30 * HOUR
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -15,17 +16,6 @@ from streamon.errors import StreamonError
 @click.version_option(__version__, prog_name="streamon")
 def cli() -> None:
     """streamon: real-time ML model monitoring over Kafka."""
-
-
-@cli.command()
-def demo() -> None:
-    """Run the zero-install demo.
-
-    \b
-    Example:
-      streamon demo
-    """
-    raise StreamonError("the demo is not built yet (placeholder): run `make test` to see streamon work")
 
 
 @cli.command("check-config")
@@ -87,7 +77,8 @@ def reference_build(config_path: Path, input_path: Path, out_path: Path) -> None
     from streamon.replay import build_reference
 
     engine = build_engine(load_config(config_path), profile=None)
-    click.echo(f"reading {input_path} ...", err=True)
+    if input_path.is_file():  # a missing file is reported by build_reference, in one line
+        click.echo(f"reading {input_path} ...", err=True)
     counts = build_reference(engine, input_path, out_path)
     summary = ", ".join(f"{m}: {n} predictions" for m, n in counts.items())
     click.echo(f"wrote {out_path} ({summary})")
@@ -179,7 +170,12 @@ def replay(
     "--metrics-port", type=int, default=None, help="override monitoring.prometheus.port (0 = any free)"
 )
 @click.option("--bootstrap-servers", default=None, help="override kafka.bootstrap_servers")
-@click.option("--log-level", default="INFO", show_default=True, help="DEBUG, INFO, WARNING or ERROR")
+@click.option(
+    "--log-level",
+    default="INFO",
+    show_default=True,
+    help="DEBUG, INFO, WARNING or ERROR; JSON lines unless stderr is a terminal",
+)
 def worker(
     config_path: Path,
     state_dir: Path | None,
@@ -197,13 +193,13 @@ def worker(
     Example:
       streamon worker --config configs/monitoring_config.yaml --state-dir /var/lib/streamon
     """
-    import logging
     import os
 
     from streamon.config import load_config
+    from streamon.logs import setup_logging
     from streamon.runtime.worker import Worker
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    setup_logging(log_level)
     settings = load_config(config_path)
     if bootstrap_servers:
         settings = settings.model_copy(
@@ -213,6 +209,521 @@ def worker(
     w = Worker(settings, state, instance_id=instance_id, metrics_port=metrics_port)
     w.install_signal_handlers()
     w.run()
+
+
+# --------------------------------------------------------------------------- simulate, demo, ab
+
+
+def _with_bootstrap(settings: Any, bootstrap_servers: str | None) -> Any:
+    if not bootstrap_servers:
+        return settings
+    return settings.model_copy(
+        update={"kafka": settings.kafka.model_copy(update={"bootstrap_servers": bootstrap_servers})}
+    )
+
+
+@cli.command()
+@CONFIG_OPTION
+@click.option("--bootstrap-servers", default=None, help="override kafka.bootstrap_servers")
+@click.option("--rate", type=float, default=50.0, show_default=True, help="predictions per second")
+@click.option("--duration", type=float, default=None, help="stop after this many seconds")
+@click.option("--count", type=int, default=None, help="stop after this many predictions")
+@click.option(
+    "--models", default=None, help="comma-separated model names [default: every model of the config]"
+)
+@click.option("--variants", default=None, help="A/B arms, e.g. A,B (two arms are routed by entity id)")
+@click.option("--experiment", default="exp-1", show_default=True, help="experiment name of the A/B arms")
+@click.option("--label-delay", type=float, default=30.0, show_default=True, help="mean label delay, seconds")
+@click.option(
+    "--label-fraction", type=float, default=1.0, show_default=True, help="share of predictions labelled"
+)
+@click.option("--label-noise", type=float, default=0.0, show_default=True, help="share of labels flipped")
+@click.option("--fraud-rate", type=float, default=0.03, show_default=True, help="share of fraud")
+@click.option(
+    "--drift",
+    multiple=True,
+    help="sudden, gradual, categorical, missing, calibration or degrade (repeat or comma-separate)",
+)
+@click.option(
+    "--drift-after", type=float, default=60.0, show_default=True, help="seconds before drift starts"
+)
+@click.option(
+    "--drift-ramp", type=float, default=120.0, show_default=True, help="ramp of gradual drift, seconds"
+)
+@click.option("--drift-variant", multiple=True, help="drift only this A/B arm (repeatable)")
+@click.option(
+    "--wait-for-labels", is_flag=True, help="at the end, keep sending the pending labels until all are due"
+)
+@click.option("--seed", type=int, default=7, show_default=True, help="random seed")
+def simulate(
+    config_path: Path,
+    bootstrap_servers: str | None,
+    rate: float,
+    duration: float | None,
+    count: int | None,
+    models: str | None,
+    variants: str | None,
+    experiment: str,
+    label_delay: float,
+    label_fraction: float,
+    label_noise: float,
+    fraud_rate: float,
+    drift: tuple[str, ...],
+    drift_after: float,
+    drift_ramp: float,
+    drift_variant: tuple[str, ...],
+    wait_for_labels: bool,
+    seed: int,
+) -> None:
+    """Produce fraud-like predictions and delayed labels to Kafka, in real time.
+
+    Event time is the wall clock; each label is produced once its delay has
+    elapsed; drift starts --drift-after seconds into the run. Works against any
+    cluster; the input topics are created (co-partitioned) when missing. Ctrl-C
+    stops cleanly. A status line goes to stderr every 5 seconds.
+
+    \b
+    Example:
+      streamon simulate --config configs/monitoring_config.yaml \\
+          --bootstrap-servers 127.0.0.1:9092 --rate 200 --duration 600 \\
+          --variants A,B --drift sudden --drift categorical --drift-after 120
+    """
+    from streamon.config import load_config
+    from streamon.simulate import SimulationSpec, parse_drift, parse_variants, run_simulation
+
+    settings = _with_bootstrap(load_config(config_path), bootstrap_servers)
+    spec = SimulationSpec(
+        rate=rate,
+        models=parse_variants(models) or settings.model_names,
+        variants=parse_variants(variants),
+        experiment=experiment,
+        fraud_rate=fraud_rate,
+        label_fraction=label_fraction,
+        label_delay_s=label_delay,
+        label_noise=label_noise,
+        drift=parse_drift(drift),
+        drift_after_s=drift_after,
+        drift_ramp_s=drift_ramp,
+        drift_variants=drift_variant,
+        seed=seed,
+    )
+    stats = run_simulation(
+        settings, spec, duration, count, wait_for_labels, lambda line: click.echo(line, err=True)
+    )
+    how = "stopped" if stats.stopped_early else "done"
+    pending = (
+        f"; {stats.pending_labels:,} labels not yet due were not sent (see --wait-for-labels)"
+        if stats.pending_labels
+        else ""
+    )
+    click.echo(
+        f"{how}: sent {stats.predictions:,} predictions and {stats.labels:,} labels "
+        f"in {stats.elapsed:.1f}s{pending}"
+    )
+
+
+@cli.command()
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="demo configuration [default: configs/demo_config.yaml]",
+)
+@click.option(
+    "--bootstrap-servers",
+    default=None,
+    help="a real Kafka cluster [default: an embedded librdkafka mock cluster, for demos only]",
+)
+@click.option("--duration", type=float, default=None, help="stop after this many seconds [default: Ctrl-C]")
+@click.option("--headless", is_flag=True, help="plain log lines instead of the live view")
+@click.option(
+    "--drift-after", type=float, default=60.0, show_default=True, help="seconds before drift is injected"
+)
+@click.option(
+    "--drift",
+    multiple=True,
+    help="drift kinds to inject [default: sudden, categorical, degrade]; see `streamon simulate --help`",
+)
+@click.option("--rate", type=float, default=100.0, show_default=True, help="predictions per second")
+@click.option(
+    "--metrics-port", type=int, default=None, help="port of /metrics [default: the config's; 0 = any free]"
+)
+@click.option("--seed", type=int, default=7, show_default=True, help="random seed of the traffic")
+def demo(
+    config_path: Path | None,
+    bootstrap_servers: str | None,
+    duration: float | None,
+    headless: bool,
+    drift_after: float,
+    drift: tuple[str, ...],
+    rate: float,
+    metrics_port: int | None,
+    seed: int,
+) -> None:
+    """Run the zero-install demo: simulated traffic, a worker and a live view.
+
+    Without --bootstrap-servers the demo starts an embedded librdkafka mock
+    cluster (in this process; for demos only, not a real Kafka broker). It runs
+    the traffic simulator and a streamon worker against it, injects drift after
+    --drift-after seconds, serves /metrics and shows throughput, label coverage,
+    performance per model and variant, the most drifting features and the alerts
+    as they fire and resolve. Ctrl-C stops everything cleanly.
+
+    \b
+    Example:
+      streamon demo
+      streamon demo --headless --duration 180 --drift-after 30
+      streamon demo --bootstrap-servers 127.0.0.1:9092
+    """
+    from streamon.demo import DemoOptions, run_demo
+    from streamon.simulate import parse_drift
+
+    run_demo(
+        DemoOptions(
+            config=config_path,
+            bootstrap=bootstrap_servers,
+            duration=duration,
+            headless=headless,
+            drift_after=drift_after,
+            drift=parse_drift(drift) if drift else ("sudden", "categorical", "degrade"),
+            rate=rate,
+            metrics_port=metrics_port,
+            seed=seed,
+        )
+    )
+
+
+@cli.group()
+def ab() -> None:
+    """A/B experiments: compare the arms of a model experiment."""
+
+
+@ab.command("report")
+@click.option("--experiment", required=True, help="experiment name (the predictions' experiment field)")
+@CONFIG_OPTION
+@click.option("--predictions", type=click.Path(path_type=Path), default=None, help="prediction events, JSONL")
+@click.option("--labels", type=click.Path(path_type=Path), default=None, help="label events, JSONL")
+@click.option("--bootstrap-servers", default=None, help="read the config's topics from this cluster instead")
+@click.option("--model", default=None, help="only this model's predictions")
+@click.option("--control", default=None, help="the control arm [default: A, control, or the first by name]")
+@click.option("--alpha", type=float, default=0.05, show_default=True, help="significance level")
+@click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
+def ab_report(
+    experiment: str,
+    config_path: Path,
+    predictions: Path | None,
+    labels: Path | None,
+    bootstrap_servers: str | None,
+    model: str | None,
+    control: str | None,
+    alpha: float,
+    as_json: bool,
+) -> None:
+    """Compare the arms of an A/B experiment: rates, business value and significance.
+
+    Per arm: predictions, labelled predictions, accuracy, precision, recall,
+    detection rate and mean business value per labelled prediction (from the
+    configured costs by outcome). Tests against the control arm: two-proportion
+    z-tests on the error rate and the detection rate, a Welch t-test on the
+    per-prediction business value, each with effect size, confidence interval and
+    p-value. Below 30 labelled predictions per arm the status is insufficient_data.
+
+    \b
+    Example:
+      streamon ab report --experiment exp-1 --config configs/monitoring_config.yaml \\
+          --predictions predictions.jsonl --labels labels.jsonl
+      streamon ab report --experiment exp-1 --bootstrap-servers 127.0.0.1:9092 --json
+    """
+    import orjson
+
+    from streamon.abreport import analyse, collect_from_files, collect_from_kafka, print_report
+    from streamon.config import load_config
+    from streamon.engine import build_engine
+    from streamon.errors import InputError
+
+    if not 0 < alpha < 1:
+        raise InputError(f"--alpha must be in (0, 1) (got {alpha:g})")
+    settings = _with_bootstrap(load_config(config_path), bootstrap_servers)
+    engine = build_engine(settings)
+    if predictions is not None:
+        if bootstrap_servers:
+            raise InputError("give --predictions/--labels or --bootstrap-servers, not both")
+        data = collect_from_files(engine, predictions, labels, experiment, model)
+    elif bootstrap_servers:
+        if labels is not None:
+            raise InputError("--labels needs --predictions")
+        data = collect_from_kafka(engine, experiment, model)
+    else:
+        raise InputError("give --predictions (and --labels) JSONL files, or --bootstrap-servers")
+    report = analyse(data, engine.evaluation.costs, control=control, alpha=alpha)
+    if as_json:
+        click.echo(orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY).decode())
+    else:
+        print_report(report)
+
+
+# --------------------------------------------------------------------------- alert-router, doctor, dashboards
+
+
+@cli.command("alert-router")
+@CONFIG_OPTION
+@click.option(
+    "--alertmanager-url",
+    "alertmanager_urls",
+    multiple=True,
+    envvar="STREAMON_ALERTMANAGER_URL",
+    help="Alertmanager base URL, e.g. http://alertmanager:9093 (repeatable; env STREAMON_ALERTMANAGER_URL)",
+)
+@click.option(
+    "--webhook",
+    "webhooks",
+    multiple=True,
+    envvar="STREAMON_WEBHOOKS",
+    help="generic webhook URL that receives each event's JSON (repeatable; env STREAMON_WEBHOOKS, "
+    "space-separated, keeps secret URLs off the command line)",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="state of the de-duplication table [default: $STREAMON_STATE_DIR/alert-router or "
+    "./streamon-router-state]",
+)
+@click.option(
+    "--store",
+    type=click.Choice(["rocksdb", "memory"]),
+    default="rocksdb",
+    show_default=True,
+    help="table store; both are restored from the table's changelog topic when empty",
+)
+@click.option("--bootstrap-servers", default=None, help="override kafka.bootstrap_servers")
+@click.option(
+    "--attempt-timeout", type=float, default=5.0, show_default=True, help="seconds per delivery attempt"
+)
+@click.option(
+    "--retry-initial", type=float, default=0.5, show_default=True, help="first retry delay, seconds"
+)
+@click.option("--retry-max", type=float, default=30.0, show_default=True, help="longest retry delay, seconds")
+@click.option(
+    "--resend-interval",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="re-send firing alerts to Alertmanager this often, seconds",
+)
+@click.option(
+    "--start-from",
+    type=click.Choice(["earliest", "latest"]),
+    default="earliest",
+    show_default=True,
+    help="where a router group with no committed offset starts in the alerts topic",
+)
+@click.option(
+    "--label",
+    "labels",
+    multiple=True,
+    help="KEY=VALUE added to every alert sent to Alertmanager (repeatable); give Prometheus' "
+    "external_labels so both sources send the same alert, e.g. --label monitor=streamon",
+)
+@click.option("--web-port", type=int, default=None, help="serve faust's web endpoint on 127.0.0.1:PORT")
+@click.option("--log-level", default="INFO", show_default=True, help="DEBUG, INFO, WARNING or ERROR")
+def alert_router(
+    config_path: Path,
+    alertmanager_urls: tuple[str, ...],
+    webhooks: tuple[str, ...],
+    data_dir: Path | None,
+    store: str,
+    bootstrap_servers: str | None,
+    attempt_timeout: float,
+    retry_initial: float,
+    retry_max: float,
+    resend_interval: float,
+    start_from: str,
+    labels: tuple[str, ...],
+    web_port: int | None,
+    log_level: str,
+) -> None:
+    """Forward alert events from Kafka to Alertmanager (API v2) and webhooks.
+
+    A faust agent reads the alerts topic, forwards each state change once (a firing
+    alert already forwarded is not forwarded again; its resolve is), and moves past
+    an event only once every target accepted it: an unreachable target is retried
+    with exponential backoff, without limit, so no alert is lost. Firing alerts are
+    re-sent to Alertmanager every --resend-interval. SIGTERM stops cleanly.
+
+    \b
+    Example:
+      streamon alert-router --config configs/monitoring_config.yaml \\
+          --alertmanager-url http://alertmanager:9093 --data-dir /var/lib/streamon/router
+    """
+    import os
+
+    from streamon.config import load_config
+    from streamon.errors import InputError
+    from streamon.router import RouterOptions, run_router
+
+    extra: list[tuple[str, str]] = []
+    for item in labels:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InputError(f"--label must be KEY=VALUE (got {item!r})")
+        extra.append((key, value))
+
+    settings = _with_bootstrap(load_config(config_path), bootstrap_servers)
+    if data_dir is None:
+        base = os.environ.get("STREAMON_STATE_DIR")
+        data_dir = Path(base) / "alert-router" if base else Path("streamon-router-state")
+    options = RouterOptions(
+        alertmanager_urls=alertmanager_urls,
+        webhooks=webhooks,
+        data_dir=data_dir,
+        store=store,  # type: ignore[arg-type]
+        attempt_timeout=attempt_timeout,
+        retry_initial=retry_initial,
+        retry_max=retry_max,
+        resend_interval=resend_interval,
+        start_from=start_from,  # type: ignore[arg-type]
+        web_port=web_port,
+        extra_labels=tuple(extra),
+    )
+    run_router(settings, options, log_level)
+
+
+@cli.command()
+@CONFIG_OPTION
+@click.option(
+    "--prometheus-url",
+    default=None,
+    envvar="STREAMON_PROMETHEUS_URL",
+    help="Prometheus base URL [default: http://prometheus:9090, the docker-compose service]",
+)
+@click.option(
+    "--alertmanager-url",
+    default=None,
+    envvar="STREAMON_ALERTMANAGER_URL",
+    help="Alertmanager base URL [default: http://alertmanager:9093, the docker-compose service]",
+)
+@click.option(
+    "--grafana-url", default=None, help="Grafana base URL [default: monitoring.dashboards.grafana_url]"
+)
+@click.option(
+    "--worker-url",
+    "worker_urls",
+    multiple=True,
+    help="a worker's metrics endpoint base, e.g. http://127.0.0.1:8080 (repeatable; optional)",
+)
+@click.option("--bootstrap-servers", default=None, help="override kafka.bootstrap_servers")
+@click.option(
+    "--skip",
+    multiple=True,
+    type=click.Choice(["prometheus", "alertmanager", "grafana"]),
+    help="do not check this service (repeatable)",
+)
+@click.option("--timeout", type=float, default=5.0, show_default=True, help="seconds per check")
+def doctor(
+    config_path: Path,
+    prometheus_url: str | None,
+    alertmanager_url: str | None,
+    grafana_url: str | None,
+    worker_urls: tuple[str, ...],
+    bootstrap_servers: str | None,
+    skip: tuple[str, ...],
+    timeout: float,
+) -> None:
+    """Check that everything streamon needs is reachable and set up right.
+
+    Kafka (reachable, topics exist, predictions and labels co-partitioned, partials
+    retention long enough), Prometheus, Alertmanager, Grafana and, when given, workers'
+    /metrics. Prints one OK or FAIL line per check, with what is wrong and how to fix it;
+    exits 0 when every check passes, else 1. Secrets are never printed.
+
+    \b
+    Example:
+      streamon doctor --config configs/monitoring_config.yaml \\
+          --prometheus-url http://127.0.0.1:9090 --alertmanager-url http://127.0.0.1:9093
+    """
+    from streamon.config import load_config
+    from streamon.doctor import DoctorOptions, run_checks
+
+    settings = _with_bootstrap(load_config(config_path), bootstrap_servers)
+    options = DoctorOptions(
+        prometheus_url=prometheus_url,
+        alertmanager_url=alertmanager_url,
+        grafana_url=grafana_url,
+        worker_urls=worker_urls,
+        skip=frozenset(skip),
+        timeout=timeout,
+    )
+    ok = run_checks(settings, options, click.echo)
+    sys.exit(0 if ok else 1)
+
+
+@cli.group()
+def dashboards() -> None:
+    """Grafana dashboards (deploy/grafana/dashboards)."""
+
+
+@dashboards.command("deploy")
+@CONFIG_OPTION
+@click.option(
+    "--grafana-url", default=None, help="Grafana base URL [default: monitoring.dashboards.grafana_url]"
+)
+@click.option("--folder", default=None, help="folder title [default: monitoring.dashboards.folder]")
+@click.option(
+    "--datasource",
+    default=None,
+    help="uid (or name) of the Prometheus datasource the panels use "
+    "[default: monitoring.dashboards.datasource]",
+)
+@click.option(
+    "--token-file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="file holding a Grafana service-account token [default: env GRAFANA_TOKEN]",
+)
+@click.option(
+    "--dashboards-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="directory of dashboard JSON files [default: deploy/grafana/dashboards]",
+)
+@click.option("--timeout", type=float, default=10.0, show_default=True, help="seconds per HTTP request")
+def dashboards_deploy(
+    config_path: Path,
+    grafana_url: str | None,
+    folder: str | None,
+    datasource: str | None,
+    token_file: Path | None,
+    dashboards_dir: Path | None,
+    timeout: float,
+) -> None:
+    """Create or update the streamon dashboards in Grafana through its HTTP API.
+
+    Creates the folder when missing, points every panel at the given datasource and
+    saves each dashboard (overwrite); a dashboard already identical is left alone, so
+    running it twice changes nothing. The token is sent as a Bearer header, never printed.
+
+    \b
+    Example:
+      GRAFANA_TOKEN=... streamon dashboards deploy --config configs/monitoring_config.yaml \\
+          --grafana-url http://127.0.0.1:3000
+    """
+    from streamon.config import load_config
+    from streamon.dashboards import deploy_dashboards, read_token
+
+    settings = load_config(config_path)
+    results = deploy_dashboards(
+        settings,
+        grafana_url=grafana_url,
+        folder=folder,
+        datasource=datasource,
+        token=read_token(token_file),
+        dashboards_dir=dashboards_dir,
+        timeout=timeout,
+    )
+    for r in results:
+        click.echo(r.line())
 
 
 def main(argv: list[str] | None = None) -> None:

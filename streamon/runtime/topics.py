@@ -55,6 +55,11 @@ def ensure_topics(admin: AdminClient, settings: Settings) -> dict[str, int]:
             except KafkaException as exc:
                 if "TOPIC_ALREADY_EXISTS" not in str(exc):
                     raise StreamonError(f"cannot create topic {name}: {exc.args[0]}") from None
+            except Exception as exc:  # a timeout: the cluster did not answer in time
+                raise StreamonError(
+                    f"cannot create topic {name} ({type(exc).__name__}): "
+                    "check the brokers, or create the topic yourself"
+                ) from None
         existing = partition_counts(admin)
     n_pred, n_lab = existing.get(t.predictions), existing.get(t.labels)
     if n_pred != n_lab:

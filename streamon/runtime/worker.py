@@ -49,10 +49,11 @@ from streamon.core.join import StagedStore
 from streamon.core.stage1 import Partial, PartitionProcessor
 from streamon.core.stage2 import Aggregator
 from streamon.engine import Engine, build_engine
+from streamon.errors import StreamonError
 from streamon.exporter import SnapshotCollector
 from streamon.runtime.http import MetricsServer
 from streamon.runtime.store import RocksStore
-from streamon.runtime.topics import ensure_topics
+from streamon.runtime.topics import ensure_topics, partition_counts
 
 log = logging.getLogger("streamon.worker")
 
@@ -79,7 +80,12 @@ class Ops:
 
 
 def _client_base(settings: Settings) -> dict[str, Any]:
-    return {"bootstrap.servers": settings.kafka.bootstrap_servers, **settings.kafka.client}
+    # librdkafka's own log lines (one per failed connection attempt, per client) go to a
+    # logger that is silent unless debugging; streamon reports what matters in one line.
+    quiet = logging.getLogger("streamon.librdkafka")
+    if not quiet.level:
+        quiet.setLevel(logging.DEBUG if logging.getLogger().isEnabledFor(logging.DEBUG) else logging.CRITICAL)
+    return {"bootstrap.servers": settings.kafka.bootstrap_servers, "logger": quiet, **settings.kafka.client}
 
 
 class Worker:
@@ -117,6 +123,7 @@ class Worker:
         base = _client_base(settings)
         group = settings.kafka.group_id
         self.admin = AdminClient(base)
+        partition_counts(self.admin)  # fails fast, in one line, when Kafka is unreachable
         common_consumer = {
             **base,
             "enable.auto.commit": False,
@@ -137,14 +144,21 @@ class Worker:
         registry = CollectorRegistry(auto_describe=False)
         registry.register(SnapshotCollector(self._scrape))
         port = settings.monitoring.prometheus.port if metrics_port is None else metrics_port
-        self.http = MetricsServer(
-            registry,
-            settings.monitoring.prometheus.bind_address,
-            port,
-            settings.monitoring.prometheus.metrics_path,
-            healthy=lambda: time.monotonic() - self.ops.last_loop < 60,
-            ready=lambda: self.ready,
-        )
+        host = settings.monitoring.prometheus.bind_address
+        try:
+            self.http = MetricsServer(
+                registry,
+                host,
+                port,
+                settings.monitoring.prometheus.metrics_path,
+                healthy=lambda: time.monotonic() - self.ops.last_loop < 60,
+                ready=lambda: self.ready,
+            )
+        except OSError as exc:
+            raise StreamonError(
+                f"cannot serve metrics on {host}:{port} ({exc.strerror}): free the port or set "
+                "monitoring.prometheus.port / --metrics-port"
+            ) from None
 
     # ------------------------------------------------------------------ lifecycle
 

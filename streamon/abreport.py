@@ -1,0 +1,479 @@
+"""``streamon ab report``: the A/B analysis of one experiment, from files or from Kafka.
+
+Predictions carry their arm (``variant``) and ``experiment``; labels are joined by
+``prediction_id`` (the latest label by event time wins: a second label is a
+correction). Per arm: predictions, labelled predictions, confusion counts at the
+decision threshold and the business value of every labelled prediction, from the
+configured costs by outcome (:func:`outcome_values`; their sum over a window is the
+``net_benefit`` of :func:`streamon.core.business.business_metrics`).
+
+Every treatment arm is compared with the control arm using the tests of
+:mod:`streamon.core.ab` (differences are treatment - control):
+
+- error rate, (FP + FN) / labelled: two-proportion z-test;
+- detection rate, TP / (TP + FN) = recall on fraud at the threshold: two-proportion z-test;
+- business value per labelled prediction: Welch t-test from :class:`~streamon.core.ab.Moments`.
+
+Below :data:`~streamon.core.ab.MIN_SAMPLES` labelled predictions in an arm the status
+is ``insufficient_data`` (a test's own status uses that test's sample: for the
+detection rate, the labelled frauds) and nothing is significant.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from streamon.core.ab import MIN_SAMPLES, Moments, two_proportion_ztest, welch_ttest_from_moments
+from streamon.core.business import BusinessCosts
+from streamon.core.events import Invalid, Label, Prediction
+from streamon.engine import Engine
+from streamon.errors import InputError
+
+OUTCOMES = ("true_positive", "false_positive", "true_negative", "false_negative")
+
+
+def outcome_values(costs: BusinessCosts) -> dict[str, float]:
+    """Business value of one labelled prediction, by outcome.
+
+    TP: prevented fraud minus its review; FP: friction plus review; TN: a customer
+    left alone; FN: the missed fraud. Summed over a window this is ``net_benefit``:
+
+    >>> from streamon.core.business import business_metrics
+    >>> costs = BusinessCosts(50, 1000, 25, 1000, 200, 10000)
+    >>> v = outcome_values(costs)
+    >>> v
+    {'true_positive': 975.0, 'false_positive': -75.0, 'true_negative': 200.0, 'false_negative': -1000.0}
+    >>> counts = {"true_positive": 8, "false_positive": 20, "true_negative": 970, "false_negative": 2}
+    >>> total = sum(n * v[k] for k, n in counts.items())
+    >>> tp, fp, tn, fn = counts.values()
+    >>> total == business_metrics(tp, fp, tn, fn, costs, 86400)["net_benefit"]
+    True
+    """
+    return {
+        "true_positive": float(costs.fraud_prevention_value - costs.investigation_cost),
+        "false_positive": float(-(costs.false_positive_cost + costs.investigation_cost)),
+        "true_negative": float(costs.customer_retention_value),
+        "false_negative": float(-costs.false_negative_cost),
+    }
+
+
+def outcome(predicted: int, label: int) -> str:
+    """The outcome of a decision ``predicted`` given the true ``label``.
+
+    >>> outcome(1, 0)
+    'false_positive'
+    """
+    if predicted:
+        return "true_positive" if label else "false_positive"
+    return "false_negative" if label else "true_negative"
+
+
+def _ratio(num: float, den: float) -> float:
+    return num / den if den else math.nan
+
+
+@dataclass
+class Arm:
+    """Counts of one arm; ``value`` summarises the business value per labelled prediction."""
+
+    variant: str
+    n: int = 0
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
+    value: Moments = field(default_factory=Moments)
+
+    @property
+    def labelled(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def errors(self) -> int:
+        return self.counts["false_positive"] + self.counts["false_negative"]
+
+    @property
+    def frauds(self) -> int:
+        return self.counts["true_positive"] + self.counts["false_negative"]
+
+    def metrics(self) -> dict[str, Any]:
+        c = self.counts
+        tp, fp, tn, fn = (c[k] for k in OUTCOMES)
+        return {
+            "variant": self.variant,
+            "n": self.n,
+            "labelled": self.labelled,
+            **{k: c[k] for k in OUTCOMES},
+            "accuracy": _ratio(tp + tn, self.labelled),
+            "precision": _ratio(tp, tp + fp),
+            "recall": _ratio(tp, tp + fn),
+            "detection_rate": _ratio(tp, tp + fn),
+            "error_rate": _ratio(fp + fn, self.labelled),
+            "mean_value": self.value.mean,
+            "value_std": math.sqrt(self.value.var) if self.value.n >= 2 else math.nan,
+            "status": "insufficient_data" if self.labelled < MIN_SAMPLES else "ok",
+        }
+
+
+@dataclass
+class ExperimentData:
+    experiment: str
+    model: str | None
+    source: str
+    arms: dict[str, Arm] = field(default_factory=dict)
+    models: set[str] = field(default_factory=set)
+    without_variant: int = 0
+    bad: int = 0
+
+
+def collect(
+    predictions: Iterable[Prediction],
+    labels: Iterable[Label],
+    experiment: str,
+    model: str | None,
+    costs: BusinessCosts,
+    source: str,
+) -> ExperimentData:
+    """Per-arm counts of ``experiment`` (optionally one ``model``); labels joined by prediction id."""
+    latest: dict[str, Label] = {}
+    for lab in labels:
+        seen = latest.get(lab.prediction_id)
+        if seen is None or lab.ts >= seen.ts:
+            latest[lab.prediction_id] = lab
+    values = outcome_values(costs)
+    data = ExperimentData(experiment, model, source)
+    per_arm: dict[str, list[float]] = {}
+    experiments: set[str] = set()
+    for p in predictions:
+        experiments.add(p.experiment)
+        if p.experiment != experiment or (model is not None and p.model != model):
+            continue
+        if not p.variant:
+            data.without_variant += 1
+            continue
+        data.models.add(p.model)
+        arm = data.arms.get(p.variant)
+        if arm is None:
+            arm = data.arms[p.variant] = Arm(p.variant)
+            per_arm[p.variant] = []
+        arm.n += 1
+        joined = latest.get(p.prediction_id)
+        if joined is None:
+            continue
+        kind = outcome(p.predicted, joined.label)
+        arm.counts[kind] += 1
+        per_arm[p.variant].append(values[kind])
+    for name, vals in per_arm.items():
+        data.arms[name].value.update(np.asarray(vals, dtype=np.float64))
+    if not data.arms:
+        found = ", ".join(sorted(e for e in experiments if e)) or "none"
+        which = f" of model {model!r}" if model else ""
+        raise InputError(
+            f"no predictions{which} with experiment {experiment!r} and a variant in {source} "
+            f"(experiments found: {found})"
+        )
+    return data
+
+
+def _read_lines(path: Path) -> list[bytes]:
+    try:
+        return path.read_bytes().splitlines()
+    except FileNotFoundError:
+        raise InputError(f"input file {path} not found") from None
+    except IsADirectoryError:
+        raise InputError(f"input {path} is a directory, expected a JSONL file") from None
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _decode(raws: Iterable[bytes | None], decode: Any, bad: list[int]) -> Iterator[Any]:
+    for raw in raws:
+        if raw is None or not raw.strip():
+            continue
+        ev = decode(raw)
+        if isinstance(ev, Invalid):
+            bad[0] += 1
+        else:
+            yield ev
+
+
+def collect_from_files(
+    engine: Engine, predictions: Path, labels: Path | None, experiment: str, model: str | None = None
+) -> ExperimentData:
+    """Replay-style input: JSONL files of predictions and labels (field names from the config)."""
+    decoder = engine.decoder(check_time=False)
+    pred_lines = _read_lines(predictions)
+    label_lines = _read_lines(labels) if labels is not None else []
+    bad = [0]
+    data = collect(
+        _decode(pred_lines, decoder.prediction, bad),
+        list(_decode(label_lines, decoder.label, bad)),
+        experiment,
+        model,
+        engine.evaluation.costs,
+        str(predictions),
+    )
+    data.bad = bad[0]
+    return data
+
+
+def _read_topic(engine: Engine, topic: str) -> list[bytes | None]:
+    """Every committed message value of ``topic`` as it stands now."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+    from streamon.simulate import cluster_address_check, kafka_logger
+
+    k = engine.settings.kafka
+    consumer = Consumer(
+        {
+            **k.client,
+            "bootstrap.servers": k.bootstrap_servers,
+            "group.id": f"streamon-ab-{uuid.uuid4().hex[:8]}",  # never commits
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+            "socket.timeout.ms": 5000,
+            "logger": kafka_logger(),
+        }
+    )
+    try:
+        topics = cluster_address_check(consumer, k.bootstrap_servers)
+        if topic not in topics:
+            raise InputError(f"topic {topic} not found at {k.bootstrap_servers}")
+        todo: dict[int, int] = {}
+        for part in range(topics[topic]):
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, part), timeout=10)
+            if high > low:
+                todo[part] = high
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in todo])
+        out: list[bytes | None] = []
+        while todo:
+            msgs = consumer.consume(5000, timeout=2.0)
+            if not msgs:
+                break
+            for m in msgs:
+                err = m.error()
+                at = m.partition()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF and at is not None:
+                        todo.pop(at, None)
+                    continue
+                offset = m.offset()
+                if at is None or offset is None or at not in todo or offset >= todo[at]:
+                    continue
+                out.append(m.value())
+                if offset + 1 >= todo[at]:
+                    todo.pop(at)
+        return out
+    finally:
+        consumer.close()
+
+
+def collect_from_kafka(engine: Engine, experiment: str, model: str | None = None) -> ExperimentData:
+    """The config's predictions and labels topics, read from the beginning to their current end."""
+    t = engine.settings.kafka.topics
+    decoder = engine.decoder(check_time=False)
+    bad = [0]
+    preds = _read_topic(engine, t.predictions)
+    labels = _read_topic(engine, t.labels)
+    data = collect(
+        _decode(preds, decoder.prediction, bad),
+        list(_decode(labels, decoder.label, bad)),
+        experiment,
+        model,
+        engine.evaluation.costs,
+        f"{engine.settings.kafka.bootstrap_servers} ({t.predictions}, {t.labels})",
+    )
+    data.bad = bad[0]
+    return data
+
+
+def _control(arms: dict[str, Arm], wanted: str | None) -> str:
+    if wanted is not None:
+        if wanted not in arms:
+            raise InputError(f"control arm {wanted!r} not found (arms: {', '.join(sorted(arms))})")
+        return wanted
+    for name in ("A", "control"):
+        if name in arms:
+            return name
+    return sorted(arms)[0]
+
+
+def analyse(
+    data: ExperimentData, costs: BusinessCosts, control: str | None = None, alpha: float = 0.05
+) -> dict[str, Any]:
+    """The report as a JSON-ready dict (NaN where a number is undefined)."""
+    ctrl_name = _control(data.arms, control)
+    ctrl = data.arms[ctrl_name]
+    tests = []
+    for name in sorted(data.arms):
+        if name == ctrl_name:
+            continue
+        arm = data.arms[name]
+        err = two_proportion_ztest(ctrl.errors, ctrl.labelled, arm.errors, arm.labelled, alpha)
+        det = two_proportion_ztest(
+            ctrl.counts["true_positive"], ctrl.frauds, arm.counts["true_positive"], arm.frauds, alpha
+        )
+        val = welch_ttest_from_moments(
+            ctrl.value.n, ctrl.value.mean, ctrl.value.var, arm.value.n, arm.value.mean, arm.value.var, alpha
+        )
+        status = "insufficient_data" if min(ctrl.labelled, arm.labelled) < MIN_SAMPLES else "ok"
+        tests.append(
+            {
+                "control": ctrl_name,
+                "treatment": name,
+                "status": status,
+                "error_rate": {
+                    "test": "two_proportion_ztest",
+                    "control": err.rate_a,
+                    "treatment": err.rate_b,
+                    "diff": err.diff,
+                    "statistic": err.z,
+                    "p_value": err.p_value,
+                    "ci_low": err.ci_low,
+                    "ci_high": err.ci_high,
+                    "effect_size": err.effect_size,
+                    "effect_size_kind": "cohens_h",
+                    "significant": err.significant,
+                    "status": err.status,
+                },
+                "detection_rate": {
+                    "test": "two_proportion_ztest",
+                    "control": det.rate_a,
+                    "treatment": det.rate_b,
+                    "diff": det.diff,
+                    "statistic": det.z,
+                    "p_value": det.p_value,
+                    "ci_low": det.ci_low,
+                    "ci_high": det.ci_high,
+                    "effect_size": det.effect_size,
+                    "effect_size_kind": "cohens_h",
+                    "significant": det.significant,
+                    "status": det.status,
+                },
+                "business_value": {
+                    "test": "welch_ttest",
+                    "control": val.mean_a,
+                    "treatment": val.mean_b,
+                    "diff": val.diff,
+                    "statistic": val.t,
+                    "dof": val.dof,
+                    "p_value": val.p_value,
+                    "ci_low": val.ci_low,
+                    "ci_high": val.ci_high,
+                    "effect_size": val.effect_size,
+                    "effect_size_kind": "cohens_d",
+                    "significant": val.significant,
+                    "status": val.status,
+                },
+            }
+        )
+    low = [a.variant for a in data.arms.values() if a.labelled < MIN_SAMPLES]
+    notes = []
+    if len(data.arms) < 2:
+        notes.append(f"only one arm ({ctrl_name}): nothing to compare")
+    if low:
+        notes.append(f"fewer than {MIN_SAMPLES} labelled predictions in arm(s) {', '.join(sorted(low))}")
+    if data.without_variant:
+        notes.append(f"{data.without_variant} predictions of the experiment have no variant (skipped)")
+    if data.bad:
+        notes.append(f"{data.bad} invalid events skipped")
+    return {
+        "experiment": data.experiment,
+        "model": data.model,
+        "models": sorted(data.models),
+        "source": data.source,
+        "control": ctrl_name,
+        "alpha": alpha,
+        "min_labelled_per_arm": MIN_SAMPLES,
+        "status": "insufficient_data" if low or len(data.arms) < 2 else "ok",
+        "values_per_outcome": outcome_values(costs),
+        "arms": [data.arms[name].metrics() for name in sorted(data.arms)],
+        "tests": tests,
+        "notes": notes,
+    }
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _num(value: Any, fmt: str = ".4f") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return format(value, fmt)
+
+
+def print_report(report: dict[str, Any]) -> None:
+    """The report as rich tables on stdout."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if not console.is_terminal:  # piped: do not squeeze the tables into 80 columns
+        console = Console(width=max(console.width, 140))
+    status = report["status"]
+    colour = "green" if status == "ok" else "yellow"
+    models = ", ".join(report["models"])
+    console.print(
+        f"[bold]A/B report[/bold] experiment [bold]{report['experiment']}[/bold] "
+        f"(model {models}; control {report['control']}; alpha {report['alpha']:g}) "
+        f"status [{colour}]{status}[/{colour}]"
+    )
+    arms = Table(title="Arms", title_justify="left")
+    for col in ("arm", "n", "labelled", "accuracy", "precision", "recall", "detection rate", "value/pred"):
+        arms.add_column(col, justify="left" if col == "arm" else "right")
+    for a in report["arms"]:
+        name = a["variant"] + (" (control)" if a["variant"] == report["control"] else "")
+        if a["status"] != "ok":
+            name += " [yellow]insufficient data[/yellow]"
+        arms.add_row(
+            name,
+            f"{a['n']:,}",
+            f"{a['labelled']:,}",
+            _num(a["accuracy"]),
+            _num(a["precision"]),
+            _num(a["recall"]),
+            _num(a["detection_rate"]),
+            _num(a["mean_value"], ",.2f"),
+        )
+    console.print(arms)
+    if report["tests"]:
+        tests = Table(title="Treatment vs control (difference = treatment - control)", title_justify="left")
+        for col in ("comparison", "metric", "control", "treatment", "diff", "95% CI", "effect", "p-value"):
+            tests.add_column(col, justify="left" if col in ("comparison", "metric") else "right")
+        tests.add_column("significant")
+        labels = {
+            "error_rate": "error rate (z)",
+            "detection_rate": "detection rate (z)",
+            "business_value": "value/pred (Welch t)",
+        }
+        for t in report["tests"]:
+            for key, label in labels.items():
+                r = t[key]
+                fmt = ",.2f" if key == "business_value" else ".4f"
+                sig = (
+                    "[yellow]insufficient data[/yellow]"
+                    if r["status"] != "ok"
+                    else ("[bold green]yes[/bold green]" if r["significant"] else "no")
+                )
+                h = "h" if r["effect_size_kind"] == "cohens_h" else "d"
+                tests.add_row(
+                    f"{t['treatment']} vs {t['control']}",
+                    label,
+                    _num(r["control"], fmt),
+                    _num(r["treatment"], fmt),
+                    _num(r["diff"], "+" + fmt),
+                    f"[{_num(r['ci_low'], fmt)}, {_num(r['ci_high'], fmt)}]",
+                    f"{h}={_num(r['effect_size'], '.3f')}",
+                    "<1e-300" if r["p_value"] == 0 else _num(r["p_value"], ".4g"),
+                    sig,
+                )
+        tests.columns[5].header = f"{1 - report['alpha']:.0%} CI"
+        console.print(tests)
+    for note in report["notes"]:
+        console.print(f"note: {note}")

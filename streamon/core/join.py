@@ -28,6 +28,14 @@ import orjson
 from streamon.core.events import Label, Prediction
 
 _PRED = b"p:"
+
+
+def _pack(record: list[object]) -> bytes:
+    """orjson bytes trimmed to size: orjson's result keeps a ~4 KB buffer per object, which
+    held for every pending prediction costs gigabytes (measured in docs/benchmarks.md)."""
+    return bytes(memoryview(orjson.dumps(record)))
+
+
 _LABEL = b"l:"
 
 
@@ -188,7 +196,7 @@ class Joiner:
             self.stats.joined += 1
             out.append(LabelDelta(p.model, p.variant, p.ts, p.score, p.predicted, label, 1))
         # [model, variant, ts, score, predicted, label]: compact, a few dozen bytes.
-        changes[key] = orjson.dumps([p.model, p.variant, p.ts, p.score, p.predicted, label])
+        changes[key] = _pack([p.model, p.variant, p.ts, p.score, p.predicted, label])
         self.store.write(changes)
         heapq.heappush(self._expiry, (p.ts + self.label_horizon_s, key))
         self.pending_predictions += 1
@@ -204,7 +212,7 @@ class Joiner:
             if self.store.get(lkey) is None:
                 self.pending_labels += 1
             expires = max(self.watermark, lab.ts) + self.orphan_grace_s
-            self.store.write({lkey: orjson.dumps([lab.label, lab.ts, expires])})
+            self.store.write({lkey: _pack([lab.label, lab.ts, expires])})
             heapq.heappush(self._expiry, (expires, lkey))
             return []
         model, variant, ts, score, predicted, old = orjson.loads(raw)
@@ -218,7 +226,7 @@ class Joiner:
         else:
             self.stats.joined += 1
         out.append(LabelDelta(model, variant, ts, score, predicted, lab.label, 1))
-        self.store.write({key: orjson.dumps([model, variant, ts, score, predicted, lab.label])})
+        self.store.write({key: _pack([model, variant, ts, score, predicted, lab.label])})
         return out
 
     def expire(self) -> tuple[int, int]:

@@ -119,14 +119,20 @@ def restore_partition(
     ]
     ends = {(t, partition): committed.get(t, -1) for t in (topics.predictions, topics.labels)}
     n = 0
+    progress = dict(marker)
     for batch in read_assigned(settings, starts, ends):
         preds = [m.value() for m in batch if m.topic() == topics.predictions]
         labels = [m.value() for m in batch if m.topic() == topics.labels]
         processor.process(preds, labels)
         processor.take_partials()  # already published when first processed
         n += len(batch)
+        # Commit batch by batch (never past the committed offsets): memory stays flat however
+        # many predictions are pending, and an interrupted restore resumes where it stopped.
+        for m in batch:
+            progress[m.topic()] = max(progress.get(m.topic(), 0), m.offset() + 1)
+        processor.joiner.store.commit(RocksStore.marker(progress))  # type: ignore[attr-defined]
     final = {t: o for t, o in committed.items() if o >= 0}
-    processor.joiner.store.commit(RocksStore.marker({**marker, **final}))  # type: ignore[attr-defined]
+    processor.joiner.store.commit(RocksStore.marker({**progress, **final}))  # type: ignore[attr-defined]
     processor.counts.invalid.clear()
     if n:
         log.info(

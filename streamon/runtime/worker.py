@@ -429,7 +429,8 @@ class Worker:
     def _stage2_step(self) -> None:
         if self._stage2_dirty and self.c2.assignment():
             self._rebuild_stage2()
-        msgs = self.c2.consume(num_messages=self.settings.kafka.batch_size, timeout=0.05)
+        # No waiting here: stage 1's consume already idles when there is nothing to do.
+        msgs = self.c2.consume(num_messages=self.settings.kafka.batch_size, timeout=0)
         last: dict[int, int] = {}
         for m in msgs:
             if m.error() is not None:

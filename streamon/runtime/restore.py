@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
@@ -106,6 +106,7 @@ def restore_partition(
     partition: int,
     marker: dict[str, int],
     committed: dict[str, int],
+    heartbeat: Callable[[], None] = lambda: None,
 ) -> int:
     """Replay the partition's inputs from ``marker`` to ``committed`` into the join store.
 
@@ -131,6 +132,7 @@ def restore_partition(
         for m in batch:
             progress[m.topic()] = max(progress.get(m.topic(), 0), m.offset() + 1)
         processor.joiner.store.commit(RocksStore.marker(progress))  # type: ignore[attr-defined]
+        heartbeat()  # a long restore is progress, not a hung worker (/healthz)
     final = {t: o for t, o in committed.items() if o >= 0}
     processor.joiner.store.commit(RocksStore.marker({**progress, **final}))  # type: ignore[attr-defined]
     processor.counts.invalid.clear()

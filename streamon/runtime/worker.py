@@ -212,6 +212,9 @@ class Worker:
         self.p2.flush(10)
         self.http.stop()
 
+    def _heartbeat(self) -> None:
+        self.ops.last_loop = time.monotonic()
+
     def step(self) -> None:
         self.ops.last_loop = time.monotonic()
         self._stage1_step()
@@ -261,7 +264,9 @@ class Worker:
             marker = None
         staged = StagedStore(store)  # writes reach RocksDB only after the Kafka commit
         processor = self.engine.partition_processor(staged, source=f"{self.topics.predictions}:{part}")
-        restore_partition(self.settings, processor, store, part, marker or {}, committed)
+        restore_partition(
+            self.settings, processor, store, part, marker or {}, committed, heartbeat=self._heartbeat
+        )
         self.stores[part] = store
         self.processors[part] = processor
 

@@ -165,6 +165,11 @@ class Worker:
     def start(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._partitions = ensure_topics(self.admin, self.settings)
+        if self.settings.monitoring.dashboards.auto_deploy:
+            from streamon.dashboards import auto_deploy
+
+            # A slow or absent Grafana must not delay processing; auto_deploy never raises.
+            threading.Thread(target=auto_deploy, args=(self.settings, log), daemon=True).start()
         self.http.start()
         log.info(
             "metrics on http://%s:%d%s",

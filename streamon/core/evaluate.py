@@ -11,8 +11,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from streamon.core import drift, performance
 from streamon.core.business import BusinessCosts, business_metrics
@@ -140,6 +142,47 @@ _PERF_NAMES = {
 }
 
 
+class _Frozen(LogSketch):
+    """A read-only copy of a sketch that computes ``buckets()`` and ``count`` once.
+
+    The drift statistics of one feature read them about ten times (quantile edges, bin
+    counts, KS and Wasserstein grids and CDFs); the values are the sketch's own, so every
+    statistic is unchanged. The cached arrays are read-only: a caller that tried to
+    modify them would fail loudly instead of corrupting the cache.
+    """
+
+    __slots__ = ("_frozen_buckets", "_frozen_count")
+    _frozen_buckets: tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]
+    _frozen_count: int
+
+    @classmethod
+    def of(cls, sketch: LogSketch | None, relative_accuracy: float) -> _Frozen:
+        out = cls(sketch.relative_accuracy if sketch is not None else relative_accuracy)
+        if sketch is not None:
+            LogSketch.__iadd__(out, sketch)  # a copy, through the public merge
+        out._frozen_count = LogSketch.count.fget(out)  # type: ignore[attr-defined]
+        values, counts = LogSketch.buckets(out)
+        values.flags.writeable = counts.flags.writeable = False
+        out._frozen_buckets = (values, counts)
+        return out
+
+    @property
+    def count(self) -> int:
+        return self._frozen_count
+
+    def buckets(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+        return self._frozen_buckets
+
+    def __iadd__(self, other: LogSketch) -> LogSketch:
+        raise TypeError("a frozen sketch is read-only")
+
+    def __isub__(self, other: LogSketch) -> LogSketch:
+        raise TypeError("a frozen sketch is read-only")
+
+    def add(self, values: npt.ArrayLike) -> None:
+        raise TypeError("a frozen sketch is read-only")
+
+
 def _sketch_bins(ref: LogSketch, cur: LogSketch, bins: int) -> tuple[np.ndarray, np.ndarray]:
     """Counts of ``ref`` and ``cur`` over quantile bins of ``ref``, for a rolling reference.
 
@@ -177,8 +220,8 @@ def feature_drift(
         total = c.sum()
         out["missing"] = c[-1] / total if total else math.nan
     else:
-        cur_sk = cur.sketches.get(name, LogSketch(spec.relative_accuracy))
-        ref_sk = ref.sketches.get(name, LogSketch(spec.relative_accuracy))
+        cur_sk = _Frozen.of(cur.sketches.get(name), spec.relative_accuracy)
+        ref_sk = _Frozen.of(ref.sketches.get(name), spec.relative_accuracy)
         if name in spec.edges:
             r = ref.vector(f"bins:{name}", len(spec.edges[name]) + 1)
             c = cur.vector(f"bins:{name}", len(spec.edges[name]) + 1)
@@ -247,14 +290,25 @@ def evaluate_model(
     settings: EvalSettings,
     baseline: dict[str, float] | None = None,
     bucket_error_rates: Iterable[float] = (),
+    *,
+    memo: dict[Any, Any] | None = None,
 ) -> list[Sample]:
-    """All gauges of one model/variant: performance, drift, business, coverage, degradation."""
+    """All gauges of one model/variant: performance, drift, business, coverage, degradation.
+
+    ``memo`` (optional, owned by the caller for ONE evaluation, while ``current`` and
+    ``reference`` stay unmodified) shares feature-drift results between calls on the same
+    summary objects, e.g. a model's only variant and "all".
+    """
     samples: list[Sample] = []
     model = spec.name
 
     def add(name: str, value: float, window: str = "current", **extra: str) -> None:
         samples.append(
-            Sample(name, _labels(model=model, variant=variant, window=window, **extra), float(value))
+            Sample(  # = _labels(model=..., variant=..., window=..., **extra), without the call
+                name,
+                (("model", model), ("variant", variant), ("window", window), *extra.items()),
+                float(value),
+            )
         )
 
     perf: dict[str, dict[str, float]] = {}
@@ -310,7 +364,13 @@ def evaluate_model(
     for f in spec.features:
         if wanted is not None and f.name not in wanted:
             continue
-        d = feature_drift(spec, f.name, f.kind, current, reference, settings.drift_bins)
+        memo_key = (f.name, f.kind, id(current), id(reference), settings.drift_bins)
+        d = dict(memo[memo_key]) if memo is not None and memo_key in memo else None
+        if d is None:
+            d = feature_drift(spec, f.name, f.kind, current, reference, settings.drift_bins)
+            if memo is not None:  # keeps the summaries alive, so their ids stay theirs
+                memo[memo_key] = d
+                memo[(id(current), id(reference))] = (current, reference)
         if few:  # a handful of events says nothing about a distribution
             d = {k: (v if k == "missing" else math.nan) for k, v in d.items()}
         methods = settings.drift_methods
@@ -343,9 +403,27 @@ def evaluate_model(
 
 
 def bucket_error_rates(confusions: Iterable[np.ndarray]) -> list[float]:
-    """Error rate of each bucket's confusion counts, in time order (NaN where nothing is labelled)."""
+    """Error rate of each bucket's confusion counts, in time order (NaN where nothing is labelled).
+
+    >>> bucket_error_rates([np.array([5, 1, 3, 1]), np.zeros(4, dtype=np.int64)])
+    [0.2, nan]
+    """
+    rows = list(confusions)
+    try:
+        m = np.array(rows, dtype=np.int64) if rows else np.zeros((0, 4), dtype=np.int64)
+    except (ValueError, TypeError):  # not a stack of 4-vectors: the plain loop below
+        m = np.zeros((0, 0), dtype=np.int64)
+    if m.ndim == 2 and m.shape[1] == 4 and (not m.size or int(np.abs(m).max()) < 2**50):
+        # Counts far below 2**53: float division gives the same correctly rounded
+        # quotient as Python's int / int.
+        n = m.sum(axis=1)
+        has = n != 0
+        rates = np.full(len(n), math.nan)
+        rates[has] = (m[has, FP] + m[has, FN]) / n[has]
+        out: list[float] = rates.tolist()
+        return out
     out = []
-    for c in confusions:
+    for c in rows:
         n = int(c.sum())
         out.append((int(c[FP]) + int(c[FN])) / n if n else math.nan)
     return out

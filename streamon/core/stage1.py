@@ -16,6 +16,7 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 import numpy as np
 import orjson
@@ -28,6 +29,20 @@ from streamon.core.windows import floor_to
 
 DEFAULT_VARIANT = "default"
 PARTIAL_VERSION = 1
+
+
+_LABEL = attrgetter("label")
+_PREDICTED = attrgetter("predicted")
+_SCORE = attrgetter("score")
+
+
+def _check_numeric(features: dict[str, object], numeric: Iterable[str]) -> Invalid | None:
+    """WRONG_TYPE if a numeric feature holds anything but a number (bools are not numbers) or null."""
+    for name in numeric:
+        v = features.get(name)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int | float)):
+            return Invalid(WRONG_TYPE, f"feature {name!r} must be a number or null")
+    return None
 
 
 @dataclass
@@ -131,11 +146,7 @@ class PartitionProcessor:
         return summary
 
     def _check_features(self, p: Prediction, spec: ModelSpec) -> Invalid | None:
-        for name in spec.numeric:
-            v = p.features.get(name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int | float)):
-                return Invalid(WRONG_TYPE, f"feature {name!r} must be a number or null")
-        return None
+        return _check_numeric(p.features, spec.numeric)
 
     def process(
         self, predictions: Iterable[bytes | None], labels: Iterable[bytes | None], now: float | None = None
@@ -157,32 +168,48 @@ class PartitionProcessor:
         groups: dict[tuple[str, str, float], list[Prediction]] = defaultdict(list)
         label_deltas: list[LabelDelta] = []
         seen_ids: set[str] = set()
+        # Hot loop: per-model lookups hoisted, bucket start inlined (= floor_to).
+        numeric = {name: tuple(spec.numeric) for name, spec in self.models.items()}
+        bucket_s = self.bucket_s
+        floor = math.floor
+        contains = self.joiner.contains_prediction
+        add_prediction = self.joiner.add_prediction
+        add_label = self.joiner.add_label
+        extend = label_deltas.extend
         for raw, p in predictions:
             if not isinstance(p, Invalid):
-                spec = self.models[p.model]
-                bad = self._check_features(p, spec)
-                if bad is None and (
-                    p.prediction_id in seen_ids or self.joiner.contains_prediction(p.prediction_id)
-                ):
-                    bad = Invalid(
-                        DUPLICATE_PREDICTION, f"prediction_id {p.prediction_id[:100]!r} seen before"
-                    )
+                features = p.features
+                bad = None
+                for name in numeric[p.model]:
+                    v = features.get(name)
+                    if v is not None and type(v) is not float and type(v) is not int:
+                        bad = _check_numeric(features, numeric[p.model])
+                        break
+                pid = p.prediction_id
+                if bad is None and (pid in seen_ids or contains(pid)):
+                    bad = Invalid(DUPLICATE_PREDICTION, f"prediction_id {pid[:100]!r} seen before")
                 if bad is not None:
                     p = bad
             if isinstance(p, Invalid):
                 rejected.append(Rejected("predictions", raw, p.reason, p.detail))
                 continue
-            seen_ids.add(p.prediction_id)
-            p.variant = p.variant or DEFAULT_VARIANT
-            groups[(p.model, p.variant, floor_to(p.ts, self.bucket_s))].append(p)
-            label_deltas.extend(self.joiner.add_prediction(p))
+            seen_ids.add(pid)
+            if not p.variant:
+                p.variant = DEFAULT_VARIANT
+            groups[(p.model, p.variant, floor(p.ts / bucket_s) * bucket_s)].append(p)
+            extend(add_prediction(p))
+        n_labels = 0
+        latest_label = self._latest_label
         for raw, lab in labels:
             if isinstance(lab, Invalid):
                 rejected.append(Rejected("labels", raw, lab.reason, lab.detail))
                 continue
-            self.counts.labels += 1
-            self._latest_label = max(self._latest_label, lab.ts)
-            label_deltas.extend(self.joiner.add_label(lab))
+            n_labels += 1
+            if lab.ts > latest_label:  # = max(); event times are finite
+                latest_label = lab.ts
+            extend(add_label(lab))
+        self.counts.labels += n_labels
+        self._latest_label = latest_label
         for (model, variant, start), group in groups.items():
             summarise(self.models[model], group, self._bucket(model, variant, start))
             self.counts.predictions += len(group)
@@ -194,13 +221,16 @@ class PartitionProcessor:
 
     def _add_label_deltas(self, deltas: list[LabelDelta]) -> None:
         groups: dict[tuple[str, str, float, int], list[LabelDelta]] = defaultdict(list)
+        bucket_s = self.bucket_s
+        floor = math.floor
         for d in deltas:
-            groups[(d.model, d.variant, floor_to(d.ts, self.bucket_s), d.sign)].append(d)
+            groups[(d.model, d.variant, floor(d.ts / bucket_s) * bucket_s, d.sign)].append(d)
         for (model, variant, start, sign), group in groups.items():
+            n = len(group)
             self._bucket(model, variant, start).add_labels(
-                np.fromiter((d.label for d in group), dtype=np.int64, count=len(group)),
-                np.fromiter((d.predicted for d in group), dtype=np.int64, count=len(group)),
-                np.fromiter((d.score for d in group), dtype=np.float64, count=len(group)),
+                np.fromiter(map(_LABEL, group), dtype=np.int64, count=n),
+                np.fromiter(map(_PREDICTED, group), dtype=np.int64, count=n),
+                np.fromiter(map(_SCORE, group), dtype=np.float64, count=n),
                 self.models[model].score_bins,
                 sign=sign,
             )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -125,24 +126,45 @@ class Aggregator:
             if not state.windows:
                 continue
             spec = state.spec
-            cur_all, ref_all = BucketSummary(), BucketSummary()
-            per_bucket: dict[float, np.ndarray] = {}  # confusion counts per bucket, over variants
-            for variant, w in sorted(state.windows.items()):
+            # Feature drift computed once per (current, reference) pair in this evaluation.
+            memo: dict[Any, Any] = {}
+            windows = sorted(state.windows.items())
+            for variant, w in windows:
                 ref = spec.reference if spec.reference is not None else w.reference
                 snap.samples.extend(
-                    evaluate_model(spec, variant, w.current, ref, self.settings, self.baselines.get(name))
+                    evaluate_model(
+                        spec, variant, w.current, ref, self.settings, self.baselines.get(name), memo=memo
+                    )
                 )
-                cur_all += w.current
-                if spec.reference is None:
-                    ref_all += w.reference
-                for start, b in w.buckets():
-                    conf = per_bucket.get(start)
-                    per_bucket[start] = b.confusion if conf is None else conf + b.confusion
-            ref_all = spec.reference if spec.reference is not None else ref_all
-            rates = bucket_error_rates(per_bucket[k] for k in sorted(per_bucket))
+            if len(windows) == 1:
+                # "all" of a single variant IS that variant: the same summaries, not merged copies
+                # (equal values, so equal metrics), and the memo skips recomputing feature drift.
+                w = windows[0][1]
+                cur_all = w.current
+                ref_all = spec.reference if spec.reference is not None else w.reference
+                rates = bucket_error_rates(b.confusion for _, b in w.buckets())
+            else:
+                cur_all, ref_all = BucketSummary(), BucketSummary()
+                per_bucket: dict[float, np.ndarray] = {}  # confusion counts per bucket, over variants
+                for _variant, w in windows:
+                    cur_all += w.current
+                    if spec.reference is None:
+                        ref_all += w.reference
+                    for start, b in w.buckets():
+                        conf = per_bucket.get(start)
+                        per_bucket[start] = b.confusion if conf is None else conf + b.confusion
+                ref_all = spec.reference if spec.reference is not None else ref_all
+                rates = bucket_error_rates(per_bucket[k] for k in sorted(per_bucket))
             snap.samples.extend(
                 evaluate_model(
-                    spec, ALL_VARIANTS, cur_all, ref_all, self.settings, self.baselines.get(name), rates
+                    spec,
+                    ALL_VARIANTS,
+                    cur_all,
+                    ref_all,
+                    self.settings,
+                    self.baselines.get(name),
+                    rates,
+                    memo=memo,
                 )
             )
             self._counters(snap, name, state)

@@ -1,0 +1,433 @@
+"""Event decoding (design.md section 2): the validation fast path, every rejection reason, field mapping.
+
+The fast path in front of fastjsonschema may only ever say "certainly valid" for a
+document the library also accepts; everything else goes to the library, which stays the
+source of truth and of the rejection reason. Random documents (wrong types, missing
+fields, bools where numbers belong, out-of-range scores, nested junk) check that.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import fastjsonschema
+import orjson
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from streamon.core import events
+from streamon.core.events import (
+    BAD_TIMESTAMP,
+    INVALID_JSON,
+    MISSING_FIELD,
+    NOT_AN_OBJECT,
+    SCHEMA_VIOLATION,
+    SCORE_OUT_OF_RANGE,
+    TOO_LARGE,
+    TS_IN_FUTURE,
+    TS_TOO_OLD,
+    UNKNOWN_MODEL,
+    WRONG_TYPE,
+    Decoder,
+    FieldMap,
+    Invalid,
+    Label,
+    Prediction,
+    fast_valid,
+    schema_error,
+)
+
+# ---------------------------------------------------------------------- strategies
+
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.sampled_from([0, 1, 2, -1, 0.0, 1.0, 0.5, -0.0, 1.5, -0.5, 1e-300, 1e300]),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=8),
+    st.sampled_from(["", "0.5", "1", "2026-01-01T00:00:00Z", "2026-02-30T00:00:00Z", "2026-01-01T00:00:00"]),
+)
+junk = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+numbers = st.one_of(
+    st.integers(min_value=-5, max_value=2**40),
+    st.floats(min_value=-1.0, max_value=2e9, allow_nan=False),
+    st.sampled_from([0, 1, 0.0, 1.0, 1.0000001, -1e-9, math.nan, math.inf]),
+)
+timestamps = st.one_of(
+    numbers,
+    st.sampled_from(
+        [
+            "2026-01-01T00:00:00Z",
+            "2026-01-01t00:00:00.5+01:00",
+            "2026-13-01T00:00:00Z",
+            "2026-01-01 00:00:00Z",
+            "yesterday",
+            "",
+        ]
+    ),
+)
+scores = st.one_of(st.floats(min_value=-0.5, max_value=1.5), st.sampled_from([0, 1, 2, -1, 1.0, 0.0]))
+feature_values = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=4), junk)
+
+PREDICTION_FIELDS: dict[str, st.SearchStrategy[Any]] = {
+    "prediction_id": st.one_of(st.text(max_size=6), junk),
+    "model": st.one_of(st.sampled_from(["m", ""]), junk),
+    "model_version": st.one_of(st.none(), st.text(max_size=4), junk),
+    "variant": st.one_of(st.none(), st.sampled_from(["A", "B", ""]), junk),
+    "experiment": st.one_of(st.none(), st.text(max_size=4), junk),
+    "entity_id": st.one_of(st.none(), st.text(max_size=4), junk),
+    "ts": st.one_of(timestamps, junk),
+    "score": st.one_of(scores, junk),
+    "predicted": st.one_of(st.sampled_from([None, 0, 1, 2, -1, True, False, 0.0, 1.0, 0.5, "1"]), junk),
+    "features": st.one_of(st.none(), st.dictionaries(st.text(max_size=4), feature_values, max_size=5), junk),
+    "latency_ms": st.one_of(st.none(), numbers, junk),
+    "amount": st.one_of(st.none(), numbers, junk),
+    "unknown_field": junk,
+}
+LABEL_FIELDS: dict[str, st.SearchStrategy[Any]] = {
+    "prediction_id": st.one_of(st.text(max_size=6), junk),
+    "label": st.one_of(st.sampled_from([0, 1, 2, -1, True, False, 0.0, 1.0, 0.5, "1", None]), junk),
+    "ts": st.one_of(timestamps, junk),
+    "amount": st.one_of(st.none(), numbers, junk),
+    "unknown_field": junk,
+}
+
+
+@st.composite
+def documents(draw: st.DrawFn, fields: dict[str, st.SearchStrategy[Any]]) -> dict[str, Any]:
+    """A document with a random subset of the fields, each drawn from its (often wrong) values."""
+    present = draw(st.lists(st.sampled_from(sorted(fields)), unique=True))
+    return {name: draw(fields[name]) for name in present}
+
+
+@st.composite
+def plausible(draw: st.DrawFn, fields: dict[str, st.SearchStrategy[Any]], required: tuple[str, ...]) -> Any:
+    """Mostly valid documents: every required field, a few optional ones, values often right."""
+    doc = draw(documents(fields))
+    for name in required:
+        doc.setdefault(name, draw(fields[name]))
+    return doc
+
+
+def library_error(kind: str, doc: Any) -> fastjsonschema.JsonSchemaValueException | None:
+    """fastjsonschema's verdict: None if valid, else its exception."""
+    try:
+        events._validator(kind)(doc)
+    except fastjsonschema.JsonSchemaValueException as exc:
+        return exc
+    return None
+
+
+SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+# ---------------------------------------------------------------------- fast path == library
+
+
+def _check(kind: str, doc: dict[str, Any]) -> None:
+    expected = library_error(kind, doc)
+    if fast_valid(kind, doc):
+        assert expected is None, f"fast path accepted a document the schema rejects ({expected}): {doc!r}"
+    got = schema_error(kind, doc)
+    if expected is None:
+        assert got is None, (doc, got)
+    else:
+        assert got == Invalid(events._schema_reason(expected), expected.message[:200]), (doc, got)
+
+
+@SETTINGS
+@given(documents(PREDICTION_FIELDS))
+def test_prediction_fast_path_agrees_with_fastjsonschema(doc: dict[str, Any]) -> None:
+    _check("prediction", doc)
+
+
+@SETTINGS
+@given(plausible(PREDICTION_FIELDS, ("prediction_id", "model", "ts", "score")))
+@example({"prediction_id": "p", "model": "m", "ts": 1, "score": True})
+@example({"prediction_id": "p", "model": "m", "ts": True, "score": 0.5})
+@example({"prediction_id": "p", "model": "m", "ts": 1, "score": 0.5, "latency_ms": False})
+@example({"prediction_id": "p", "model": "m", "ts": 1, "score": 0.5, "features": {"x": True}})
+@example({"prediction_id": "p", "model": "m", "ts": 1, "score": 0.5, "features": {"x": [1]}})
+@example({"prediction_id": "p", "model": "m", "ts": 1, "score": 0.5, "predicted": 2})
+@example({"prediction_id": "p", "model": "m", "ts": 1, "score": 0.5, "predicted": 1.0})
+@example({"prediction_id": "p", "model": "m", "ts": math.nan, "score": math.nan})
+@example({"prediction_id": "p", "model": "m", "ts": -1e-9, "score": 1.0000001})
+def test_plausible_prediction_fast_path_agrees_with_fastjsonschema(doc: dict[str, Any]) -> None:
+    _check("prediction", doc)
+
+
+@SETTINGS
+@given(documents(LABEL_FIELDS))
+def test_label_fast_path_agrees_with_fastjsonschema(doc: dict[str, Any]) -> None:
+    _check("label", doc)
+
+
+@SETTINGS
+@given(plausible(LABEL_FIELDS, ("prediction_id", "label", "ts")))
+@example({"prediction_id": "p", "label": True, "ts": 1})
+@example({"prediction_id": "p", "label": 1.0, "ts": 1})
+@example({"prediction_id": "p", "label": 1, "ts": False})
+def test_plausible_label_fast_path_agrees_with_fastjsonschema(doc: dict[str, Any]) -> None:
+    _check("label", doc)
+
+
+@SETTINGS
+@given(
+    pid=st.text(min_size=1, max_size=8),
+    ts=st.one_of(st.integers(0, 2**40), st.floats(0, 2e9)),
+    score=st.one_of(st.floats(0, 1), st.sampled_from([0, 1])),
+    optional=st.dictionaries(
+        st.sampled_from(["model_version", "variant", "experiment", "entity_id"]),
+        st.one_of(st.none(), st.text(max_size=4)),
+    ),
+    predicted=st.sampled_from([None, 0, 1, True, False, "absent"]),
+    features=st.one_of(
+        st.none(),
+        st.dictionaries(
+            st.text(max_size=4),
+            st.one_of(st.none(), st.integers(), st.floats(allow_nan=False, allow_infinity=False), st.text()),
+        ),
+    ),
+    latency=st.one_of(st.none(), st.floats(0, 1e4), st.integers(0, 10**6)),
+    amount=st.one_of(st.none(), st.floats(-1e6, 1e6), st.integers(-(10**6), 10**6)),
+)
+def test_fast_path_decides_the_common_valid_event(
+    pid: str,
+    ts: float,
+    score: float,
+    optional: dict[str, str | None],
+    predicted: Any,
+    features: dict[str, Any] | None,
+    latency: float | None,
+    amount: float | None,
+) -> None:
+    # Not only sound but useful: the plain valid event never needs the library.
+    doc: dict[str, Any] = {"prediction_id": pid, "model": "m", "ts": ts, "score": score, **optional}
+    if predicted != "absent":
+        doc["predicted"] = predicted
+    doc.update(features=features, latency_ms=latency, amount=amount)
+    assert library_error("prediction", doc) is None
+    assert fast_valid("prediction", doc)
+    label = {"prediction_id": pid, "label": int(score >= 0.5), "ts": ts, "amount": amount}
+    assert library_error("label", label) is None
+    assert fast_valid("label", label)
+
+
+def test_fast_path_leaves_rfc3339_and_integral_floats_to_the_library() -> None:
+    doc = {"prediction_id": "p", "model": "m", "ts": "2026-01-01T00:00:00Z", "score": 0.5}
+    assert not fast_valid("prediction", doc) and schema_error("prediction", doc) is None
+    lab = {"prediction_id": "p", "label": 1.0, "ts": 5}
+    assert not fast_valid("label", lab) and schema_error("label", lab) is None
+
+
+@SETTINGS
+@given(
+    st.one_of(
+        documents(PREDICTION_FIELDS), plausible(PREDICTION_FIELDS, ("prediction_id", "model", "ts", "score"))
+    )
+)
+def test_decoder_verdict_matches_library_on_json_bytes(doc: dict[str, Any]) -> None:
+    # Through orjson, as in production: NaN/inf cannot be encoded and become null.
+    try:
+        raw = orjson.dumps(doc)
+    except (orjson.JSONEncodeError, TypeError):
+        return
+    parsed = orjson.loads(raw)
+    out = Decoder({"m": 0.5}).prediction(raw)
+    expected = library_error("prediction", parsed)
+    if expected is not None:
+        assert out == Invalid(events._schema_reason(expected), expected.message[:200])
+    else:
+        assert not (isinstance(out, Invalid) and out.reason in (MISSING_FIELD, WRONG_TYPE, SCHEMA_VIOLATION))
+
+
+# ---------------------------------------------------------------------- rejection reasons
+
+
+def _p(**kw: Any) -> bytes:
+    doc: dict[str, Any] = {"prediction_id": "p1", "model": "m", "ts": 5000.0, "score": 0.7}
+    doc.update(kw)
+    return orjson.dumps({k: v for k, v in doc.items() if v is not _DROP})
+
+
+_DROP = object()
+DEC = Decoder({"m": 0.5}, max_bytes=400, max_future_s=300, max_age_s=3600, max_features=3)
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (None, INVALID_JSON),
+        (b"{", INVALID_JSON),
+        (b"", INVALID_JSON),
+        (b"\xff\xfe", INVALID_JSON),
+        (b"[1, 2]", NOT_AN_OBJECT),
+        (b'"text"', NOT_AN_OBJECT),
+        (b"42", NOT_AN_OBJECT),
+        (b"null", NOT_AN_OBJECT),
+        (b"{" + b'"x": "' + b"a" * 500 + b'"}', TOO_LARGE),
+        (_p(prediction_id=_DROP), MISSING_FIELD),
+        (_p(model=_DROP), MISSING_FIELD),
+        (_p(ts=_DROP), MISSING_FIELD),
+        (_p(score=_DROP), MISSING_FIELD),
+        (_p(score="0.5"), WRONG_TYPE),
+        (_p(score=True), WRONG_TYPE),
+        (_p(score=None), WRONG_TYPE),
+        (_p(prediction_id=7), WRONG_TYPE),
+        (_p(model=["m"]), WRONG_TYPE),
+        (_p(variant=1), WRONG_TYPE),
+        (_p(features=[1, 2]), WRONG_TYPE),
+        (_p(features={"x": True}), WRONG_TYPE),
+        (_p(features={"x": {"nested": 1}}), WRONG_TYPE),
+        (_p(latency_ms="3"), WRONG_TYPE),
+        (_p(amount=False), WRONG_TYPE),
+        (_p(score=1.5), SCORE_OUT_OF_RANGE),
+        (_p(score=-0.01), SCORE_OUT_OF_RANGE),
+        (_p(score=2), SCORE_OUT_OF_RANGE),
+        (_p(prediction_id=""), SCHEMA_VIOLATION),
+        (_p(predicted=2), SCHEMA_VIOLATION),
+        (_p(predicted="1"), SCHEMA_VIOLATION),
+        (_p(latency_ms=-1), SCHEMA_VIOLATION),
+        (_p(ts=-5), SCHEMA_VIOLATION),
+        (_p(ts="yesterday"), SCHEMA_VIOLATION),
+        (_p(ts="2026-02-30T00:00:00Z"), SCHEMA_VIOLATION),
+        (_p(ts=True), SCHEMA_VIOLATION),
+        (_p(model="other"), UNKNOWN_MODEL),
+        (_p(features={"a": 1, "b": 2, "c": 3, "d": 4}), TOO_LARGE),
+        (_p(ts=5000.0 + 301), TS_IN_FUTURE),
+        (_p(ts=5000.0 - 3601), TS_TOO_OLD),
+        (_p(ts="1970-01-01T02:23:20+01:00", score=0.9), None),
+        (_p(ts="1970-01-01T01:28:21Z"), TS_IN_FUTURE),
+        (_p(ts=1e300), TS_IN_FUTURE),
+    ],
+)
+def test_prediction_rejection_reasons(raw: bytes | None, reason: str | None) -> None:
+    out = DEC.prediction(raw, now=5000.0)
+    if reason is None:
+        assert isinstance(out, Prediction), out
+    else:
+        assert isinstance(out, Invalid), out
+        assert out.reason == reason, out
+        assert out.detail
+
+
+def test_bad_timestamp_without_wall_clock() -> None:
+    # parse_ts refuses what the schema lets through only in theory (inf is not JSON).
+    assert DEC._check_ts(math.inf, None) == Invalid(BAD_TIMESTAMP, "unusable event time 'inf'")
+    assert isinstance(DEC._check_ts("2026-01-01T00:00:00Z", None), float)
+    assert DEC._check_ts(5, None) == 5.0
+
+
+def _l(**kw: Any) -> bytes:
+    doc: dict[str, Any] = {"prediction_id": "p1", "label": 1, "ts": 5000}
+    doc.update(kw)
+    return orjson.dumps({k: v for k, v in doc.items() if v is not _DROP})
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (None, INVALID_JSON),
+        (b"nope", INVALID_JSON),
+        (b"[]", NOT_AN_OBJECT),
+        (_l(label=_DROP), MISSING_FIELD),
+        (_l(prediction_id=_DROP), MISSING_FIELD),
+        (_l(ts=_DROP), MISSING_FIELD),
+        (_l(label="1"), WRONG_TYPE),
+        (_l(label=True), WRONG_TYPE),
+        (_l(label=0.5), WRONG_TYPE),
+        (_l(amount="1"), WRONG_TYPE),
+        (_l(label=2), SCHEMA_VIOLATION),
+        (_l(prediction_id=""), SCHEMA_VIOLATION),
+        (_l(ts=9000), TS_IN_FUTURE),
+        (_l(ts=2000), None),
+        (_l(ts=1), TS_TOO_OLD),
+        (_l(label=1.0), None),
+        (_l(ts="1970-01-01T01:23:20Z"), None),
+    ],
+)
+def test_label_rejection_reasons(raw: bytes | None, reason: str | None) -> None:
+    out = Decoder({"m": 0.5}, max_future_s=300, max_age_s=3600).label(raw, now=5000.0)
+    if reason is None:
+        assert isinstance(out, Label), out
+    else:
+        assert isinstance(out, Invalid) and out.reason == reason, out
+
+
+# ---------------------------------------------------------------------- decoded values
+
+
+def test_prediction_fields_and_defaults() -> None:
+    d = Decoder({"m": 0.5})
+    full = d.prediction(
+        _p(
+            score=0.4,
+            predicted=True,
+            variant="B",
+            experiment="e",
+            model_version="v2",
+            features={"x": 1, "c": "a", "y": None},
+            latency_ms=12,
+            amount=3,
+        )
+    )
+    assert full == Prediction(
+        "p1", "m", 5000.0, 0.4, 1, "B", "e", "v2", {"x": 1, "c": "a", "y": None}, 12.0, 3.0
+    )
+    bare = d.prediction(_p(score=0.5))
+    assert isinstance(bare, Prediction)
+    assert (bare.predicted, bare.variant, bare.features) == (1, "", {})  # score >= threshold
+    assert math.isnan(bare.latency_ms) and math.isnan(bare.amount)
+    assert d.prediction(_p(score=0.49)).predicted == 0  # type: ignore[union-attr]
+    assert d.prediction(_p(score=0.9, predicted=0)).predicted == 0  # type: ignore[union-attr]
+    assert d.prediction(_p(score=0.9, predicted=None, variant=None, features=None)).predicted == 1  # type: ignore[union-attr]
+    rfc = d.prediction(_p(ts="2023-11-14T22:13:20Z"))
+    assert isinstance(rfc, Prediction) and rfc.ts == 1700000000.0
+    assert type(d.prediction(_p(ts=1000)).ts) is float  # type: ignore[union-attr]
+
+
+def test_label_fields() -> None:
+    d = Decoder({"m": 0.5})
+    assert d.label(_l(amount=9)) == Label("p1", 1, 5000.0, 9.0)
+    lab = d.label(_l(label=0.0))
+    assert isinstance(lab, Label) and lab.label == 0 and type(lab.label) is int
+    assert math.isnan(d.label(_l()).amount)  # type: ignore[union-attr]
+
+
+# ---------------------------------------------------------------------- field mapping
+
+
+def test_field_mapping_renames_before_validation() -> None:
+    fields = FieldMap(
+        prediction={**{f: f for f in events.PREDICTION_FIELDS}, "prediction_id": "id", "score": "proba"},
+        label={**{f: f for f in events.LABEL_FIELDS}, "prediction_id": "id", "label": "is_fraud"},
+    )
+    d = Decoder({"m": 0.5}, fields=fields)
+    raw = orjson.dumps({"id": "x", "model": "m", "ts": 5, "proba": 0.8, "prediction_id": "ignored"})
+    p = d.prediction(raw)
+    assert isinstance(p, Prediction) and (p.prediction_id, p.score, p.predicted) == ("x", 0.8, 1)
+    # The canonical names are not read when they are mapped away.
+    missing = d.prediction(orjson.dumps({"prediction_id": "x", "model": "m", "ts": 5, "score": 0.8}))
+    assert isinstance(missing, Invalid) and missing.reason == MISSING_FIELD
+    assert "prediction_id" in missing.detail and "score" in missing.detail
+    wrong = d.prediction(orjson.dumps({"id": "x", "model": "m", "ts": 5, "proba": "high"}))
+    assert isinstance(wrong, Invalid) and wrong.reason == WRONG_TYPE
+    lab = d.label(orjson.dumps({"id": "x", "is_fraud": 0, "ts": 7, "label": 1}))
+    assert isinstance(lab, Label) and (lab.prediction_id, lab.label, lab.ts) == ("x", 0, 7.0)
+    assert not fields.is_identity("prediction") and not fields.is_identity("label")
+
+
+def test_identity_field_map_keeps_unknown_fields_harmless() -> None:
+    d = Decoder({"m": 0.5})
+    assert FieldMap().is_identity("prediction") and FieldMap().is_identity("label")
+    p = d.prediction(_p(extra={"deep": [1, {"x": None}]}))
+    assert isinstance(p, Prediction)

@@ -35,6 +35,7 @@ from streamon.core.business import BusinessCosts
 from streamon.core.events import Invalid, Label, Prediction
 from streamon.engine import Engine
 from streamon.errors import InputError
+from streamon.replay import read_lines
 
 OUTCOMES = ("true_positive", "false_positive", "true_negative", "false_negative")
 
@@ -179,17 +180,6 @@ def collect(
     return data
 
 
-def _read_lines(path: Path) -> list[bytes]:
-    try:
-        return path.read_bytes().splitlines()
-    except FileNotFoundError:
-        raise InputError(f"input file {path} not found") from None
-    except IsADirectoryError:
-        raise InputError(f"input {path} is a directory, expected a JSONL file") from None
-    except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
-
-
 def _decode(raws: Iterable[bytes | None], decode: Any, bad: list[int]) -> Iterator[Any]:
     for raw in raws:
         if raw is None or not raw.strip():
@@ -206,8 +196,8 @@ def collect_from_files(
 ) -> ExperimentData:
     """Replay-style input: JSONL files of predictions and labels (field names from the config)."""
     decoder = engine.decoder(check_time=False)
-    pred_lines = _read_lines(predictions)
-    label_lines = _read_lines(labels) if labels is not None else []
+    pred_lines = read_lines(predictions)
+    label_lines = read_lines(labels) if labels is not None else []
     bad = [0]
     data = collect(
         _decode(pred_lines, decoder.prediction, bad),

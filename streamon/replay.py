@@ -50,13 +50,16 @@ class ReplayResult:
     evaluations: int = 0
 
 
-def _read_lines(path: Path) -> list[bytes]:
+def read_lines(path: Path) -> list[bytes]:
+    """The lines of a JSONL input file; a file that cannot be read is one clear InputError."""
     try:
         return path.read_bytes().splitlines()
     except FileNotFoundError:
         raise InputError(f"input file {path} not found") from None
     except IsADirectoryError:
         raise InputError(f"input {path} is a directory, expected a JSONL file") from None
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
 Decoded = tuple[float, int, Any]  # (event time, line number, Prediction | Label)
@@ -67,7 +70,7 @@ def _decoded(
 ) -> list[Decoded]:
     """(event time, line number, event) of the valid lines, sorted; the others go to ``bad``."""
     out = []
-    for i, raw in enumerate(_read_lines(path), start=1):
+    for i, raw in enumerate(read_lines(path), start=1):
         if not raw.strip():
             continue
         ev = decode(raw)
@@ -89,7 +92,7 @@ def _decode_file(
     out: list[Ordered] = []
     append = out.append
     name = str(path)
-    for i, raw in enumerate(_read_lines(path), start=1):
+    for i, raw in enumerate(read_lines(path), start=1):
         if not raw or raw.isspace():  # = not raw.strip(), without a copy per line
             continue
         ev = decode(raw)
@@ -233,7 +236,7 @@ def build_reference(engine: Engine, events: Path, out: Path) -> dict[str, int]:
     decoder = engine.decoder(check_time=False)
     by_model: dict[str, list[Prediction]] = {name: [] for name in engine.models}
     labels: dict[str, int] = {}
-    for raw in _read_lines(events):
+    for raw in read_lines(events):
         if not raw.strip():
             continue
         p = decoder.prediction(raw)

@@ -49,7 +49,7 @@ from urllib.parse import quote, urlsplit
 import orjson
 
 from streamon.config import Settings
-from streamon.errors import InputError, KafkaUnavailableError, StreamonError
+from streamon.errors import InputError, StreamonError
 
 log = logging.getLogger("streamon.router")
 
@@ -426,17 +426,14 @@ def alerts_partitions(settings: Settings, timeout: float = 15.0) -> int:
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic
 
+    from streamon.runtime.topics import partition_counts
+
     k = settings.kafka
     admin = AdminClient({"bootstrap.servers": k.bootstrap_servers, **k.client})
     topic = k.topics.alerts
-    try:
-        md = admin.list_topics(timeout=timeout)
-    except KafkaException as exc:
-        raise KafkaUnavailableError(
-            f"cannot reach Kafka ({exc.args[0]}): check kafka.bootstrap_servers and that the brokers run"
-        ) from None
-    if topic in md.topics and md.topics[topic].error is None:
-        return len(md.topics[topic].partitions)
+    existing = partition_counts(admin, timeout)
+    if topic in existing:
+        return existing[topic]
     future = admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=k.replication_factor)])
     try:
         future[topic].result(timeout=30)

@@ -70,7 +70,6 @@ class Ops:
     aborts: int = 0
     batch_counts: list[int] = field(default_factory=lambda: [0] * (len(BATCH_BUCKETS_S) + 1))
     batch_sum: float = 0.0
-    lag: dict[tuple[str, int], int] = field(default_factory=dict)
     last_loop: float = field(default_factory=time.monotonic)
     newest_event: float = -math.inf
     restore_seconds: float = 0.0
@@ -118,7 +117,6 @@ class Worker:
         self._buffer: list[Message] = []
         self._buffer_since = 0.0
         self._next_eval = 0.0
-        self._partitions: dict[str, int] = {}
 
         base = _client_base(settings)
         group = settings.kafka.group_id
@@ -164,7 +162,7 @@ class Worker:
 
     def start(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self._partitions = ensure_topics(self.admin, self.settings)
+        ensure_topics(self.admin, self.settings)
         if self.settings.monitoring.dashboards.auto_deploy:
             from streamon.dashboards import auto_deploy
 

@@ -84,9 +84,8 @@ class Aggregator:
     def now(self) -> float | None:
         """The low watermark: every source has processed predictions up to here."""
         finite = [wm for wm in self.source_watermarks.values() if math.isfinite(wm)]
-        if not finite or len(finite) < len(self.source_watermarks):
-            return max(finite) if finite and len(finite) == len(self.source_watermarks) else None
-        return min(finite)
+        # Undefined until every source has reported an event time.
+        return min(finite) if finite and len(finite) == len(self.source_watermarks) else None
 
     @property
     def latest(self) -> float | None:

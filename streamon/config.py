@@ -768,6 +768,17 @@ class FieldsConfig(_Section):
     label: LabelFields = Field(default_factory=LabelFields)
 
 
+# --------------------------------------------------------------------------- limits
+
+
+class LimitsConfig(_Section):
+    """Bounds that protect a worker (and Prometheus) from hostile or broken producers.
+
+    Input size limits (per message, per event) and cardinality caps on every label
+    whose values come from data. What exceeds a cap is folded into "other" and counted.
+    """
+
+
 # --------------------------------------------------------------------------- settings
 
 
@@ -788,6 +799,7 @@ class Settings(_Section):
     windows: WindowsConfig = Field(default_factory=WindowsConfig)
     degradation: DegradationConfig = Field(default_factory=DegradationConfig)
     fields: FieldsConfig = Field(default_factory=FieldsConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Settings:

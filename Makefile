@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install demo test lint unit integration bench clean
+.PHONY: install demo test lint unit integration bench audit clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ unit: install
 
 bench: install
 	$(PY) benchmarks/run_all.py
+
+# Known vulnerabilities in the installed dependencies (pip-audit); the policy (retry, what
+# fails, STREAMON_AUDIT_STRICT) is in .ci/audit and docs/security.md.
+audit: install
+	VENV=$(VENV) bash .ci/audit
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -23,12 +23,16 @@ b. one :meth:`Aggregator.evaluate` of a model with 100 features over a 24h windo
 c. ``streamon replay`` (in process: :func:`replay_files`) over JSONL from
    :mod:`streamon.traffic`, against ``orjson.loads`` of the same lines;
 d. state held by an :class:`Aggregator` after 10k / 100k / 1M (/ 10M) events over the same
-   48h of event time.
+   48h of event time;
+e. :func:`evaluate_model` of a 4-feature model with the estimated-performance family on vs
+   off (interleaved, ratio printed), and the estimation alone;
+f. stage 1 (decode, join, summarise) with 0 vs 2 segment fields (interleaved, ratio printed).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import math
 import platform
@@ -51,12 +55,13 @@ sys.path.insert(0, str(ROOT))
 from streamon.config import load_config  # noqa: E402
 from streamon.core import drift  # noqa: E402
 from streamon.core.concept_drift import detect_concept_drift  # noqa: E402
-from streamon.core.evaluate import bucket_error_rates  # noqa: E402
+from streamon.core.estimate import estimation_gauges  # noqa: E402
+from streamon.core.evaluate import EvalSettings, bucket_error_rates, evaluate_model  # noqa: E402
 from streamon.core.events import Prediction  # noqa: E402
 from streamon.core.join import Joiner, LabelDelta, MemoryStore  # noqa: E402
-from streamon.core.profile import FeatureSpec, ModelSpec, numeric_edges, summarise  # noqa: E402
+from streamon.core.profile import FeatureSpec, ModelSpec, SegmentSpec, numeric_edges, summarise  # noqa: E402
 from streamon.core.sketch import LogSketch  # noqa: E402
-from streamon.core.stage1 import Partial  # noqa: E402
+from streamon.core.stage1 import Partial, PartitionProcessor  # noqa: E402
 from streamon.core.stage2 import Aggregator, WindowSettings  # noqa: E402
 from streamon.core.summary import BucketSummary  # noqa: E402
 from streamon.engine import build_engine  # noqa: E402
@@ -293,6 +298,97 @@ def bench_evaluate(quick: bool) -> list[Row]:
     return rows
 
 
+# ---------------------------------------------------------------------- (e) estimated performance
+
+
+def bench_estimate(quick: bool) -> list[Row]:
+    """evaluate_model of a 4-feature model with the estimated-performance family on vs off."""
+    rng = np.random.default_rng(5)
+    spec = spec_for(feature_columns(rng, 10, 4, 0), pinned=False)
+    n_cur, n_ref = (60_000, 200_000) if quick else (288_000, 2_000_000)
+
+    def window(n: int, labelled: float) -> BucketSummary:
+        s = BucketSummary()
+        scores = rng.beta(1.2, 9.0, n)
+        predicted = (scores >= 0.5).astype(np.int64)
+        s.add_predictions(scores, predicted, spec.score_bins)
+        for name, values in feature_columns(rng, n, 4, 0).items():
+            s.add_numeric_feature(name, values)
+        label = (rng.random(n) < scores).astype(np.int64)
+        some = rng.random(n) < labelled
+        s.add_labels(label[some], predicted[some], scores[some], spec.score_bins)
+        return s
+
+    current, reference = window(n_cur, 0.15), window(n_ref, 1.0)
+    on = EvalSettings()
+    off = dataclasses.replace(on, estimation_enabled=False)
+    t = interleaved(
+        {
+            "off": lambda: evaluate_model(spec, "all", current, reference, off),
+            "on": lambda: evaluate_model(spec, "all", current, reference, on),
+            "alone": lambda: estimation_gauges(
+                current,
+                reference,
+                spec.score_bins,
+                on.costs,
+                prior_strength=on.estimation_prior_strength,
+                confidence=on.estimation_confidence,
+                min_labelled=on.min_estimation_labelled,
+                reliable_p_value=on.estimation_reliable_p_value,
+            ),
+        },
+        20 if quick else 100,
+    )
+    label = f"4 features, {n_cur:,} predictions (15% labelled), reference {n_ref:,} labelled"
+    return [
+        ("e. estimate", f"evaluate_model, estimation off, {label}", f"{t['off'] * 1e3:.2f} ms", ""),
+        ("e. estimate", "  same, estimation on (21 more samples)", f"{t['on'] * 1e3:.2f} ms",
+         f"on / off = {t['on'] / t['off']:.2f}"),
+        ("e. estimate", "  the estimation alone (estimation_gauges, 200 score bins)",
+         f"{t['alone'] * 1e3:.2f} ms", "<= 2 ms"),
+    ]  # fmt: skip
+
+
+# ---------------------------------------------------------------------- (f) segments
+
+
+def bench_segments(quick: bool) -> list[Row]:
+    """Stage 1 (decode + join + summarise, batches of 5000) with 0 vs 2 segment fields."""
+    n = 20_000 if quick else 100_000
+    preds, labels = generate(TrafficSpec(n=n, rate=10.0))
+    countries = ("DE", "FR", "US", "BR", "IN", "JP")
+    for i, p in enumerate(preds):
+        p["features"]["country"] = countries[i % len(countries)]
+    raw_p = [orjson.dumps(p) for p in preds]
+    raw_l = [orjson.dumps(x) for x in labels]
+    engine = build_engine(load_config(CONFIG))
+    plain = engine.models
+    segmented = {
+        name: dataclasses.replace(spec, segments=[SegmentSpec("merchant_category"), SegmentSpec("country")])
+        for name, spec in plain.items()
+    }
+    batch = 5000
+
+    def stage1(models: dict[str, ModelSpec]) -> Callable[[], None]:
+        def run() -> None:
+            proc = PartitionProcessor(models, MemoryStore(), decoder=engine.decoder(check_time=False))
+            for i in range(0, len(raw_p), batch):
+                proc.process(raw_p[i : i + batch], raw_l[i : i + batch])
+                proc.take_partials()
+
+        return _no_gc(run)
+
+    t = interleaved({"0": stage1(plain), "2": stage1(segmented)}, 1 if quick else 3)
+    events = len(raw_p) + len(raw_l)
+    rate = {k: events / v / 1e3 for k, v in t.items()}
+    return [
+        ("f. segments", f"stage 1 (decode, join, summarise), {events:,} events, no segment",
+         f"{rate['0']:.0f} k events/s", ""),
+        ("f. segments", "  same, 2 segment fields (merchant_category: 10 values, country: 6)",
+         f"{rate['2']:.0f} k events/s", f"time 2 / 0 segments = {t['2'] / t['0']:.2f}"),
+    ]  # fmt: skip
+
+
 # ---------------------------------------------------------------------- (c) replay
 
 
@@ -480,10 +576,17 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller inputs and fewer repeats")
     parser.add_argument(
-        "--only", choices=["a", "b", "c", "d"], action="append", help="run only these benchmarks"
+        "--only", choices=["a", "b", "c", "d", "e", "f"], action="append", help="run only these benchmarks"
     )
     args = parser.parse_args(argv)
-    benches = {"a": bench_summaries, "b": bench_evaluate, "c": bench_replay, "d": bench_memory}
+    benches = {
+        "a": bench_summaries,
+        "b": bench_evaluate,
+        "c": bench_replay,
+        "d": bench_memory,
+        "e": bench_estimate,
+        "f": bench_segments,
+    }
     rows: list[Row] = []
     for key, bench in benches.items():
         if args.only and key not in args.only:

@@ -4,7 +4,7 @@ Predictions carry their arm (``variant``) and ``experiment``; labels are joined 
 ``prediction_id`` (the latest label by event time wins: a second label is a
 correction). Per arm: predictions, labelled predictions, confusion counts at the
 decision threshold and the business value of every labelled prediction, from the
-configured costs by outcome (:func:`outcome_values`; their sum over a window is the
+configured costs by outcome (:func:`~streamon.core.abmetrics.outcome_values`; their sum over a window is the
 ``net_benefit`` of :func:`streamon.core.business.business_metrics`).
 
 Every treatment arm is compared with the control arm using the tests of
@@ -17,6 +17,12 @@ Every treatment arm is compared with the control arm using the tests of
 Below :data:`~streamon.core.ab.MIN_SAMPLES` labelled predictions in an arm the status
 is ``insufficient_data`` (a test's own status uses that test's sample: for the
 detection rate, the labelled frauds) and nothing is significant.
+
+Next to each fixed-horizon test, the always-valid sequential test of the same
+difference (:mod:`streamon.core.sequential`, mSPRT): the experiment is replayed as if it
+had been looked at every ``look_every`` seconds of prediction event time (each look sees
+the predictions made before it, with their labels), and the report gives the running
+minimum of the p-value and the intersection of the confidence sequences over the looks.
 """
 
 from __future__ import annotations
@@ -31,38 +37,21 @@ from typing import Any
 import numpy as np
 
 from streamon.core.ab import MIN_SAMPLES, Moments, two_proportion_ztest, welch_ttest_from_moments
+from streamon.core.abmetrics import outcome_values, value_moments
 from streamon.core.business import BusinessCosts
 from streamon.core.events import Invalid, Label, Prediction
+from streamon.core.sequential import (
+    DEFAULT_TAU,
+    SequentialResult,
+    running,
+    sequential_means,
+    sequential_proportions,
+)
 from streamon.engine import Engine
 from streamon.errors import InputError
 from streamon.replay import read_lines
 
 OUTCOMES = ("true_positive", "false_positive", "true_negative", "false_negative")
-
-
-def outcome_values(costs: BusinessCosts) -> dict[str, float]:
-    """Business value of one labelled prediction, by outcome.
-
-    TP: prevented fraud minus its review; FP: friction plus review; TN: a customer
-    left alone; FN: the missed fraud. Summed over a window this is ``net_benefit``:
-
-    >>> from streamon.core.business import business_metrics
-    >>> costs = BusinessCosts(50, 1000, 25, 1000, 200, 10000)
-    >>> v = outcome_values(costs)
-    >>> v
-    {'true_positive': 975.0, 'false_positive': -75.0, 'true_negative': 200.0, 'false_negative': -1000.0}
-    >>> counts = {"true_positive": 8, "false_positive": 20, "true_negative": 970, "false_negative": 2}
-    >>> total = sum(n * v[k] for k, n in counts.items())
-    >>> tp, fp, tn, fn = counts.values()
-    >>> total == business_metrics(tp, fp, tn, fn, costs, 86400)["net_benefit"]
-    True
-    """
-    return {
-        "true_positive": float(costs.fraud_prevention_value - costs.investigation_cost),
-        "false_positive": float(-(costs.false_positive_cost + costs.investigation_cost)),
-        "true_negative": float(costs.customer_retention_value),
-        "false_negative": float(-costs.false_negative_cost),
-    }
 
 
 def outcome(predicted: int, label: int) -> str:
@@ -88,6 +77,8 @@ class Arm:
     n: int = 0
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
     value: Moments = field(default_factory=Moments)
+    # (prediction event time, outcome index in OUTCOMES) of every labelled prediction: the looks.
+    labelled_at: list[tuple[float, int]] = field(default_factory=list)
 
     @property
     def labelled(self) -> int:
@@ -167,6 +158,7 @@ def collect(
             continue
         kind = outcome(p.predicted, joined.label)
         arm.counts[kind] += 1
+        arm.labelled_at.append((p.ts, OUTCOMES.index(kind)))
         per_arm[p.variant].append(values[kind])
     for name, vals in per_arm.items():
         data.arms[name].value.update(np.asarray(vals, dtype=np.float64))
@@ -215,13 +207,13 @@ def _read_topic(engine: Engine, topic: str) -> list[bytes | None]:
     """Every committed message value of ``topic`` as it stands now."""
     from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
+    from streamon.kafka_client import kafka_client_config
     from streamon.simulate import cluster_address_check, kafka_logger
 
     k = engine.settings.kafka
     consumer = Consumer(
         {
-            **k.client,
-            "bootstrap.servers": k.bootstrap_servers,
+            **kafka_client_config(engine.settings),  # secrets resolved, auth failures in one line
             "group.id": f"streamon-ab-{uuid.uuid4().hex[:8]}",  # never commits
             "enable.auto.commit": False,
             "enable.partition.eof": True,
@@ -294,10 +286,101 @@ def _control(arms: dict[str, Arm], wanted: str | None) -> str:
     return sorted(arms)[0]
 
 
+MAX_LOOKS = 100_000
+
+
+def look_edges(times: Iterable[float], look_every: float) -> np.ndarray:
+    """Ends of the looks: multiples of ``look_every`` after the first event, the last one past the newest.
+
+    A look at edge ``e`` sees the labelled predictions with event time ``< e``.
+
+    >>> look_edges([3600.5, 7300.0], 3600.0).tolist()
+    [7200.0, 10800.0]
+    """
+    ts = np.fromiter(times, dtype=np.float64)
+    if ts.size == 0:
+        return np.zeros(0)
+    first = math.floor(ts.min() / look_every) * look_every
+    count = math.floor((ts.max() - first) / look_every) + 1
+    if count > MAX_LOOKS:
+        raise InputError(
+            f"--look-every {look_every:g}s makes {count:,} looks over this experiment (max {MAX_LOOKS:,}); "
+            "use a longer interval such as 1h"
+        )
+    return first + look_every * np.arange(1, count + 1, dtype=np.float64)
+
+
+def _counts_at(arm: Arm, edges: np.ndarray) -> np.ndarray:
+    """Cumulative ``[tp, fp, tn, fn]`` of ``arm`` at every look edge, shape (looks, 4)."""
+    out = np.zeros((edges.size, len(OUTCOMES)), dtype=np.int64)
+    if arm.labelled_at:
+        ts = np.array([t for t, _ in arm.labelled_at], dtype=np.float64)
+        kind = np.array([k for _, k in arm.labelled_at], dtype=np.int64)
+        for k in range(len(OUTCOMES)):
+            out[:, k] = np.searchsorted(np.sort(ts[kind == k]), edges, side="left")
+    return out
+
+
+def sequential_looks(
+    ctrl: Arm, arm: Arm, values: dict[str, float], alpha: float, tau: float, look_every: float
+) -> dict[str, SequentialResult | None]:
+    """The mSPRT of each compared metric, folded over the looks (:func:`streamon.core.sequential.running`)."""
+    edges = look_edges((t for a in (ctrl, arm) for t, _ in a.labelled_at), look_every)
+    c_a, c_b = _counts_at(ctrl, edges), _counts_at(arm, edges)
+    per_metric: dict[str, list[SequentialResult]] = {
+        "error_rate": [],
+        "detection_rate": [],
+        "business_value": [],
+    }
+    for (tp_a, fp_a, tn_a, fn_a), (tp_b, fp_b, tn_b, fn_b) in zip(c_a.tolist(), c_b.tolist(), strict=True):
+        n_a, n_b = tp_a + fp_a + tn_a + fn_a, tp_b + fp_b + tn_b + fn_b
+        per_metric["error_rate"].append(
+            sequential_proportions(fp_a + fn_a, n_a, fp_b + fn_b, n_b, alpha, tau)
+        )
+        per_metric["detection_rate"].append(
+            sequential_proportions(tp_a, tp_a + fn_a, tp_b, tp_b + fn_b, alpha, tau)
+        )
+        k_a, mean_a, var_a = value_moments([tp_a, fp_a, tn_a, fn_a], values)
+        k_b, mean_b, var_b = value_moments([tp_b, fp_b, tn_b, fn_b], values)
+        per_metric["business_value"].append(
+            sequential_means(k_a, mean_a, var_a, k_b, mean_b, var_b, alpha, tau)
+        )
+    return {metric: running(looks) for metric, looks in per_metric.items()}
+
+
+def _sequential_json(r: SequentialResult | None) -> dict[str, Any]:
+    if r is None:
+        return {"test": "msprt", "status": "insufficient_data", "looks": 0}
+    return {
+        "test": "msprt",
+        "diff": r.diff,
+        "p_value": r.p_value if r.looks else math.nan,
+        "cs_low": r.cs_low if r.looks else math.nan,
+        "cs_high": r.cs_high if r.looks else math.nan,
+        "significant": r.significant and r.looks > 0,
+        "status": r.status,
+        "looks": r.looks,
+    }
+
+
 def analyse(
-    data: ExperimentData, costs: BusinessCosts, control: str | None = None, alpha: float = 0.05
+    data: ExperimentData,
+    costs: BusinessCosts,
+    control: str | None = None,
+    alpha: float = 0.05,
+    tau: float = DEFAULT_TAU,
+    look_every: float = 3600.0,
 ) -> dict[str, Any]:
-    """The report as a JSON-ready dict (NaN where a number is undefined)."""
+    """The report as a JSON-ready dict (NaN where a number is undefined).
+
+    ``tau`` is the mSPRT mixing scale and ``look_every`` the interval of prediction event
+    time between the replayed looks of the sequential tests.
+    """
+    if not (tau > 0 and math.isfinite(tau)):
+        raise InputError(f"--sequential-tau must be a positive number (got {tau:g})")
+    if not (look_every > 0 and math.isfinite(look_every)):
+        raise InputError(f"--look-every must be a positive duration (got {look_every:g}s)")
+    values = outcome_values(costs)
     ctrl_name = _control(data.arms, control)
     ctrl = data.arms[ctrl_name]
     tests = []
@@ -313,6 +396,7 @@ def analyse(
             ctrl.value.n, ctrl.value.mean, ctrl.value.var, arm.value.n, arm.value.mean, arm.value.var, alpha
         )
         status = "insufficient_data" if min(ctrl.labelled, arm.labelled) < MIN_SAMPLES else "ok"
+        seq = sequential_looks(ctrl, arm, values, alpha, tau, look_every)
         tests.append(
             {
                 "control": ctrl_name,
@@ -331,6 +415,7 @@ def analyse(
                     "effect_size_kind": "cohens_h",
                     "significant": err.significant,
                     "status": err.status,
+                    "sequential": _sequential_json(seq["error_rate"]),
                 },
                 "detection_rate": {
                     "test": "two_proportion_ztest",
@@ -345,6 +430,7 @@ def analyse(
                     "effect_size_kind": "cohens_h",
                     "significant": det.significant,
                     "status": det.status,
+                    "sequential": _sequential_json(seq["detection_rate"]),
                 },
                 "business_value": {
                     "test": "welch_ttest",
@@ -360,6 +446,7 @@ def analyse(
                     "effect_size_kind": "cohens_d",
                     "significant": val.significant,
                     "status": val.status,
+                    "sequential": _sequential_json(seq["business_value"]),
                 },
             }
         )
@@ -380,6 +467,7 @@ def analyse(
         "source": data.source,
         "control": ctrl_name,
         "alpha": alpha,
+        "sequential": {"method": "msprt", "tau": tau, "look_every_s": look_every},
         "min_labelled_per_arm": MIN_SAMPLES,
         "status": "insufficient_data" if low or len(data.arms) < 2 else "ok",
         "values_per_outcome": outcome_values(costs),
@@ -398,10 +486,16 @@ def _num(value: Any, fmt: str = ".4f") -> str:
     return format(value, fmt)
 
 
+def _p(value: Any) -> str:
+    return "<1e-300" if value == 0 else _num(value, ".4g")
+
+
 def print_report(report: dict[str, Any]) -> None:
     """The report as rich tables on stdout."""
     from rich.console import Console
     from rich.table import Table
+
+    from streamon.config import format_duration
 
     console = Console()
     if not console.is_terminal:  # piped: do not squeeze the tables into 80 columns
@@ -460,10 +554,41 @@ def print_report(report: dict[str, Any]) -> None:
                     _num(r["diff"], "+" + fmt),
                     f"[{_num(r['ci_low'], fmt)}, {_num(r['ci_high'], fmt)}]",
                     f"{h}={_num(r['effect_size'], '.3f')}",
-                    "<1e-300" if r["p_value"] == 0 else _num(r["p_value"], ".4g"),
+                    _p(r["p_value"]),
                     sig,
                 )
         tests.columns[5].header = f"{1 - report['alpha']:.0%} CI"
         console.print(tests)
+        seq = report["sequential"]
+        table = Table(
+            title=f"Sequential tests, valid under continuous monitoring (mSPRT, tau {seq['tau']:g}, "
+            f"a look every {format_duration(seq['look_every_s'])} of event time)",
+            title_justify="left",
+        )
+        for col in ("comparison", "metric", "diff", f"{1 - report['alpha']:.0%} conf. sequence"):
+            table.add_column(col, justify="left" if col in ("comparison", "metric") else "right")
+        for col in ("looks", "always-valid p", "fixed p"):
+            table.add_column(col, justify="right")
+        table.add_column("significant")
+        for t in report["tests"]:
+            for key, label in labels.items():
+                fixed, r = t[key], t[key]["sequential"]
+                fmt = ",.2f" if key == "business_value" else ".4f"
+                sig = (
+                    "[yellow]insufficient data[/yellow]"
+                    if r["status"] != "ok" or not r["looks"]
+                    else ("[bold green]yes[/bold green]" if r["significant"] else "no")
+                )
+                table.add_row(
+                    f"{t['treatment']} vs {t['control']}",
+                    label.split(" (")[0],
+                    _num(fixed["diff"], "+" + fmt),
+                    f"[{_num(r.get('cs_low'), fmt)}, {_num(r.get('cs_high'), fmt)}]",
+                    str(r["looks"]),
+                    _p(r.get("p_value")),
+                    _p(fixed["p_value"]),
+                    sig,
+                )
+        console.print(table)
     for note in report["notes"]:
         console.print(f"note: {note}")

@@ -35,7 +35,9 @@ def check_config(file: Path) -> None:
     from streamon.config import load_config
 
     settings = load_config(file)
-    click.echo(f"ok: {file}: {settings.summary()}")
+    # kafka.client as written: secrets appear only as their _file / _env references.
+    client = ", ".join(f"{k}={v}" for k, v in sorted(settings.kafka.client.items()))
+    click.echo(f"ok: {file}: {settings.summary()}" + (f"; kafka.client {client}" if client else ""))
 
 
 CONFIG_OPTION = click.option(
@@ -406,8 +408,21 @@ def ab() -> None:
 @click.option("--labels", type=click.Path(path_type=Path), default=None, help="label events, JSONL")
 @click.option("--bootstrap-servers", default=None, help="read the config's topics from this cluster instead")
 @click.option("--model", default=None, help="only this model's predictions")
-@click.option("--control", default=None, help="the control arm [default: A, control, or the first by name]")
+@click.option(
+    "--control",
+    default=None,
+    help="the control arm [default: ab_testing.control, else A, control, or the first by name]",
+)
 @click.option("--alpha", type=float, default=0.05, show_default=True, help="significance level")
+@click.option(
+    "--sequential-tau",
+    type=float,
+    default=None,
+    help="mSPRT mixing scale, in per-unit standard deviations [default: ab_testing.sequential_tau]",
+)
+@click.option(
+    "--look-every", default="1h", show_default=True, help="event time between the sequential test's looks"
+)
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
 def ab_report(
     experiment: str,
@@ -418,6 +433,8 @@ def ab_report(
     model: str | None,
     control: str | None,
     alpha: float,
+    sequential_tau: float | None,
+    look_every: str,
     as_json: bool,
 ) -> None:
     """Compare the arms of an A/B experiment: rates, business value and significance.
@@ -428,6 +445,9 @@ def ab_report(
     z-tests on the error rate and the detection rate, a Welch t-test on the
     per-prediction business value, each with effect size, confidence interval and
     p-value. Below 30 labelled predictions per arm the status is insufficient_data.
+    Next to each, the always-valid sequential test (mSPRT), replayed with a look every
+    --look-every of event time: its p-value and confidence sequence stay valid
+    however often the experiment is checked.
 
     \b
     Example:
@@ -438,12 +458,16 @@ def ab_report(
     import orjson
 
     from streamon.abreport import analyse, collect_from_files, collect_from_kafka, print_report
-    from streamon.config import load_config
+    from streamon.config import load_config, parse_duration
     from streamon.engine import build_engine
     from streamon.errors import InputError
 
     if not 0 < alpha < 1:
         raise InputError(f"--alpha must be in (0, 1) (got {alpha:g})")
+    try:
+        look_s = parse_duration(look_every)
+    except ValueError as exc:
+        raise InputError(f"--look-every {look_every!r}: {exc}") from None
     settings = _with_bootstrap(load_config(config_path), bootstrap_servers)
     engine = build_engine(settings)
     if predictions is not None:
@@ -456,7 +480,15 @@ def ab_report(
         data = collect_from_kafka(engine, experiment, model)
     else:
         raise InputError("give --predictions (and --labels) JSONL files, or --bootstrap-servers")
-    report = analyse(data, engine.evaluation.costs, control=control, alpha=alpha)
+    ab_cfg = settings.ab_testing
+    report = analyse(
+        data,
+        engine.evaluation.costs,
+        control=control if control is not None else ab_cfg.control,
+        alpha=alpha,
+        tau=sequential_tau if sequential_tau is not None else ab_cfg.sequential_tau,
+        look_every=look_s,
+    )
     if as_json:
         click.echo(orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY).decode())
     else:

@@ -198,6 +198,23 @@ class PrometheusConfig(_Section):
     metrics_path: NonEmptyStr = "/metrics"
     bind_address: NonEmptyStr = "0.0.0.0"
     scrape_interval: Duration = 30.0
+    # An exporter-toolkit web config (TLS, basic auth); relative to the config file's directory.
+    web_config_file: Path | None = None
+    health_without_auth: Bool = False
+
+    @field_validator("web_config_file", mode="before")
+    @classmethod
+    def _web_config(cls, value: object, info: ValidationInfo) -> object:
+        if value is None:
+            return None
+        path = _config_relative_path(value, info)
+        from streamon.webconfig import WebConfigError, load_web_config
+
+        try:
+            load_web_config(path)  # at load time, so check-config reports a bad cert or hash
+        except WebConfigError as exc:
+            raise _PathError((), str(exc)) from None
+        return path
 
     @field_validator("metrics_path")
     @classmethod
@@ -227,8 +244,21 @@ class MetricFamily(_Section):
         return _require_positive(value)
 
 
+class EstimationFamily(MetricFamily):
+    """Estimated performance of predictions still without labels (docs/statistics.md).
+
+    ``min_samples`` counts labelled predictions: in the reference window for the
+    calibration map, in the current window for the calibration check."""
+
+    min_samples: Int = Field(default=100, ge=0)
+    prior_strength: Float = Field(default=10.0, gt=0.0, le=1e6)  # Beta prior pseudo-count per score bin
+    confidence: Float = Field(default=0.9, gt=0.0, lt=1.0)  # level of the lower/upper band
+    calibration_p_value: Float = Field(default=0.01, gt=0.0, lt=1.0)  # below: reliable = 0
+
+
 class CustomMetrics(_Section):
     model_performance: MetricFamily = Field(default_factory=lambda: MetricFamily(collection_interval=300.0))
+    estimated_performance: EstimationFamily = Field(default_factory=EstimationFamily)
     data_drift: MetricFamily = Field(
         default_factory=lambda: MetricFamily(collection_interval=3600.0, min_samples=100)
     )
@@ -579,13 +609,32 @@ class KafkaConfig(_Section):
 
     @field_validator("client")
     @classmethod
-    def _client_keys(cls, value: dict[str, str | int | float | bool]) -> dict[str, str | int | float | bool]:
-        for key in value:
-            if key in _RESERVED_CLIENT_KEYS:
-                raise _PathError((key,), f"set by streamon, not here: {_RESERVED_CLIENT_KEYS[key]}")
+    def _client_keys(
+        cls, value: dict[str, str | int | float | bool], info: ValidationInfo
+    ) -> dict[str, str | int | float | bool]:
+        # Secrets come from <property>_file / <property>_env, resolved only when a client is
+        # built (streamon.kafka_client): the settings never hold them.
+        from streamon.kafka_client import client_entry_problem, split_reference
+
+        out = dict(value)
+        for key, item in value.items():
+            ref = split_reference(key)
+            prop = ref[0] if ref else key
+            if prop in _RESERVED_CLIENT_KEYS:
+                raise _PathError((key,), f"set by streamon, not here: {_RESERVED_CLIENT_KEYS[prop]}")
             if not _CLIENT_KEY.fullmatch(key):
                 raise _PathError((key,), "not a librdkafka property name (e.g. 'security.protocol')")
-        return value
+            problem = client_entry_problem(key, item)
+            if problem:
+                raise _PathError((key,), problem)
+            twin = next((k for k in (prop, f"{prop}_file", f"{prop}_env") if k != key and k in value), None)
+            if ref and twin:
+                raise _PathError((key,), f"{twin} is given as well: keep one of the two")
+            if ref and ref[1] == "file":
+                path = Path(str(item)).expanduser()
+                base = (info.context or {}).get("base_dir")
+                out[key] = str(base / path if not path.is_absolute() and isinstance(base, Path) else path)
+        return out
 
 
 # --------------------------------------------------------------------------- models
@@ -600,6 +649,27 @@ class FeatureSpec(_Section):
     type: Literal["numeric", "categorical"]
 
 
+class SegmentConfig(_Section):
+    """A segment field: metrics per value of one key of the event's ``features`` object."""
+
+    field: NonEmptyStr
+    # Explicit allowlist; other values fold into "__other__". None = any value (capped).
+    values: tuple[NonEmptyStr, ...] | None = None
+    # Distinct values monitored on their own (bottom-K by stable hash); the rest are "__other__".
+    max_values: Int = Field(default=20, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _fits(self) -> SegmentConfig:
+        if self.values is not None:
+            _check_unique(list(self.values), "values", None, "segment value")
+            if len(self.values) > self.max_values:
+                raise _PathError(
+                    ("values",),
+                    f"lists {len(self.values)} values, more than max_values {self.max_values}: raise it",
+                )
+        return self
+
+
 class ModelSpec(_Section):
     """One monitored model: its decision threshold, features and reference."""
 
@@ -611,6 +681,10 @@ class ModelSpec(_Section):
     reference_profile: Path | None = None
     baseline: dict[str, Float] = Field(default_factory=dict)
     features: tuple[FeatureSpec, ...] = Field(min_length=1)
+    # Performance and drift per value of these feature keys (streamon_segment_* metrics).
+    segments: tuple[SegmentConfig, ...] = ()
+    # Explicit allowlist of A/B variants; others fold into "__other__". None = any (capped).
+    variants: tuple[NonEmptyStr, ...] | None = None
 
     @field_validator("name")
     @classmethod
@@ -627,13 +701,7 @@ class ModelSpec(_Section):
     def _profile_path(cls, value: object, info: ValidationInfo) -> object:
         if value is None:
             return None
-        if not isinstance(value, str) or not value.strip():
-            raise ValueError("must be a file path (a non-empty string) or null")
-        path = Path(value).expanduser()
-        base = (info.context or {}).get("base_dir")
-        if not path.is_absolute() and isinstance(base, Path):
-            path = base / path
-        return path
+        return _config_relative_path(value, info)
 
     @field_validator("baseline")
     @classmethod
@@ -650,6 +718,9 @@ class ModelSpec(_Section):
     @model_validator(mode="after")
     def _unique(self) -> ModelSpec:
         _check_unique([f.name for f in self.features], "features", "name", "feature name")
+        _check_unique([s.field for s in self.segments], "segments", "field", "segment field")
+        if self.variants is not None:
+            _check_unique(list(self.variants), "variants", None, "variant")
         return self
 
     def feature(self, name: str) -> FeatureSpec | None:
@@ -724,6 +795,15 @@ class DegradationConfig(_Section):
         return self
 
 
+class ABTestingConfig(_Section):
+    """Live A/B tests of stage 2 (streamon_ab_*): control arm, level, mSPRT mixing scale."""
+
+    control: NonEmptyStr | None = None  # None: "A", else "control", else the first variant by name
+    alpha: Float = Field(default=0.05, gt=0.0, lt=1.0)
+    # Mixing standard deviation in per-unit standard deviations (a standardised effect size).
+    sequential_tau: Float = Field(default=0.1, gt=0.0, le=10.0)
+
+
 # --------------------------------------------------------------------------- field mapping
 
 
@@ -778,6 +858,16 @@ class LimitsConfig(_Section):
     whose values come from data. What exceeds a cap is folded into "other" and counted.
     """
 
+    # Per-event size limits; an event over one is rejected (dead-letter topic), see
+    # docs/events.md. The per-message byte limit stays kafka.max_message_bytes (one key).
+    max_features: Int = Field(default=500, ge=1, le=100_000)
+    # >= 128: a configured model name (up to 128 characters) must always fit.
+    max_string_length: Int = Field(default=256, ge=128, le=1_000_000)
+    max_feature_value_length: Int = Field(default=1024, ge=1, le=10_000_000)
+    # Cardinality caps (bottom-K by stable hash, merge-invariant; see docs/security.md).
+    max_variants_per_model: Int = Field(default=20, ge=1, le=1000)
+    max_category_values: Int = Field(default=1000, ge=1, le=100_000)
+
 
 # --------------------------------------------------------------------------- settings
 
@@ -800,10 +890,19 @@ class Settings(_Section):
     degradation: DegradationConfig = Field(default_factory=DegradationConfig)
     fields: FieldsConfig = Field(default_factory=FieldsConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    ab_testing: ABTestingConfig = Field(default_factory=ABTestingConfig)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Settings:
         _check_unique([m.name for m in self.models], "models", "name", "model name")
+        for i, m in enumerate(self.models):
+            cap = self.limits.max_variants_per_model
+            if m.variants is not None and len(m.variants) > cap:
+                raise _PathError(
+                    ("models", i, "variants"),
+                    f"lists {len(m.variants)} variants, more than limits.max_variants_per_model {cap}: "
+                    "raise that limit",
+                )
         known = {f.name for m in self.models for f in m.features}
         for i, name in enumerate(self.data_drift.features or ()):
             if name not in known:
@@ -885,6 +984,10 @@ class Settings(_Section):
             and self.business_metrics.enabled
             and self.monitoring.custom_metrics.business_metrics.enabled
         )
+
+    @property
+    def estimation_enabled(self) -> bool:
+        return self.monitoring.enabled and self.monitoring.custom_metrics.estimated_performance.enabled
 
     def summary(self) -> str:
         """One line describing what will be monitored (printed by ``streamon check-config``).
@@ -1016,6 +1119,15 @@ def load_config(path: str | Path) -> Settings:
 # --------------------------------------------------------------------------- error text
 
 
+def _config_relative_path(value: object, info: ValidationInfo) -> Path:
+    """A file path from the config; a relative one is relative to the config file's directory."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("must be a file path (a non-empty string) or null")
+    path = Path(value).expanduser()
+    base = (info.context or {}).get("base_dir")
+    return base / path if not path.is_absolute() and isinstance(base, Path) else path
+
+
 def _require_positive(value: float) -> float:
     if value <= 0:
         raise ValueError("must be > 0")
@@ -1048,6 +1160,12 @@ def _kind(value: object) -> str:
 
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
+
+
+def _path_part(part: str | int) -> str:
+    """A key as written in a dotted path; quoted when empty, padded or not printable (one line)."""
+    text = str(part)
+    return text if text and text.isprintable() and text.strip() == text else repr(text)
 
 
 def _got(value: object) -> str:
@@ -1155,7 +1273,7 @@ def _describe(exc: ValidationError) -> str:
     errors = [e for e in errors if e not in cascade] or errors
     loc, text = _message(errors[0])
     # pydantic marks a bad dict key with a "[key]" pseudo-part; the key itself is enough.
-    path = ".".join(str(part) for part in loc if part != "[key]") or "(top level)"
+    path = ".".join(_path_part(part) for part in loc if part != "[key]") or "(top level)"
     more = len(errors) - 1
     suffix = f" (+{more} more error{'s' if more > 1 else ''})" if more else ""
     return f"{path}: {text}{suffix}"

@@ -45,6 +45,7 @@ import orjson
 from streamon.config import Settings, load_config
 from streamon.core.evaluate import Snapshot
 from streamon.errors import ConfigError, InputError, KafkaUnavailableError, StreamonError
+from streamon.kafka_client import kafka_client_config
 from streamon.simulate import (
     KafkaSink,
     SimStats,
@@ -116,14 +117,16 @@ def default_config_path() -> Path:
 class DemoBroker:
     """The demo's Kafka: a real cluster, or the embedded mock cluster (kept alive by ``self.mock``)."""
 
-    def __init__(self, bootstrap: str | None) -> None:
+    def __init__(self, bootstrap: str | None, settings: Settings | None = None) -> None:
         from confluent_kafka.admin import AdminClient
 
         self.mock: Any = None
         if bootstrap:
             self.bootstrap = bootstrap
             self.is_mock = False
-            conf: dict[str, Any] = {"bootstrap.servers": bootstrap, "logger": kafka_logger()}
+            # A real cluster takes kafka.client (TLS, SASL) like every other client.
+            client = kafka_client_config(settings) if settings is not None else {}
+            conf: dict[str, Any] = {**client, "bootstrap.servers": bootstrap, "logger": kafka_logger()}
             self.admin = AdminClient(conf)
             cluster_address_check(self.admin, bootstrap)
             self.description = f"Kafka at {bootstrap}"
@@ -439,8 +442,7 @@ class _Alerts:
         k = settings.kafka
         self.consumer = Consumer(
             {
-                **k.client,
-                "bootstrap.servers": k.bootstrap_servers,
+                **kafka_client_config(settings),
                 "group.id": f"streamon-demo-view-{uuid.uuid4().hex[:8]}",
                 "enable.auto.commit": False,
                 "isolation.level": "read_committed",
@@ -493,7 +495,7 @@ def run_demo(opts: DemoOptions, echo: Callable[[str], None] | None = None) -> De
         drift_after_s=opts.drift_after,
         seed=opts.seed,
     )
-    broker = DemoBroker(opts.bootstrap)
+    broker = DemoBroker(opts.bootstrap, settings)
     run_id = None if broker.is_mock else uuid.uuid4().hex[:6]
     settings = _demo_settings(settings, broker, run_id)
     t = settings.kafka.topics
@@ -549,7 +551,7 @@ def run_demo(opts: DemoOptions, echo: Callable[[str], None] | None = None) -> De
         alerts = _Alerts(settings)
         sink = KafkaSink(
             settings.kafka.bootstrap_servers,
-            {k: v for k, v in settings.kafka.client.items() if k != "logger"},
+            {k: v for k, v in kafka_client_config(settings).items() if k != "logger"},
         )
         sim = Simulator(
             spec,

@@ -15,8 +15,9 @@ and how to fix it. The checks:
 - ``worker <url>`` (only for --worker-url): /metrics answers with streamon's metrics.
 
 Secrets are never printed: kafka.client values whose key contains password, secret, token
-or key are masked, URLs are shown without credentials or query, and error texts are
-scrubbed of every masked value.
+or key are masked (``<property>_file`` / ``_env`` references are shown: they name where the
+secret is, not the secret), URLs are shown without credentials or query, and error texts are
+scrubbed of every secret, including those read from the references.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from streamon.config import Settings, format_duration
+from streamon.errors import StreamonError
+from streamon.kafka_client import kafka_client_config, probe, resolve_client, secret_values, split_reference
 
 DEFAULT_PROMETHEUS_URL = "http://prometheus:9090"
 DEFAULT_ALERTMANAGER_URL = "http://alertmanager:9093"
@@ -84,12 +87,14 @@ def is_secret(key: str) -> bool:
 
 
 def mask_client(client: Mapping[str, Any]) -> dict[str, Any]:
-    """kafka.client with the secret values replaced by ``****``.
+    """kafka.client with the secret values replaced by ``****`` (references are shown as is).
 
     >>> mask_client({"security.protocol": "SASL_SSL", "sasl.password": "hunter2"})
     {'security.protocol': 'SASL_SSL', 'sasl.password': '****'}
+    >>> mask_client({"sasl.password_file": "/run/secrets/kafka"})
+    {'sasl.password_file': '/run/secrets/kafka'}
     """
-    return {k: (MASK if is_secret(k) else v) for k, v in client.items()}
+    return {k: (MASK if is_secret(k) and split_reference(k) is None else v) for k, v in client.items()}
 
 
 def display_url(url: str) -> str:
@@ -117,7 +122,11 @@ class _Scrubber:
 
 
 def _secrets(settings: Settings, urls: list[str]) -> list[str]:
-    out = [str(v) for k, v in settings.kafka.client.items() if is_secret(k)]
+    out = [str(v) for k, v in settings.kafka.client.items() if is_secret(k) and split_reference(k) is None]
+    try:
+        out += secret_values(resolve_client(settings.kafka.client))
+    except StreamonError:
+        pass  # the kafka check reports the unresolvable reference
     for url in urls:
         parts = urlsplit(url)
         out += [p for p in (parts.password, parts.query) if p]
@@ -133,7 +142,7 @@ def _admin(settings: Settings) -> Any:
     quiet = logging.getLogger("streamon.doctor.librdkafka")
     quiet.addHandler(logging.NullHandler())
     quiet.propagate = False  # librdkafka's connection errors are summarised in our FAIL line
-    conf: dict[str, Any] = {"bootstrap.servers": settings.kafka.bootstrap_servers, **settings.kafka.client}
+    conf: dict[str, Any] = kafka_client_config(settings)  # secrets resolved; error_cb a SecurityWatch
     conf["logger"] = quiet
     return AdminClient(conf)
 
@@ -142,6 +151,21 @@ def _kafka_reason(exc: Exception, scrub: Callable[[str], str]) -> str:
     err = exc.args[0] if exc.args else exc
     text = err.str() if hasattr(err, "str") else str(err)  # KafkaError: its message, not its repr
     return scrub(str(text))
+
+
+def _problem_and_fix(line: str) -> tuple[str, str]:
+    """A one-line error split into what is wrong and what to do.
+
+    >>> _problem_and_fix("Kafka authentication failed for SASL/PLAIN user 'u' at h:1: check kafka.client x")
+    ("Kafka authentication failed for SASL/PLAIN user 'u' at h:1", 'check kafka.client x')
+    >>> _problem_and_fix("kafka.client.sasl.password_env: environment variable PW is not set; set it")
+    ('kafka.client.sasl.password_env: environment variable PW is not set', 'set it')
+    """
+    for sep, keep in ((": check ", "check "), ("; ", "")):
+        if sep in line:
+            problem, _, fix = line.rpartition(sep)
+            return problem, keep + fix
+    return line, ""
 
 
 def kafka_checks(settings: Settings, timeout: float, scrub: Callable[[str], str]) -> Iterator[Check]:
@@ -155,7 +179,12 @@ def kafka_checks(settings: Settings, timeout: float, scrub: Callable[[str], str]
     started = time.monotonic()
     try:
         admin = _admin(settings)
-        md = admin.list_topics(timeout=timeout)
+        md = probe(admin, timeout)
+    except StreamonError as exc:  # a secret reference that cannot be resolved, refused credentials, TLS
+        yield Check("kafka", "FAIL", *_problem_and_fix(scrub(str(exc))))
+        for name in dependent:
+            yield Check(name, "FAIL", "not checked: no connection to Kafka", "fix the kafka check first")
+        return
     except (KafkaException, ValueError, TypeError) as exc:
         yield Check(
             "kafka",
@@ -374,6 +403,11 @@ def worker_check(url: str, metrics_path: str, timeout: float, scrub: Callable[[s
     resp, reason = _get(full, timeout, scrub)
     if resp is None:
         return Check(name, "FAIL", f"{display_url(full)}: {reason}", fix)
+    if resp.status_code == 401:  # monitoring.prometheus.web_config_file has basic_auth_users
+        return Check(
+            name, "FAIL", f"{display_url(full)} requires basic auth (HTTP 401)",
+            "give the user in the URL: --worker-url https://USER:PASSWORD@host:port",
+        )  # fmt: skip
     if resp.status_code != 200:
         return Check(name, "FAIL", f"{display_url(full)} answered HTTP {resp.status_code}", fix)
     if "streamon_" not in resp.text:

@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from streamon.config import Settings
+from streamon.core.abmetrics import ABSettings
 from streamon.core.alerts import Rule
 from streamon.core.business import BusinessCosts
 from streamon.core.evaluate import EvalSettings
 from streamon.core.events import Decoder, FieldMap
 from streamon.core.join import KeyValueStore, MemoryStore
-from streamon.core.profile import FeatureSpec, ModelSpec, profile_from_bytes
+from streamon.core.profile import FeatureSpec, ModelSpec, SegmentSpec, profile_from_bytes
 from streamon.core.stage1 import PartitionProcessor
 from streamon.core.stage2 import Aggregator, WindowSettings
 from streamon.errors import InputError
@@ -41,6 +42,9 @@ class Engine:
             max_bytes=self.settings.kafka.max_message_bytes,
             max_future_s=w.max_future_skew if check_time else float("inf"),
             max_age_s=w.max_event_age if check_time else float("inf"),
+            max_features=self.settings.limits.max_features,
+            max_string_length=self.settings.limits.max_string_length,
+            max_feature_value_length=self.settings.limits.max_feature_value_length,
         )
 
     def partition_processor(
@@ -65,7 +69,9 @@ class Engine:
             for m in self.settings.models
             if m.baseline
         }
-        return Aggregator(owned, self.windows, self.evaluation, baselines)
+        ab = self.settings.ab_testing
+        ab_settings = ABSettings(ab.control, ab.alpha, ab.sequential_tau)
+        return Aggregator(owned, self.windows, self.evaluation, baselines, ab_settings)
 
 
 def load_profile(path: Path) -> dict[str, ModelSpec]:
@@ -105,6 +111,14 @@ def build_engine(settings: Settings, profile: Path | None = None) -> Engine:
                 )
             pinned.threshold = spec.threshold
             spec = pinned
+        # Cardinality caps on values from data (the profile does not carry them).
+        spec.segments = [
+            SegmentSpec(s.field, frozenset(s.values) if s.values is not None else None, s.max_values)
+            for s in m.segments
+        ]
+        spec.variants = frozenset(m.variants) if m.variants is not None else None
+        spec.max_variants = settings.limits.max_variants_per_model
+        spec.max_categories = settings.limits.max_category_values
         models[m.name] = spec
     w = settings.windows
     windows = WindowSettings(bucket_s=w.bucket, current_s=w.current, reference_s=w.reference)
@@ -133,6 +147,11 @@ def build_engine(settings: Settings, profile: Path | None = None) -> Engine:
         min_business_labelled=cm_families.business_metrics.min_samples,
         min_drift_samples=cm_families.data_drift.min_samples,
         drift_methods={m.name: m.threshold for m in settings.data_drift.methods if m.enabled},
+        estimation_enabled=settings.estimation_enabled,
+        estimation_prior_strength=cm_families.estimated_performance.prior_strength,
+        estimation_confidence=cm_families.estimated_performance.confidence,
+        min_estimation_labelled=cm_families.estimated_performance.min_samples,
+        estimation_reliable_p_value=cm_families.estimated_performance.calibration_p_value,
     )
     rules = [
         Rule(
@@ -159,7 +178,9 @@ def build_engine(settings: Settings, profile: Path | None = None) -> Engine:
     )
     cm = settings.monitoring.custom_metrics
     intervals = [
-        f.collection_interval for f in (cm.model_performance, cm.data_drift, cm.business_metrics) if f.enabled
+        f.collection_interval
+        for f in (cm.model_performance, cm.data_drift, cm.business_metrics, cm.estimated_performance)
+        if f.enabled
     ]
     return Engine(
         settings, models, windows, evaluation, rules, fields, min(intervals) if intervals else 300.0

@@ -50,6 +50,7 @@ import orjson
 
 from streamon.config import Settings
 from streamon.errors import InputError, StreamonError
+from streamon.kafka_client import kafka_client_config, resolve_client
 
 log = logging.getLogger("streamon.router")
 
@@ -227,28 +228,50 @@ def parse_event(raw: bytes | None) -> tuple[dict[str, Any] | None, str]:
 def faust_credentials(client: Mapping[str, Any]) -> tuple[Any, list[str]]:
     """faust (aiokafka) credentials for the librdkafka ``kafka.client`` properties.
 
-    Returns (credentials or None, the property names the router cannot apply). Supports
-    security.protocol PLAINTEXT / SSL / SASL_PLAINTEXT / SASL_SSL with sasl.mechanism PLAIN
-    or SCRAM-SHA-256/512, ssl.ca.location and a client certificate.
+    ``client`` is resolved (secrets read from their ``_file`` / ``_env`` keys, see
+    :func:`streamon.kafka_client.resolve_client`). Returns (credentials or None, the property
+    names the router cannot apply). Supports security.protocol PLAINTEXT / SSL /
+    SASL_PLAINTEXT / SASL_SSL with sasl.mechanism PLAIN or SCRAM-SHA-256/512, the CA
+    (ssl.ca.location or ssl.ca.pem; the system CAs otherwise), a client certificate
+    (ssl.certificate.location + ssl.key.location [+ ssl.key.password]) and
+    ssl.endpoint.identification.algorithm / enable.ssl.certificate.verification.
 
     >>> faust_credentials({"client.id": "x"})
     (None, ['client.id'])
+    >>> creds, _ = faust_credentials({"security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512",
+    ...                               "sasl.username": "u", "sasl.password": "p"})
+    >>> creds.mechanism.value, creds.username, creds.ssl_context.check_hostname
+    ('SCRAM-SHA-512', 'u', True)
     """
     import faust
 
     props = dict(client)
+    for own in ("bootstrap.servers", "error_cb", "logger"):  # set by streamon itself
+        props.pop(own, None)
     protocol = str(props.pop("security.protocol", "PLAINTEXT")).upper()
     context: ssl.SSLContext | None = None
     if protocol in ("SSL", "SASL_SSL"):
         context = ssl.create_default_context(
-            ssl.Purpose.SERVER_AUTH, cafile=props.pop("ssl.ca.location", None)
+            ssl.Purpose.SERVER_AUTH,
+            cafile=props.pop("ssl.ca.location", None),
+            cadata=props.pop("ssl.ca.pem", None),
         )
         cert, key = props.pop("ssl.certificate.location", None), props.pop("ssl.key.location", None)
         if cert:
             context.load_cert_chain(cert, key, props.pop("ssl.key.password", None))
+        if str(props.pop("ssl.endpoint.identification.algorithm", "https")).lower() == "none":
+            context.check_hostname = False
+        if str(props.pop("enable.ssl.certificate.verification", "true")).lower() in ("false", "0"):
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
     credentials: Any = None
     if protocol in ("SASL_PLAINTEXT", "SASL_SSL"):
         mechanism = str(props.pop("sasl.mechanism", props.pop("sasl.mechanisms", "PLAIN"))).upper()
+        if mechanism == "OAUTHBEARER":
+            raise StreamonError(
+                "the alert router does not support sasl.mechanism OAUTHBEARER (aiokafka under faust has no "
+                "OIDC token client): give it a PLAIN or SCRAM principal in its own config's kafka.client"
+            )
         if mechanism not in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
             raise StreamonError(
                 f"kafka.client sasl.mechanism {mechanism} is not supported by the alert router "
@@ -429,7 +452,7 @@ def alerts_partitions(settings: Settings, timeout: float = 15.0) -> int:
     from streamon.runtime.topics import partition_counts
 
     k = settings.kafka
-    admin = AdminClient({"bootstrap.servers": k.bootstrap_servers, **k.client})
+    admin = AdminClient(kafka_client_config(settings))
     topic = k.topics.alerts
     existing = partition_counts(admin, timeout)
     if topic in existing:
@@ -448,7 +471,7 @@ def build_app(settings: Settings, options: RouterOptions, partitions: int) -> An
     import faust
 
     k = settings.kafka
-    credentials, ignored = faust_credentials(k.client)
+    credentials, ignored = faust_credentials(resolve_client(k.client))
     if ignored:
         log.warning("kafka.client properties not applied by the alert router (aiokafka): %s", ignored)
     brokers = [f"kafka://{h.strip()}" for h in k.bootstrap_servers.split(",") if h.strip()]

@@ -38,6 +38,7 @@ import numpy as np
 import orjson
 
 from streamon.errors import InputError, KafkaUnavailableError, StreamonError
+from streamon.kafka_client import kafka_client_config, probe
 from streamon.traffic import TrafficSpec, generate
 
 if TYPE_CHECKING:
@@ -388,7 +389,8 @@ def cluster_address_check(client: Any, bootstrap: str, timeout: float = 5.0) -> 
     from confluent_kafka import KafkaException
 
     try:
-        md = client.list_topics(timeout=timeout)
+        # In short attempts: refused credentials raise from the client's SecurityWatch at once.
+        md = probe(client, timeout)
     except KafkaException as exc:
         reason = exc.args[0].str() if hasattr(exc.args[0], "str") else str(exc)
         raise KafkaUnavailableError(
@@ -408,6 +410,8 @@ class KafkaSink:
         self.last_error = ""
         self.failed = 0
         self._first_failure = ""
+        # The SecurityWatch of kafka_client_config: refused credentials end the run in one line.
+        self._watch = (client or {}).get("error_cb")
         self.producer = Producer(
             {
                 **(client or {}),
@@ -422,6 +426,8 @@ class KafkaSink:
 
     def _on_error(self, err: Any) -> None:
         self.last_error = err.str()
+        if self._watch is not None:
+            self._watch(err)
 
     def _on_delivery(self, err: Any, _msg: Any) -> None:
         if err is not None:
@@ -546,7 +552,7 @@ def run_simulation(
     if count is not None and count <= 0:
         raise InputError(f"--count must be > 0 (got {count})")
     k = settings.kafka
-    sink = KafkaSink(k.bootstrap_servers, dict(k.client))
+    sink = KafkaSink(k.bootstrap_servers, kafka_client_config(settings))
     sink.ensure_topics(k.topics.predictions, k.topics.labels, k.partitions, k.replication_factor)
     topics = Topics(
         k.topics.predictions,

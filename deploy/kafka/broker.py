@@ -2,6 +2,7 @@
 """Run a real single-node Apache Kafka 4.x broker (KRaft) without Docker.
 
     python deploy/kafka/broker.py start [--port N] [--state-dir DIR]   # prints the bootstrap address
+    python deploy/kafka/broker.py start --sasl-ssl   # adds a SASL_SSL listener (SCRAM + PLAIN, TLS)
     python deploy/kafka/broker.py status [--state-dir DIR]
     python deploy/kafka/broker.py stop [--state-dir DIR]
 
@@ -10,6 +11,13 @@ The broker jars are resolved from Maven Central once (Java 17 + Maven) and cache
 a temporary directory that ``stop`` deletes. A second ``start`` while a broker runs
 from the same state directory prints the running broker's address and does nothing
 else. Standard library only, so it runs before streamon itself is installed.
+
+``--sasl-ssl`` adds a second client listener speaking SASL over TLS, for trying and testing
+authenticated clients: at start a throw-away CA and a server certificate for 127.0.0.1 /
+localhost are made with the ``openssl`` command, and the user ``streamon`` is created with a
+random password for SCRAM-SHA-256, SCRAM-SHA-512 and PLAIN. The PLAINTEXT listener stays (the
+controller and the test suite use it). ``start`` and ``status`` print the SASL_SSL address,
+the CA file and the password file; all of them live in the data directory that ``stop`` deletes.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import argparse
 import base64
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -35,6 +44,8 @@ LOG4J_CONFIG = HERE / "log4j2.properties"
 KAFKA_VERSION = "4.1.1"  # keep in step with pom.xml
 DEFAULT_STATE_DIR = Path(tempfile.gettempdir()) / "streamon-kafka"
 READY_TIMEOUT_S = 90.0
+SASL_USER = "streamon"
+SCRAM_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
 
 
 class BrokerError(Exception):
@@ -49,10 +60,30 @@ class BrokerInfo:
     data_dir: str
     log_file: str
     started_s: float  # seconds from launch to readiness
+    # Only with --sasl-ssl (defaults keep state files of plain brokers readable).
+    sasl_ssl_port: int | None = None
+    ca_file: str | None = None
+    sasl_user: str | None = None
+    password_file: str | None = None
 
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def sasl_ssl_bootstrap(self) -> str | None:
+        return f"127.0.0.1:{self.sasl_ssl_port}" if self.sasl_ssl_port else None
+
+    def security_lines(self) -> list[str]:
+        """What a client needs for the SASL_SSL listener (the password stays in its file)."""
+        if not self.sasl_ssl_port:
+            return []
+        return [
+            f"sasl_ssl {self.sasl_ssl_bootstrap}",
+            f"ca_file {self.ca_file}",
+            f"user {self.sasl_user} (SCRAM-SHA-256, SCRAM-SHA-512, PLAIN)",
+            f"password_file {self.password_file}",
+        ]
 
 
 # --------------------------------------------------------------------------- tools
@@ -189,7 +220,96 @@ def running(state_dir: Path) -> BrokerInfo | None:
 # --------------------------------------------------------------------------- start / stop
 
 
-def server_properties(port: int, controller_port: int, data_dir: Path) -> str:
+def make_certificates(out_dir: Path) -> tuple[Path, Path, str]:
+    """A throw-away CA and a server certificate for 127.0.0.1 / localhost, made with openssl.
+
+    Returns (CA certificate, broker key store, key password). The key store is PEM (Kafka's
+    ``ssl.keystore.type=PEM``): the encrypted private key followed by the certificate chain.
+    """
+    openssl = shutil.which("openssl")
+    if not openssl:
+        raise BrokerError(
+            "openssl was not found on PATH; --sasl-ssl makes the broker's certificates with it: "
+            "install it, e.g. `apt-get install openssl`, then retry"
+        )
+    key_password = secrets.token_urlsafe(18)
+    ca, ca_key = out_dir / "ca.pem", out_dir / "ca.key"
+    key, csr, cert = out_dir / "server.key", out_dir / "server.csr", out_dir / "server.pem"
+    ext, p8 = out_dir / "server.ext", out_dir / "server.p8"
+    ext.write_text(
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n"
+    )
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]  # fast to generate
+    ca_subject = ["-subj", "/CN=streamon development CA", "-addext", "basicConstraints=critical,CA:TRUE"]
+    days = ["-days", "30"]
+    steps = [
+        [openssl, "req", "-x509", *ec, "-keyout", ca_key, "-out", ca, *days, *ca_subject],
+        [openssl, "req", *ec, "-keyout", key, "-out", csr, "-subj", "/CN=localhost"],
+        [
+            openssl,
+            "x509",
+            "-req",
+            "-in",
+            csr,
+            "-CA",
+            ca,
+            "-CAkey",
+            ca_key,
+            *days,
+            "-extfile",
+            ext,
+            "-out",
+            cert,
+        ],
+        # Kafka's PEM key store wants an encrypted PKCS#8 key and its password.
+        [
+            openssl,
+            "pkcs8",
+            "-topk8",
+            "-in",
+            key,
+            "-out",
+            p8,
+            # PBES1: Java 17's PEM reader has no PBES2 (AES) key factory.
+            "-v1",
+            "PBE-SHA1-3DES",
+            "-passout",
+            f"pass:{key_password}",
+        ],
+    ]
+    for step in steps:
+        proc = subprocess.run([str(a) for a in step], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise BrokerError(f"openssl could not make the broker certificate: {_last_line(proc.stderr)}")
+    keystore = out_dir / "server.keystore.pem"
+    keystore.write_text(p8.read_text() + cert.read_text() + ca.read_text())
+    for leftover in (key, csr, ext, p8, ca_key, out_dir / "ca.srl"):
+        leftover.unlink(missing_ok=True)
+    keystore.chmod(0o600)
+    return ca, keystore, key_password
+
+
+def sasl_ssl_properties(keystore: Path, key_password: str, user: str, password: str) -> dict[str, str]:
+    """The SASL_SSL listener: TLS with the PEM key store; SCRAM users live in the metadata log
+    (added at format time), PLAIN users in the listener's JAAS configuration."""
+    name = "listener.name.sasl_ssl"
+    scram = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+    plain = f'org.apache.kafka.common.security.plain.PlainLoginModule required user_{user}="{password}";'
+    return {
+        f"{name}.ssl.keystore.type": "PEM",
+        f"{name}.ssl.keystore.location": str(keystore),
+        f"{name}.ssl.key.password": key_password,
+        f"{name}.sasl.enabled.mechanisms": ",".join((*SCRAM_MECHANISMS, "PLAIN")),
+        f"{name}.scram-sha-256.sasl.jaas.config": scram,
+        f"{name}.scram-sha-512.sasl.jaas.config": scram,
+        f"{name}.plain.sasl.jaas.config": plain,
+    }
+
+
+def server_properties(
+    port: int, controller_port: int, data_dir: Path, sasl_ssl: dict[str, str] | None = None
+) -> str:
+    """``sasl_ssl``: the extra listener's properties; it must hold ``"port"``."""
     props = {
         "process.roles": "broker,controller",
         "node.id": "1",
@@ -214,24 +334,69 @@ def server_properties(port: int, controller_port: int, data_dir: Path) -> str:
         "log.cleaner.dedupe.buffer.size": "33554432",
         "auto.create.topics.enable": "false",
     }
+    if sasl_ssl:
+        extra = dict(sasl_ssl)
+        sasl_port = extra.pop("port")
+        props["listeners"] += f",SASL_SSL://127.0.0.1:{sasl_port}"
+        props["advertised.listeners"] += f",SASL_SSL://127.0.0.1:{sasl_port}"
+        props["listener.security.protocol.map"] += ",SASL_SSL:SASL_SSL"
+        props.update(extra)
     return "".join(f"{k}={v}\n" for k, v in props.items())
 
 
-def start(state_dir: Path = DEFAULT_STATE_DIR, port: int | None = None, heap: str = "512m") -> BrokerInfo:
-    """Start a broker (or return the one already running from ``state_dir``)."""
+def start(
+    state_dir: Path = DEFAULT_STATE_DIR, port: int | None = None, heap: str = "512m", sasl_ssl: bool = False
+) -> BrokerInfo:
+    """Start a broker (or return the one already running from ``state_dir``).
+
+    ``sasl_ssl`` adds the SASL_SSL listener (see the module docstring).
+    """
     existing = running(state_dir)
     if existing:
+        if sasl_ssl and not existing.sasl_ssl_port:
+            raise BrokerError(
+                f"a broker without the SASL_SSL listener already runs from {state_dir}: "
+                "stop it first, or use another --state-dir"
+            )
         return existing
     java = java_executable()
     libs = ensure_jars()
     state_dir.mkdir(parents=True, exist_ok=True)
     data_dir = Path(tempfile.mkdtemp(prefix="data-", dir=state_dir))
     port = port or free_port()
+    taken = {port}
     controller_port = free_port()
-    while controller_port == port:
+    while controller_port in taken:
         controller_port = free_port()
+    taken.add(controller_port)
+    security: dict[str, str] | None = None
+    scram_args: list[str] = []
+    secured = BrokerInfo(0, port, controller_port, str(data_dir), "", 0.0)  # the SASL_SSL fields
+    if sasl_ssl:
+        sasl_port = free_port()
+        while sasl_port in taken:
+            sasl_port = free_port()
+        try:
+            ca, keystore, key_password = make_certificates(data_dir)
+        except BrokerError:
+            shutil.rmtree(data_dir, ignore_errors=True)
+            raise
+        password = secrets.token_urlsafe(18)
+        password_file = data_dir / f"{SASL_USER}.password"
+        password_file.write_text(password + "\n")
+        password_file.chmod(0o600)
+        security = {
+            "port": str(sasl_port),
+            **sasl_ssl_properties(keystore, key_password, SASL_USER, password),
+        }
+        for mechanism in SCRAM_MECHANISMS:
+            scram_args += ["--add-scram", f"{mechanism}=[name={SASL_USER},password={password}]"]
+        secured.sasl_ssl_port, secured.ca_file = sasl_port, str(ca)
+        secured.sasl_user, secured.password_file = SASL_USER, str(password_file)
     props_file = data_dir / "server.properties"
-    props_file.write_text(server_properties(port, controller_port, data_dir))
+    props_file.write_text(server_properties(port, controller_port, data_dir, security))
+    if security:
+        props_file.chmod(0o600)  # it holds the key and PLAIN passwords
     log_file = data_dir / "broker.log"
     classpath = f"{libs}/*"
     jvm = [
@@ -249,11 +414,12 @@ def start(state_dir: Path = DEFAULT_STATE_DIR, port: int | None = None, heap: st
             *jvm,
             "kafka.tools.StorageTool",
             "format",
-            "-t",
-            cluster_id,
+            # One argument: a random id may start with "-", which would read as an option.
+            f"--cluster-id={cluster_id}",
             "-c",
             str(props_file),
             "--ignore-formatted",
+            *scram_args,
         ],
         capture_output=True,
         text=True,
@@ -277,6 +443,10 @@ def start(state_dir: Path = DEFAULT_STATE_DIR, port: int | None = None, heap: st
         data_dir=str(data_dir),
         log_file=str(log_file),
         started_s=0.0,
+        sasl_ssl_port=secured.sasl_ssl_port,
+        ca_file=secured.ca_file,
+        sasl_user=secured.sasl_user,
+        password_file=secured.password_file,
     )
     _state_file(state_dir).write_text(json.dumps(info.__dict__))
     # Since Kafka 3.5 the client port opens only once the broker is ready.
@@ -284,7 +454,7 @@ def start(state_dir: Path = DEFAULT_STATE_DIR, port: int | None = None, heap: st
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             break
-        if port_open(port):
+        if port_open(port) and (not info.sasl_ssl_port or port_open(info.sasl_ssl_port)):
             info.started_s = round(time.monotonic() - t0, 2)
             _state_file(state_dir).write_text(json.dumps(info.__dict__))
             return info
@@ -344,13 +514,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--port", type=int, default=None, help="client port (default: a free one)")
     parser.add_argument("--heap", default="512m", help="JVM heap, e.g. 512m or 1g")
+    parser.add_argument(
+        "--sasl-ssl",
+        action="store_true",
+        help="also listen for SASL_SSL clients (TLS + SCRAM-SHA-256/512 and PLAIN, user streamon)",
+    )
     args = parser.parse_args(argv)
     try:
         if args.command == "fetch":
             print(ensure_jars())
         elif args.command == "start":
-            info = start(args.state_dir, args.port, args.heap)
+            info = start(args.state_dir, args.port, args.heap, sasl_ssl=args.sasl_ssl)
             print(info.bootstrap)
+            for line in info.security_lines():
+                print(line)
             print(
                 f"kafka {KAFKA_VERSION} ready in {info.started_s}s (pid {info.pid}, log {info.log_file})",
                 file=sys.stderr,
@@ -363,6 +540,8 @@ def main(argv: list[str] | None = None) -> int:
                 print("not running")
                 return 3
             print(current.bootstrap)
+            for line in current.security_lines():
+                print(line)
     except BrokerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -11,6 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 MODEL = ("model", "variant", "window")
+ESTIMATED = (*MODEL, "bound")  # bound: estimate | lower | upper
+AB = ("model", "variant", "metric")  # variant = the treatment arm
+SEGMENT = ("model", "window", "segment_field", "segment")  # no variant: segments span all variants
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,58 @@ _METRICS = [
         "gauge",
         ("model", "variant", "window", "method"),
         "1 when the detector found a change in the per-bucket error rate of the window",
+    ),
+    # --- estimated performance of unlabelled predictions (stage 2, global; window="current") ---
+    MetricInfo(
+        "ml_model_estimated_accuracy",
+        "gauge",
+        ESTIMATED,
+        "Accuracy the window will have once all labels are in, estimated from the calibration map",
+    ),
+    MetricInfo(
+        "ml_model_estimated_precision",
+        "gauge",
+        ESTIMATED,
+        "Estimated precision at the threshold, all labels in",
+    ),
+    MetricInfo(
+        "ml_model_estimated_recall", "gauge", ESTIMATED, "Estimated recall at the threshold, all labels in"
+    ),
+    MetricInfo(
+        "ml_model_estimated_f1_score",
+        "gauge",
+        ESTIMATED,
+        "Estimated F1 score at the threshold, all labels in",
+    ),
+    MetricInfo(
+        "ml_model_estimated_auc_roc",
+        "gauge",
+        ESTIMATED,
+        "Estimated AUC-ROC from estimated per-class histograms",
+    ),
+    MetricInfo(
+        "ml_fraud_estimated_expected_value",
+        "gauge",
+        ESTIMATED,
+        "Estimated net business value per prediction of the window, all labels in",
+    ),
+    MetricInfo(
+        "ml_model_estimation_calibration_error",
+        "gauge",
+        MODEL,
+        "Expected calibration error of the estimation's calibration map on the window's labelled part",
+    ),
+    MetricInfo(
+        "streamon_estimation_calibration_p_value",
+        "gauge",
+        MODEL,
+        "P-value of the calibration map against the window's labels (low: the estimates are off)",
+    ),
+    MetricInfo(
+        "streamon_estimation_reliable",
+        "gauge",
+        MODEL,
+        "1 when the calibration check passes, 0 when it fails (estimated metrics are then unreliable)",
     ),
     # --- data drift (stage 2, global) ---
     MetricInfo(
@@ -140,6 +195,74 @@ _METRICS = [
     MetricInfo("ml_business_processing_volume", "gauge", MODEL, "Predictions processed in the window"),
     MetricInfo(
         "ml_business_alert_volume", "gauge", MODEL, "Predictions flagged (above threshold) in the window"
+    ),
+    # --- segments (stage 2, global; per value of a configured segment field, window="current") ---
+    MetricInfo("streamon_segment_accuracy", "gauge", SEGMENT, "Accuracy of the segment's labelled events"),
+    MetricInfo("streamon_segment_precision", "gauge", SEGMENT, "Precision of the segment at the threshold"),
+    MetricInfo("streamon_segment_recall", "gauge", SEGMENT, "Recall of the segment at the threshold"),
+    MetricInfo("streamon_segment_f1_score", "gauge", SEGMENT, "F1 score of the segment at the threshold"),
+    MetricInfo("streamon_segment_auc_roc", "gauge", SEGMENT, "Area under the ROC curve of the segment"),
+    MetricInfo(
+        "streamon_segment_predictions_in_window", "gauge", SEGMENT, "Predictions of the segment in the window"
+    ),
+    MetricInfo(
+        "streamon_segment_labelled_in_window",
+        "gauge",
+        SEGMENT,
+        "Labelled predictions of the segment in the window",
+    ),
+    MetricInfo(
+        "streamon_segment_positive_rate", "gauge", SEGMENT, "Share of the segment above the threshold"
+    ),
+    MetricInfo(
+        "streamon_segment_drift_psi_score",
+        "gauge",
+        (*SEGMENT, "feature"),
+        "Population stability index of the segment, current vs the segment's own rolling reference",
+    ),
+    MetricInfo(
+        "streamon_cardinality_overflow_total",
+        "counter",
+        ("model", "label"),
+        "Events whose variant, segment value or category value was folded into __other__ by a cap "
+        "(label: variant, segment:<field>, category:<feature>)",
+    ),
+    # --- A/B experiments (stage 2, global; per treatment arm against the control) ---
+    MetricInfo(
+        "streamon_ab_difference",
+        "gauge",
+        AB,
+        "Treatment minus control of the metric, over all labelled predictions merged so far",
+    ),
+    MetricInfo(
+        "streamon_ab_sequential_p_value",
+        "gauge",
+        AB,
+        "Always-valid mSPRT p-value of no difference (min(1, 1/likelihood ratio) at this evaluation)",
+    ),
+    MetricInfo(
+        "streamon_ab_confidence_sequence_lower",
+        "gauge",
+        AB,
+        "Lower bound of the always-valid 1 - alpha confidence sequence of the difference",
+    ),
+    MetricInfo(
+        "streamon_ab_confidence_sequence_upper",
+        "gauge",
+        AB,
+        "Upper bound of the always-valid 1 - alpha confidence sequence of the difference",
+    ),
+    MetricInfo(
+        "streamon_ab_significant",
+        "gauge",
+        AB,
+        "1 when the sequential p-value is <= ab_testing.alpha and both arms have 30 labelled samples",
+    ),
+    MetricInfo(
+        "streamon_ab_fixed_p_value",
+        "gauge",
+        AB,
+        "Fixed-horizon p-value of the same data (invalid under continuous monitoring; for comparison)",
     ),
     # --- operations (per worker) ---
     MetricInfo("system_cpu_usage_percent", "gauge", (), "CPU usage of the host, percent"),

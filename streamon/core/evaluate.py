@@ -20,6 +20,7 @@ from streamon.core import drift, performance
 from streamon.core.business import BusinessCosts, business_metrics
 from streamon.core.concept_drift import detect_concept_drift
 from streamon.core.degradation import degradation
+from streamon.core.estimate import estimation_gauges
 from streamon.core.profile import ModelSpec
 from streamon.core.sketch import LogSketch
 from streamon.core.summary import (
@@ -107,6 +108,12 @@ class EvalSettings:
             "wasserstein": 0.1,
         }
     )
+    # Estimated performance of the unlabelled predictions (streamon.core.estimate).
+    estimation_enabled: bool = True
+    estimation_prior_strength: float = 10.0  # Beta prior pseudo-count per score bin
+    estimation_confidence: float = 0.9  # level of the lower/upper band
+    min_estimation_labelled: int = 100  # labelled predictions the map (and the calibration check) need
+    estimation_reliable_p_value: float = 0.01  # calibration p-value below which reliable = 0
 
 
 def _labels(**kv: str) -> tuple[tuple[str, str], ...]:
@@ -336,6 +343,19 @@ def evaluate_model(
         add("ml_business_processing_volume", current.n_predictions)
         add("ml_business_alert_volume", current.n_predicted_positive)
         add("ml_fraud_expected_value", biz["net_benefit"] / labelled if enough else math.nan)
+
+    if settings.estimation_enabled:  # what the current window's metrics will be once labelled
+        for name, value, extra in estimation_gauges(
+            current,
+            reference,
+            spec.score_bins,
+            settings.costs,
+            prior_strength=settings.estimation_prior_strength,
+            confidence=settings.estimation_confidence,
+            min_labelled=settings.min_estimation_labelled,
+            reliable_p_value=settings.estimation_reliable_p_value,
+        ):
+            add(name, value, **extra)
 
     # Degradation against the configured baseline, else the reference window.
     base = baseline or {k: perf["reference"][k] for k in DEGRADATION_METRICS}

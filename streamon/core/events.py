@@ -12,6 +12,11 @@ the common, plainly valid event in a fraction of the validator's time (about 5 Â
 event) and hands everything else, including every event it is not sure about, to the
 validator. ``tests/unit/test_events.py`` checks with random documents that the fast path
 never accepts what the validator rejects.
+
+Hostile input is bounded before anything is kept: the message size, the JSON nesting depth
+(orjson's own limit), the length of every string that is kept (identifiers, feature names,
+string feature values) and the number of features. ``tests/unit/test_fuzz.py`` feeds the
+decoder random bytes, random JSON and mutated events and checks that it never raises.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ TS_IN_FUTURE = "ts_in_future"
 TS_TOO_OLD = "ts_too_old"
 UNKNOWN_MODEL = "unknown_model"
 TOO_LARGE = "too_large"
+STRING_TOO_LONG = "string_too_long"
 DUPLICATE_PREDICTION = "duplicate_prediction"
 SCHEMA_VIOLATION = "schema_violation"
 
@@ -57,6 +63,12 @@ PREDICTION_FIELDS = (
     "amount",
 )
 LABEL_FIELDS = ("prediction_id", "label", "ts", "amount")
+
+# The string fields of a prediction bounded by ``max_string_length`` (plus feature names
+# and a string ``ts``); string feature values have their own, larger bound.
+IDENTIFIER_FIELDS = ("prediction_id", "model", "model_version", "variant", "experiment", "entity_id")
+# orjson refuses documents nested deeper than this (not configurable); reported as too_large.
+MAX_JSON_DEPTH = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,20 +126,22 @@ def _validator(kind: str) -> Any:
 # floats for ``label`` / ``predicted`` left to the validator. It answers "certainly
 # valid" or "not sure", never "invalid": a rejection, and its reason, always comes from
 # fastjsonschema. Keep it in step with schemas/*.schema.json (the equivalence test fails
-# if the schema is tightened without it).
+# if the schema is tightened without it). It also says "not sure" for an identifier or
+# feature name longer than ``max_str``, so the plain valid event needs no separate length
+# pass; string feature values are bounded by the decoder (rarely needed, see _strings_fit).
 
 _NoneType = type(None)
 _FEATURE_VALUE_TYPES = frozenset({float, int, str, _NoneType})
 _OPTIONAL_STRINGS = ("model_version", "variant", "experiment", "entity_id")
 
 
-def _fast_valid_prediction(doc: dict[str, Any]) -> bool:
+def _fast_valid_prediction(doc: dict[str, Any], max_str: int = 256) -> bool:
     get = doc.get
     value: Any = get("prediction_id")
-    if type(value) is not str or not value:
+    if type(value) is not str or not 0 < len(value) <= max_str:
         return False
     value = get("model")
-    if type(value) is not str or not value:
+    if type(value) is not str or not 0 < len(value) <= max_str:
         return False
     value = get("ts")
     kind = type(value)
@@ -139,7 +153,7 @@ def _fast_valid_prediction(doc: dict[str, Any]) -> bool:
         return False
     for key in _OPTIONAL_STRINGS:
         value = get(key)
-        if value is not None and type(value) is not str:
+        if value is not None and (type(value) is not str or len(value) > max_str):
             return False
     value = get("predicted")
     if (value is not None and value is not True and value is not False) and (
@@ -152,19 +166,21 @@ def _fast_valid_prediction(doc: dict[str, Any]) -> bool:
             return False
         if not _FEATURE_VALUE_TYPES.issuperset(map(type, value.values())):
             return False
+        if value and max(map(len, value)) > max_str:
+            return False
     value = get("latency_ms")
     if value is not None:
         kind = type(value)
-        if (kind is not float and kind is not int) or not value >= 0:
+        if (kind is not float and kind is not int) or not 0 <= value <= 86_400_000:
             return False
     value = get("amount")
     return value is None or type(value) is float or type(value) is int
 
 
-def _fast_valid_label(doc: dict[str, Any]) -> bool:
+def _fast_valid_label(doc: dict[str, Any], max_str: int = 256) -> bool:
     get = doc.get
     value: Any = get("prediction_id")
-    if type(value) is not str or not value:
+    if type(value) is not str or not 0 < len(value) <= max_str:
         return False
     value = get("label")
     if type(value) is not int or (value != 0 and value != 1):
@@ -266,6 +282,8 @@ class Decoder:
         max_future_s: float = 300.0,
         max_age_s: float = 35 * 86400.0,
         max_features: int = 500,
+        max_string_length: int = 256,
+        max_feature_value_length: int = 1024,
     ) -> None:
         self.thresholds = thresholds
         self.fields = fields or FieldMap()
@@ -273,6 +291,12 @@ class Decoder:
         self.max_future_s = max_future_s
         self.max_age_s = max_age_s
         self.max_features = max_features
+        self.max_string_length = max_string_length
+        self.max_feature_value_length = max_feature_value_length
+        # A decoded string has at most as many characters as the message has bytes, so a
+        # message no longer than the smaller limit cannot break either: the common event
+        # skips the string checks.
+        self._strings_fit = min(max_string_length, max_feature_value_length)
         self._rename_prediction = not self.fields.is_identity("prediction")
         self._rename_label = not self.fields.is_identity("label")
 
@@ -284,6 +308,8 @@ class Decoder:
         try:
             doc = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
+            if str(exc).startswith("depth limit exceeded"):
+                return Invalid(TOO_LARGE, f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
             return Invalid(INVALID_JSON, str(exc)[:200])
         if not isinstance(doc, dict):
             return Invalid(NOT_AN_OBJECT, f"expected a JSON object, got {type(doc).__name__}")
@@ -291,19 +317,19 @@ class Decoder:
             if self._rename_prediction:
                 mapping = self.fields.prediction
                 doc = {canon: doc[theirs] for canon, theirs in mapping.items() if theirs in doc}
-            if _fast_valid_prediction(doc):
+            if _fast_valid_prediction(doc, self.max_string_length):
                 return doc
         elif kind == "label":
             if self._rename_label:
                 mapping = self.fields.label
                 doc = {canon: doc[theirs] for canon, theirs in mapping.items() if theirs in doc}
-            if _fast_valid_label(doc):
+            if _fast_valid_label(doc, self.max_string_length):
                 return doc
         bad = schema_error(kind, doc)
         return doc if bad is None else bad
 
     def _plain(
-        self, raw: bytes | None, fast_valid: Callable[[dict[str, Any]], bool]
+        self, raw: bytes | None, fast_valid: Callable[[dict[str, Any], int], bool]
     ) -> dict[str, Any] | None:
         """The document when it is plainly valid (the hot path), else None; parses once."""
         if raw is None or len(raw) > self.max_bytes:
@@ -312,7 +338,7 @@ class Decoder:
             doc = orjson.loads(raw)
         except orjson.JSONDecodeError:
             return None
-        return doc if type(doc) is dict and fast_valid(doc) else None
+        return doc if type(doc) is dict and fast_valid(doc, self.max_string_length) else None
 
     def _check_ts(self, value: Any, now: float | None) -> float | Invalid:
         kind = type(value)
@@ -324,12 +350,51 @@ class Decoder:
             ts = parse_ts(value)
         if ts is None:
             return Invalid(BAD_TIMESTAMP, f"unusable event time {str(value)[:50]!r}")
+        if ts < 0:  # an RFC 3339 time before 1970; the schema already refuses negative numbers
+            return Invalid(BAD_TIMESTAMP, f"event time {str(value)[:50]!r} is before 1970")
         if now is not None:
             if ts > now + self.max_future_s:
                 return Invalid(TS_IN_FUTURE, f"event time {ts:.0f} is {ts - now:.0f}s ahead of now")
             if ts < now - self.max_age_s:
                 return Invalid(TS_TOO_OLD, f"event time {ts:.0f} is {now - ts:.0f}s old")
         return ts
+
+    def _long_string(
+        self, doc: dict[str, Any], size: int, keys: tuple[str, ...], features: dict[str, Any] | None
+    ) -> Invalid | None:
+        """The first kept string over its limit (``doc`` passed the schema), or None.
+
+        Identifiers (``keys``), a string ``ts`` and feature names are checked when ``size``
+        exceeds ``max_string_length``; feature values when it exceeds ``max_feature_value_length``.
+        """
+        limit = self.max_string_length
+        get = doc.get
+        if size > limit:
+            for key in keys:
+                value = get(key)
+                if value is not None and len(value) > limit:
+                    return Invalid(STRING_TOO_LONG, f"{key} has {len(value)} characters > limit {limit}")
+            value = get("ts")
+            if type(value) is str and len(value) > limit:
+                return Invalid(STRING_TOO_LONG, f"ts has {len(value)} characters > limit {limit}")
+            if features and max(map(len, features)) > limit:
+                name = max(features, key=len)
+                return Invalid(
+                    STRING_TOO_LONG, f"feature name {name[:50]!r} has {len(name)} characters > limit {limit}"
+                )
+        return self._long_value(features) if size > self.max_feature_value_length else None
+
+    def _long_value(self, features: dict[str, Any] | None) -> Invalid | None:
+        """The first string feature value over ``max_feature_value_length``, or None."""
+        limit = self.max_feature_value_length
+        if features:
+            for name, value in features.items():
+                if type(value) is str and len(value) > limit:
+                    return Invalid(
+                        STRING_TOO_LONG,
+                        f"feature {name[:50]!r} value has {len(value)} characters > limit {limit}",
+                    )
+        return None
 
     def prediction(self, raw: bytes | None, now: float | None = None) -> Prediction | Invalid:
         """Decode one prediction; ``now`` (wall clock) bounds the event time when given."""
@@ -339,6 +404,15 @@ class Decoder:
             if isinstance(loaded, Invalid):
                 return loaded
             doc = loaded
+            size = len(raw or b"")
+            if size > self._strings_fit:
+                bad = self._long_string(doc, size, IDENTIFIER_FIELDS, doc.get("features"))
+                if bad is not None:
+                    return bad
+        elif len(raw or b"") > self.max_feature_value_length:  # the fast path bounded the rest
+            bad = self._long_value(doc.get("features"))
+            if bad is not None:
+                return bad
         model = doc["model"]
         threshold = self.thresholds.get(model)
         if threshold is None:
@@ -380,6 +454,11 @@ class Decoder:
             if isinstance(loaded, Invalid):
                 return loaded
             doc = loaded
+            size = len(raw or b"")
+            if size > self._strings_fit:  # the plain path bounds prediction_id in fast_valid
+                bad = self._long_string(doc, size, ("prediction_id",), None)
+                if bad is not None:
+                    return bad
         ts = doc["ts"]
         if now is not None or type(ts) is not float or not math.isfinite(ts):  # else: as is
             ts = self._check_ts(ts, now)

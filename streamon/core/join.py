@@ -125,6 +125,7 @@ class LabelDelta:
     predicted: int
     label: int
     sign: int
+    segments: tuple[str, ...] = ()  # the prediction's segment values, in the model's segment order
 
 
 @dataclass
@@ -143,7 +144,7 @@ class Joiner:
     >>> j.add_label(Label("p1", 1, ts=5.0))        # prediction not seen yet: waits
     []
     >>> j.add_prediction(Prediction("p1", "m", ts=10.0, score=0.9, predicted=1))
-    [LabelDelta(model='m', variant='', ts=10.0, score=0.9, predicted=1, label=1, sign=1)]
+    [LabelDelta(model='m', variant='', ts=10.0, score=0.9, predicted=1, label=1, sign=1, segments=())]
     >>> [d.sign for d in j.add_label(Label("p1", 0, ts=20.0))]   # a correction
     [-1, 1]
     """
@@ -181,8 +182,11 @@ class Joiner:
     def contains_prediction(self, prediction_id: str) -> bool:
         return self.store.get(_PRED + prediction_id.encode()) is not None
 
-    def add_prediction(self, p: Prediction) -> list[LabelDelta]:
-        """Remember ``p``; if its label already waits, join now. Caller rejects duplicates first."""
+    def add_prediction(self, p: Prediction, segments: tuple[str, ...] = ()) -> list[LabelDelta]:
+        """Remember ``p``; if its label already waits, join now. Caller rejects duplicates first.
+
+        ``segments``: the prediction's segment values, kept so its label lands in the same segments.
+        """
         key = _PRED + p.prediction_id.encode()
         label = -1
         out: list[LabelDelta] = []
@@ -194,9 +198,14 @@ class Joiner:
             changes[lkey] = None
             self.pending_labels -= 1
             self.stats.joined += 1
-            out.append(LabelDelta(p.model, p.variant, p.ts, p.score, p.predicted, label, 1))
-        # [model, variant, ts, score, predicted, label]: compact, a few dozen bytes.
-        changes[key] = _pack([p.model, p.variant, p.ts, p.score, p.predicted, label])
+            out.append(LabelDelta(p.model, p.variant, p.ts, p.score, p.predicted, label, 1, segments))
+        # [model, variant, ts, score, predicted, label(, [segment values])]: a few dozen bytes.
+        # The segment list is appended only for models with segments; records without it
+        # (written before segments were configured) still read, with no segment.
+        rec: list[object] = [p.model, p.variant, p.ts, p.score, p.predicted, label]
+        if segments:
+            rec.append(list(segments))
+        changes[key] = _pack(rec)
         self.store.write(changes)
         heapq.heappush(self._expiry, (p.ts + self.label_horizon_s, key))
         self.pending_predictions += 1
@@ -215,18 +224,21 @@ class Joiner:
             self.store.write({lkey: _pack([lab.label, lab.ts, expires])})
             heapq.heappush(self._expiry, (expires, lkey))
             return []
-        model, variant, ts, score, predicted, old = orjson.loads(raw)
+        rec = orjson.loads(raw)
+        model, variant, ts, score, predicted, old = rec[:6]
+        segments = tuple(rec[6]) if len(rec) > 6 else ()
         if old == lab.label:
             self.stats.duplicate_labels += 1
             return []
         out = []
         if old != -1:
             self.stats.corrections += 1
-            out.append(LabelDelta(model, variant, ts, score, predicted, old, -1))
+            out.append(LabelDelta(model, variant, ts, score, predicted, old, -1, segments))
         else:
             self.stats.joined += 1
-        out.append(LabelDelta(model, variant, ts, score, predicted, lab.label, 1))
-        self.store.write({key: _pack([model, variant, ts, score, predicted, lab.label])})
+        out.append(LabelDelta(model, variant, ts, score, predicted, lab.label, 1, segments))
+        rec[5] = lab.label
+        self.store.write({key: _pack(rec)})
         return out
 
     def expire(self) -> tuple[int, int]:

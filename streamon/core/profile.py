@@ -31,6 +31,15 @@ class FeatureSpec:
     kind: str  # "numeric" | "categorical"
 
 
+@dataclass(frozen=True)
+class SegmentSpec:
+    """A segment field: a key of the event's ``features``, monitored per (capped) value."""
+
+    field: str
+    values: frozenset[str] | None = None  # explicit allowlist; others fold into OTHER
+    max_values: int = 20  # bottom-K by stable hash of the values seen
+
+
 @dataclass
 class ModelSpec:
     """What stage 1 needs to summarise one model's events."""
@@ -44,6 +53,11 @@ class ModelSpec:
     edges: dict[str, np.ndarray] = field(default_factory=dict)
     categories: dict[str, list[str]] = field(default_factory=dict)
     reference: BucketSummary | None = None
+    # Cardinality caps on values from data (bottom-K by stable hash, see core/cardinality.py).
+    segments: list[SegmentSpec] = field(default_factory=list)
+    variants: frozenset[str] | None = None  # explicit allowlist of A/B variants
+    max_variants: int = 20
+    max_categories: int = MAX_CATEGORIES
 
     @property
     def numeric(self) -> list[str]:
@@ -144,7 +158,7 @@ def summarise(
     (``map`` / ``attrgetter``); numbers and strings straight from JSON convert without a
     per-value Python check (other values take the checked path, with the same result).
     """
-    out = summary if summary is not None else BucketSummary()
+    out = summary if summary is not None else BucketSummary(category_cap=spec.max_categories)
     n = len(predictions)
     scores = np.fromiter(map(_SCORE, predictions), dtype=np.float64, count=n)
     predicted = np.fromiter(map(_PREDICTED, predictions), dtype=np.int64, count=n)
@@ -174,6 +188,10 @@ def build_profile(
         relative_accuracy=spec.relative_accuracy,
         edges=edges,
         categories=cats,
+        segments=list(spec.segments),
+        variants=spec.variants,
+        max_variants=spec.max_variants,
+        max_categories=spec.max_categories,
     )
     reference = summarise(pinned, predictions)
     labelled = [p for p in predictions if p.prediction_id in labels]

@@ -2,7 +2,10 @@
 
 A :class:`PartitionProcessor` decodes and validates a batch of raw prediction and
 label messages of ONE partition, joins labels to predictions, and adds everything
-to per-(model, variant, bucket) :class:`BucketSummary` deltas. :meth:`take_partials`
+to per-(model, variant, bucket) :class:`BucketSummary` deltas, and to per-(model,
+segment field, segment value, bucket) deltas for the model's configured segments.
+Variants and segment values come from data, so each delta keeps only the bottom-K of
+them by stable hash (:mod:`streamon.core.cardinality`) and folds the rest into OTHER. :meth:`take_partials`
 hands the deltas over (the runtime publishes them to the partials topic in the same
 Kafka transaction as the input offsets) and starts afresh.
 
@@ -14,16 +17,18 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from operator import attrgetter
+from typing import Any
 
 import numpy as np
 import orjson
 
+from streamon.core.cardinality import MISSING, OTHER, admit, bottom_k
 from streamon.core.events import DUPLICATE_PREDICTION, WRONG_TYPE, Decoder, Invalid, Label, Prediction
 from streamon.core.join import Joiner, LabelDelta
-from streamon.core.profile import ModelSpec, summarise
+from streamon.core.profile import ModelSpec, SegmentSpec, summarise
 from streamon.core.summary import BucketSummary
 from streamon.core.windows import floor_to
 
@@ -45,6 +50,25 @@ def _check_numeric(features: dict[str, object], numeric: Iterable[str]) -> Inval
     return None
 
 
+def segment_value(value: object) -> str:
+    """The segment a feature value falls in: strings as they are, JSON scalars as JSON text.
+
+    >>> [segment_value(v) for v in ("DE", 7, 1.5, True, None)]
+    ['DE', '7', '1.5', 'true', '__missing__']
+    """
+    if type(value) is str:
+        return value
+    if value is None:
+        return MISSING
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _segments_of(features: dict[str, object], specs: list[SegmentSpec]) -> tuple[str, ...]:
+    return tuple(admit(segment_value(features.get(s.field)), s.values) for s in specs)
+
+
 @dataclass
 class Partial:
     """The deltas of one model from one source partition since the last flush."""
@@ -53,15 +77,19 @@ class Partial:
     source: str  # "<topic>:<partition>" of the input, for watermarks
     watermark: float  # largest event time (prediction or label) the source has processed
     buckets: dict[tuple[str, float], BucketSummary] = field(default_factory=dict)  # (variant, start)
+    # (segment field, segment value, start), over all variants
+    segments: dict[tuple[str, str, float], BucketSummary] = field(default_factory=dict)
 
     def to_bytes(self) -> bytes:
-        doc = {
+        doc: dict[str, object] = {
             "v": PARTIAL_VERSION,
             "model": self.model,
             "source": self.source,
             "wm": self.watermark if math.isfinite(self.watermark) else None,
             "b": [[variant, start, s.to_bytes().hex()] for (variant, start), s in self.buckets.items()],
         }
+        if self.segments:  # an optional key: partials without segments read as before
+            doc["g"] = [[f, v, start, s.to_bytes().hex()] for (f, v, start), s in self.segments.items()]
         return orjson.dumps(doc)
 
     @classmethod
@@ -77,6 +105,10 @@ class Partial:
             buckets={
                 (variant, float(start)): BucketSummary.from_bytes(bytes.fromhex(h))
                 for variant, start, h in doc["b"]
+            },
+            segments={
+                (f, v, float(start)): BucketSummary.from_bytes(bytes.fromhex(h))
+                for f, v, start, h in doc.get("g", ())
             },
         )
 
@@ -131,6 +163,8 @@ class PartitionProcessor:
         self.joiner = Joiner(store, label_horizon_s, orphan_grace_s)  # type: ignore[arg-type]
         self.counts = BatchCounts()
         self._deltas: dict[tuple[str, str, float], BucketSummary] = {}
+        # (model, segment index, segment value, start)
+        self._seg_deltas: dict[tuple[str, int, str, float], BucketSummary] = {}
         self._latest_label = -math.inf
 
     @property
@@ -142,8 +176,84 @@ class PartitionProcessor:
         key = (model, variant, floor_to(ts, self.bucket_s))
         summary = self._deltas.get(key)
         if summary is None:
-            summary = self._deltas[key] = BucketSummary()
+            summary = self._deltas[key] = BucketSummary(category_cap=self.models[model].max_categories)
         return summary
+
+    def _segment(self, model: str, index: int, value: str, start: float) -> BucketSummary:
+        key = (model, index, value, start)
+        summary = self._seg_deltas.get(key)
+        if summary is None:
+            summary = self._seg_deltas[key] = BucketSummary(category_cap=self.models[model].max_categories)
+        return summary
+
+    @staticmethod
+    def _fold_groups(
+        groups: dict[Any, list[Prediction]],
+        at: int,
+        cap_of: Callable[[tuple[Any, ...]], int],
+        open_deltas: Mapping[Any, object],
+    ) -> dict[Any, list[Prediction]]:
+        """Regroup a batch so values outside the bottom-K (of this batch and the open deltas)
+        are summarised once, as OTHER, rather than once per value and folded afterwards.
+
+        ``at``: the position of the capped value in the group key; the key's prefix before it
+        is the scope of the cap ((model,) for variants, (model, segment index) for segments).
+        """
+        values: dict[tuple[Any, ...], set[str]] = defaultdict(set)
+        for key in groups:
+            values[key[:at]].add(key[at])
+        over = {scope for scope, seen in values.items() if len(seen) > cap_of(scope)}
+        if not over:
+            return groups
+        for key in open_deltas:
+            if key[:at] in over:
+                values[key[:at]].add(key[at])
+        kept = {scope: bottom_k(values[scope], cap_of(scope)) for scope in over}
+        out: dict[Any, list[Prediction]] = defaultdict(list)
+        for key, group in groups.items():
+            scope = key[:at]
+            if scope in over and key[at] not in kept[scope] and key[at] not in (OTHER, MISSING):
+                key = (*scope, OTHER, *key[at + 1 :])
+            out[key].extend(group)
+        return out
+
+    def _fold_deltas(self) -> None:
+        """Fold variants and segment values outside the bottom-K of the open deltas into OTHER.
+
+        Done after every batch (memory stays bounded by the caps between flushes); the rule
+        depends only on the set of values, so doing it per batch, per flush and again in
+        stage 2 gives what one truncation of the whole stream would.
+        """
+        variants: dict[str, set[str]] = defaultdict(set)
+        for model, variant, _start in self._deltas:
+            variants[model].add(variant)
+        for model, seen in variants.items():
+            cap = self.models[model].max_variants
+            if len(seen) <= cap:
+                continue
+            kept = bottom_k(seen, cap)
+            for key in [k for k in self._deltas if k[0] == model and k[1] not in kept and k[1] != OTHER]:
+                folded = self._deltas.pop(key)
+                target = self._bucket(model, OTHER, key[2])
+                target += folded
+        if not self._seg_deltas:
+            return
+        values: dict[tuple[str, int], set[str]] = defaultdict(set)
+        for model, index, value, _start in self._seg_deltas:
+            values[(model, index)].add(value)
+        for (model, index), seen in values.items():
+            cap = self.models[model].segments[index].max_values
+            if len(seen) <= cap:
+                continue
+            kept = bottom_k(seen, cap)
+            for seg_key in [
+                k
+                for k in self._seg_deltas
+                if k[0] == model and k[1] == index and k[2] not in kept and k[2] not in (OTHER, MISSING)
+            ]:
+                folded = self._seg_deltas.pop(seg_key)
+                target = self._segment(model, index, OTHER, seg_key[3])
+                target += folded
 
     def _check_features(self, p: Prediction, spec: ModelSpec) -> Invalid | None:
         return _check_numeric(p.features, spec.numeric)
@@ -166,10 +276,13 @@ class PartitionProcessor:
         """Add a batch of already decoded events (raw bytes kept for the dead-letter topic)."""
         rejected: list[Rejected] = []
         groups: dict[tuple[str, str, float], list[Prediction]] = defaultdict(list)
+        seg_groups: dict[tuple[str, int, str, float], list[Prediction]] = defaultdict(list)
         label_deltas: list[LabelDelta] = []
         seen_ids: set[str] = set()
         # Hot loop: per-model lookups hoisted, bucket start inlined (= floor_to).
         numeric = {name: tuple(spec.numeric) for name, spec in self.models.items()}
+        allowed = {name: spec.variants for name, spec in self.models.items()}
+        segment_specs = {name: spec.segments for name, spec in self.models.items()}
         bucket_s = self.bucket_s
         floor = math.floor
         contains = self.joiner.contains_prediction
@@ -196,8 +309,19 @@ class PartitionProcessor:
             seen_ids.add(pid)
             if not p.variant:
                 p.variant = DEFAULT_VARIANT
-            groups[(p.model, p.variant, floor(p.ts / bucket_s) * bucket_s)].append(p)
-            extend(add_prediction(p))
+            model = p.model
+            if allowed[model] is not None:
+                p.variant = admit(p.variant, allowed[model])
+            start = floor(p.ts / bucket_s) * bucket_s
+            groups[(model, p.variant, start)].append(p)
+            specs = segment_specs[model]
+            if specs:
+                segs = _segments_of(p.features, specs)
+                for index, value in enumerate(segs):
+                    seg_groups[(model, index, value, start)].append(p)
+                extend(add_prediction(p, segs))
+            else:
+                extend(add_prediction(p))
         n_labels = 0
         latest_label = self._latest_label
         for raw, lab in labels:
@@ -210,10 +334,18 @@ class PartitionProcessor:
             extend(add_label(lab))
         self.counts.labels += n_labels
         self._latest_label = latest_label
+        models = self.models
+        groups = self._fold_groups(groups, 1, lambda scope: models[scope[0]].max_variants, self._deltas)
+        seg_groups = self._fold_groups(
+            seg_groups, 2, lambda scope: models[scope[0]].segments[scope[1]].max_values, self._seg_deltas
+        )
         for (model, variant, start), group in groups.items():
             summarise(self.models[model], group, self._bucket(model, variant, start))
             self.counts.predictions += len(group)
+        for (model, index, value, start), group in seg_groups.items():
+            summarise(self.models[model], group, self._segment(model, index, value, start))
         self._add_label_deltas(label_deltas)
+        self._fold_deltas()
         self.joiner.expire()
         for r in rejected:
             self.counts.invalid[(r.topic, r.reason)] += 1
@@ -221,24 +353,38 @@ class PartitionProcessor:
 
     def _add_label_deltas(self, deltas: list[LabelDelta]) -> None:
         groups: dict[tuple[str, str, float, int], list[LabelDelta]] = defaultdict(list)
+        seg_groups: dict[tuple[str, int, str, float, int], list[LabelDelta]] = defaultdict(list)
         bucket_s = self.bucket_s
         floor = math.floor
         for d in deltas:
-            groups[(d.model, d.variant, floor(d.ts / bucket_s) * bucket_s, d.sign)].append(d)
+            start = floor(d.ts / bucket_s) * bucket_s
+            groups[(d.model, d.variant, start, d.sign)].append(d)
+            if d.segments:
+                n_specs = len(self.models[d.model].segments)
+                for index, value in enumerate(d.segments[:n_specs]):  # the config may have shrunk
+                    seg_groups[(d.model, index, value, start, d.sign)].append(d)
         for (model, variant, start, sign), group in groups.items():
-            n = len(group)
-            self._bucket(model, variant, start).add_labels(
-                np.fromiter(map(_LABEL, group), dtype=np.int64, count=n),
-                np.fromiter(map(_PREDICTED, group), dtype=np.int64, count=n),
-                np.fromiter(map(_SCORE, group), dtype=np.float64, count=n),
-                self.models[model].score_bins,
-                sign=sign,
-            )
+            self._add_labels(self._bucket(model, variant, start), model, group, sign)
+        for (model, index, value, start, sign), group in seg_groups.items():
+            self._add_labels(self._segment(model, index, value, start), model, group, sign)
+
+    def _add_labels(self, summary: BucketSummary, model: str, group: list[LabelDelta], sign: int) -> None:
+        n = len(group)
+        summary.add_labels(
+            np.fromiter(map(_LABEL, group), dtype=np.int64, count=n),
+            np.fromiter(map(_PREDICTED, group), dtype=np.int64, count=n),
+            np.fromiter(map(_SCORE, group), dtype=np.float64, count=n),
+            self.models[model].score_bins,
+            sign=sign,
+        )
 
     def take_partials(self) -> list[Partial]:
         """The deltas since the last call, one :class:`Partial` per model (every model, even if empty)."""
         partials = {name: Partial(name, self.source, self.watermark) for name in self.models}
         for (model, variant, start), summary in self._deltas.items():
             partials[model].buckets[(variant, start)] = summary
+        for (model, index, value, start), summary in self._seg_deltas.items():
+            partials[model].segments[(self.models[model].segments[index].field, value, start)] = summary
         self._deltas = {}
+        self._seg_deltas = {}
         return list(partials.values())

@@ -6,6 +6,12 @@ only with the buckets of the deltas they receive and with :meth:`evaluate`'s ``n
 so their state depends on the set of partials, never on the order they arrived in.
 The live worker evaluates at :attr:`Aggregator.latest` (the newest event time any
 source reported); replay evaluates at event-time interval boundaries.
+
+Variants and segment values come from data: per model (and segment field) only the
+bottom-K by stable hash of every value seen keep a window of their own; a value
+displaced by a smaller-hash newcomer has its window folded into the ``__other__``
+window (:class:`~streamon.core.cardinality.BottomK`). The kept set, and so every
+exported number, depends only on the set of values, not on their order.
 :meth:`evaluate` turns the windows into a :class:`~streamon.core.evaluate.Snapshot`.
 """
 
@@ -17,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from streamon.core.abmetrics import ABSettings, ab_samples
+from streamon.core.cardinality import OTHER, BottomK
 from streamon.core.catalogue import OUTCOMES
 from streamon.core.evaluate import (
     EvalSettings,
@@ -27,8 +35,9 @@ from streamon.core.evaluate import (
     latency_histogram,
 )
 from streamon.core.profile import ModelSpec
+from streamon.core.segments import segment_samples
 from streamon.core.stage1 import Partial
-from streamon.core.summary import LATENCY, LATENCY_BUCKETS_S, OUTCOMES_ADDED, BucketSummary
+from streamon.core.summary import LATENCY, LATENCY_BUCKETS_S, N_PREDICTIONS, OUTCOMES_ADDED, BucketSummary
 from streamon.core.windows import Windowed
 
 ALL_VARIANTS = "all"
@@ -46,8 +55,22 @@ class WindowSettings:
 class ModelState:
     spec: ModelSpec
     windows: dict[str, Windowed[BucketSummary]] = field(default_factory=dict)  # by variant
-    # Monotonic totals for counters (never retracted): outcomes added and latency.
+    # Monotonic totals for counters (never retracted): outcomes added, latency, predictions.
     totals: dict[str, BucketSummary] = field(default_factory=dict)
+    # Segment windows by (segment field, segment value), over all variants.
+    segments: dict[tuple[str, str], Windowed[BucketSummary]] = field(default_factory=dict)
+    segment_predictions: dict[tuple[str, str], int] = field(default_factory=dict)  # monotonic
+    variant_cap: BottomK | None = None
+    segment_caps: dict[str, BottomK] = field(default_factory=dict)
+    # Events of categorical features whose value was folded into __other__, by feature.
+    category_overflow: dict[str, int] = field(default_factory=dict)
+
+
+def _other(summary: BucketSummary | None, feature: str) -> int:
+    if summary is None:
+        return 0
+    counter = summary.categories.get(feature)
+    return int(counter.get(OTHER, 0)) if counter else 0
 
 
 class Aggregator:
@@ -59,26 +82,105 @@ class Aggregator:
         windows: WindowSettings | None = None,
         settings: EvalSettings | None = None,
         baselines: dict[str, dict[str, float]] | None = None,
+        ab: ABSettings | None = None,
     ) -> None:
         self.windows = windows or WindowSettings()
         self.settings = settings or EvalSettings(current_s=self.windows.current_s)
         self.baselines = baselines or {}
+        self.ab = ab or ABSettings()
         self.models = {name: ModelState(spec) for name, spec in models.items()}
         self.source_watermarks: dict[str, float] = {}
         self.dropped = 0
 
+    def _new_window(self, rolling_reference: bool) -> Windowed[BucketSummary]:
+        # Aggregates are uncapped (exact under subtraction); they are capped when evaluated.
+        return Windowed(
+            lambda: BucketSummary(category_cap=None),
+            self.windows.bucket_s,
+            self.windows.current_s,
+            self.windows.reference_s if rolling_reference else 0.0,
+            self.windows.reference_bucket_s,
+        )
+
     def _window(self, state: ModelState, variant: str) -> Windowed[BucketSummary]:
         w = state.windows.get(variant)
         if w is None:
-            pinned = state.spec.reference is not None
-            w = state.windows[variant] = Windowed(
-                BucketSummary,
-                self.windows.bucket_s,
-                self.windows.current_s,
-                0.0 if pinned else self.windows.reference_s,
-                self.windows.reference_bucket_s,
-            )
+            w = state.windows[variant] = self._new_window(state.spec.reference is None)
         return w
+
+    def _add_counted(
+        self, state: ModelState, w: Windowed[BucketSummary], start: float, delta: BucketSummary, counted: bool
+    ) -> bool:
+        """Add ``delta`` to ``w`` and count the categorical events newly folded into __other__.
+
+        ``counted``: the delta's own __other__ counts were counted before (a window being folded).
+        """
+        features = state.spec.categorical
+        if not features:
+            return w.add(start, delta)
+        bucket = w.fine(start)
+        before = {f: _other(bucket, f) for f in features}
+        added = w.add(start, delta)
+        after = w.fine(start)
+        for f in features:
+            if after is not None:  # merged into the fine bucket: the cap may have folded more
+                n = _other(after, f) - before[f] - (_other(delta, f) if counted else 0)
+            else:  # a late delta went to a coarse reference bucket, or was dropped
+                n = 0 if counted or not added else _other(delta, f)
+            if n:
+                state.category_overflow[f] = state.category_overflow.get(f, 0) + n
+        return added
+
+    def _fold_variant(self, state: ModelState, variant: str) -> None:
+        """Fold a displaced variant's window and totals into __other__."""
+        w = state.windows.pop(variant, None)
+        if w is not None:
+            other = self._window(state, OTHER)
+            if w.now is not None:
+                other.advance(w.now)
+            for start, bucket in w.every_bucket():
+                self._add_counted(state, other, start, bucket, counted=True)
+            other.dropped += w.dropped
+        total = state.totals.pop(variant, None)
+        if total is not None:
+            other_total = state.totals.setdefault(OTHER, BucketSummary())
+            other_total += total
+
+    def _segment_window(self, state: ModelState, key: tuple[str, str]) -> Windowed[BucketSummary]:
+        w = state.segments.get(key)
+        if w is None:
+            # Always a rolling reference of its own: a pinned profile is the whole population's.
+            w = state.segments[key] = self._new_window(True)
+        return w
+
+    def _apply_segment(
+        self, state: ModelState, key: tuple[str, str], start: float, delta: BucketSummary
+    ) -> None:
+        seg_field, value = key
+        cap = state.segment_caps.get(seg_field)
+        if cap is None:
+            spec = next((s for s in state.spec.segments if s.field == seg_field), None)
+            if spec is None:  # a field no longer configured (older partials): ignored
+                return
+            cap = state.segment_caps[seg_field] = BottomK(spec.max_values)
+        kept, displaced = cap.offer(value)
+        if displaced is not None:
+            old = state.segments.pop((seg_field, displaced), None)
+            target = self._segment_window(state, (seg_field, OTHER))
+            if old is not None:
+                if old.now is not None:
+                    target.advance(old.now)
+                for s, bucket in old.every_bucket():
+                    target.add(s, bucket)
+            n = state.segment_predictions.pop((seg_field, displaced), 0)
+            other_key = (seg_field, OTHER)
+            state.segment_predictions[other_key] = state.segment_predictions.get(other_key, 0) + n
+        if not kept:
+            value = OTHER
+        # A late segment delta is dropped with its model delta, counted once (by that one).
+        self._segment_window(state, (seg_field, value)).add(start, delta)
+        k = (seg_field, value)
+        state.segment_predictions[k] = state.segment_predictions.get(k, 0) + delta.n_predictions
 
     @property
     def now(self) -> float | None:
@@ -100,13 +202,25 @@ class Aggregator:
             return
         prev = self.source_watermarks.get(partial.source, -math.inf)
         self.source_watermarks[partial.source] = max(prev, partial.watermark)
+        spec = state.spec
+        if state.variant_cap is None:
+            state.variant_cap = BottomK(spec.max_variants)
         for (variant, start), summary in partial.buckets.items():
-            if not self._window(state, variant).add(start, summary):
+            summary.category_cap = spec.max_categories
+            kept, displaced = state.variant_cap.offer(variant)
+            if displaced is not None:
+                self._fold_variant(state, displaced)
+            if not kept:
+                variant = OTHER
+            if not self._add_counted(state, self._window(state, variant), start, summary, counted=False):
                 self.dropped += 1
             total = state.totals.setdefault(variant, BucketSummary())
-            for name in (OUTCOMES_ADDED, LATENCY):
+            for name in (OUTCOMES_ADDED, LATENCY, N_PREDICTIONS):
                 if name in summary.counts:
                     total._add(name, summary.counts[name])
+        for (seg_field, value, start), summary in partial.segments.items():
+            summary.category_cap = spec.max_categories
+            self._apply_segment(state, (seg_field, value), start, summary)
 
     def advance(self, now: float | None = None) -> None:
         target = self.now if now is None else now
@@ -114,6 +228,8 @@ class Aggregator:
             return
         for state in self.models.values():
             for w in state.windows.values():
+                w.advance(target)
+            for w in state.segments.values():
                 w.advance(target)
 
     def evaluate(self, now: float | None = None) -> Snapshot:
@@ -128,22 +244,25 @@ class Aggregator:
             # Feature drift computed once per (current, reference) pair in this evaluation.
             memo: dict[Any, Any] = {}
             windows = sorted(state.windows.items())
+            cap = spec.max_categories  # window aggregates are exact sums: capped for reading
+            views = {}
             for variant, w in windows:
-                ref = spec.reference if spec.reference is not None else w.reference
+                cur = views[variant] = w.current.capped(cap)
+                ref = spec.reference if spec.reference is not None else w.reference.capped(cap)
                 snap.samples.extend(
                     evaluate_model(
-                        spec, variant, w.current, ref, self.settings, self.baselines.get(name), memo=memo
+                        spec, variant, cur, ref, self.settings, self.baselines.get(name), memo=memo
                     )
                 )
             if len(windows) == 1:
                 # "all" of a single variant IS that variant: the same summaries, not merged copies
                 # (equal values, so equal metrics), and the memo skips recomputing feature drift.
                 w = windows[0][1]
-                cur_all = w.current
-                ref_all = spec.reference if spec.reference is not None else w.reference
+                cur_all = views[windows[0][0]]
+                ref_all = spec.reference if spec.reference is not None else w.reference.capped(cap)
                 rates = bucket_error_rates(b.confusion for _, b in w.buckets())
             else:
-                cur_all, ref_all = BucketSummary(), BucketSummary()
+                cur_all, ref_all = BucketSummary(category_cap=None), BucketSummary(category_cap=None)
                 per_bucket: dict[float, np.ndarray] = {}  # confusion counts per bucket, over variants
                 for _variant, w in windows:
                     cur_all += w.current
@@ -152,7 +271,8 @@ class Aggregator:
                     for start, b in w.buckets():
                         conf = per_bucket.get(start)
                         per_bucket[start] = b.confusion if conf is None else conf + b.confusion
-                ref_all = spec.reference if spec.reference is not None else ref_all
+                cur_all = cur_all.capped(cap)
+                ref_all = spec.reference if spec.reference is not None else ref_all.capped(cap)
                 rates = bucket_error_rates(per_bucket[k] for k in sorted(per_bucket))
             snap.samples.extend(
                 evaluate_model(
@@ -167,7 +287,34 @@ class Aggregator:
                 )
             )
             self._counters(snap, name, state)
+            self._segment_samples(snap, state)
+            # A/B tests over everything merged since this state began (monotonic totals).
+            totals = {v: t.vector(OUTCOMES_ADDED, 4) for v, t in state.totals.items()}
+            snap.samples.extend(ab_samples(name, totals, self.ab, self.settings.costs))
         return snap
+
+    def _segment_samples(self, snap: Snapshot, state: ModelState) -> None:
+        """Segment gauges and the cardinality-overflow counters of one model."""
+        spec, model = state.spec, state.spec.name
+        cap = spec.max_categories
+        for (seg_field, value), w in sorted(state.segments.items()):
+            snap.samples.extend(
+                segment_samples(
+                    spec, seg_field, value, w.current.capped(cap), w.reference.capped(cap), self.settings
+                )
+            )
+
+        def overflow(label: str, n: int) -> None:
+            snap.samples.append(
+                Sample("streamon_cardinality_overflow_total", (("model", model), ("label", label)), float(n))
+            )
+
+        other = state.totals.get(OTHER)
+        overflow("variant", other.n_predictions if other is not None else 0)
+        for seg in spec.segments:
+            overflow(f"segment:{seg.field}", state.segment_predictions.get((seg.field, OTHER), 0))
+        for feature in spec.categorical:
+            overflow(f"category:{feature}", state.category_overflow.get(feature, 0))
 
     def _counters(self, snap: Snapshot, model: str, state: ModelState) -> None:
         everything = BucketSummary()

@@ -11,7 +11,12 @@ A summary holds three kinds of mergeable state, all keyed by name:
   latency histogram, fixed-edge feature bins when a reference profile pins them);
 - ``sketches``: :class:`~streamon.core.sketch.LogSketch` of each numeric feature's
   raw values (KS, Wasserstein, rolling-reference bins);
-- ``categories``: per categorical feature, counts per observed value (capped).
+- ``categories``: per categorical feature, counts per observed value, capped by the
+  bottom-K-by-stable-hash rule of :mod:`streamon.core.cardinality` (merge-invariant).
+
+:attr:`BucketSummary.category_cap` is the cap applied on every add and merge; window
+aggregates that are maintained by subtraction hold ``None`` (uncapped, exact) and are
+capped when read (:meth:`BucketSummary.capped`).
 """
 
 from __future__ import annotations
@@ -24,6 +29,9 @@ from typing import cast
 import numpy as np
 import orjson
 
+from streamon.core.cardinality import MISSING as MISSING  # re-exported: first defined here
+from streamon.core.cardinality import OTHER as OTHER
+from streamon.core.cardinality import fold_counter
 from streamon.core.sketch import LogSketch
 
 FORMAT_VERSION = 1
@@ -32,10 +40,9 @@ FORMAT_VERSION = 1
 LATENCY_BUCKETS_S: tuple[float, ...] = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _LATENCY_EDGES_MS = np.array(LATENCY_BUCKETS_S) * 1000.0
 
-# Values of one categorical feature kept per summary; beyond it values fold into OTHER.
+# Values of one categorical feature kept per summary (the bottom-K by stable hash);
+# the others fold into OTHER. limits.max_category_values overrides it per deployment.
 MAX_CATEGORIES = 1000
-OTHER = "__other__"
-MISSING = "__missing__"
 
 # Names of the count vectors (feature vectors are "bins:<feature>" and "missing:<feature>").
 N_PREDICTIONS = "predictions"  # [count, predicted_positive]
@@ -114,6 +121,8 @@ class BucketSummary:
     counts: dict[str, np.ndarray] = field(default_factory=dict)
     sketches: dict[str, LogSketch] = field(default_factory=dict)
     categories: dict[str, Counter[str]] = field(default_factory=dict)
+    # Bottom-K cap on the values of each categorical feature; None = uncapped (exact sums).
+    category_cap: int | None = field(default=MAX_CATEGORIES, compare=False)
 
     # ------------------------------------------------------------------ reading
 
@@ -205,6 +214,10 @@ class BucketSummary:
         >>> s.add_categorical_feature("c", iter([None, "__missing__"]))
         >>> dict(s.categories["c"])
         {'a': 2, '__missing__': 3, 'b': 1}
+        >>> s = BucketSummary(category_cap=2)
+        >>> s.add_categorical_feature("c", ["a", "b", "c", "c", None])
+        >>> sorted(s.categories["c"].items())  # "b" hashes largest of the three: folded
+        [('__missing__', 1), ('__other__', 1), ('a', 1), ('c', 2)]
         """
         counter = self.categories.get(name)
         if counter is None:
@@ -215,13 +228,12 @@ class BucketSummary:
             batch = cast("Counter[str]", raw)
         elif MISSING in raw:  # both spellings of missing in one batch: count them as one
             batch = Counter(MISSING if v is None else v for v in items)
-        else:  # rename in place: the first-seen order (which decides the cap) is kept
+        else:
             batch = Counter({(MISSING if v is None else v): n for v, n in raw.items()})
-        for value, n in batch.items():
-            if value in counter or len(counter) < MAX_CATEGORIES or value == MISSING:
-                counter[value] += n
-            else:  # a bad producer must not make memory or series explode
-                counter[OTHER] += n
+        counter.update(batch)
+        cap = self.category_cap
+        if cap is not None and len(counter) > cap:  # hashes only past the cap: the hot path stays fast
+            fold_counter(counter, cap)  # a bad producer must not make memory or series explode
 
     def add_labels(
         self,
@@ -252,9 +264,12 @@ class BucketSummary:
                 self.sketches[name] = sk.copy()
             else:
                 mine += sk
+        cap = self.category_cap
         for name, cats in other.categories.items():
             counter = self.categories.setdefault(name, Counter())
             counter.update(cats)
+            if cap is not None and len(counter) > cap:
+                fold_counter(counter, cap)  # truncate(merge(parts)) == truncate(whole)
         return self
 
     def __isub__(self, other: BucketSummary) -> BucketSummary:
@@ -288,7 +303,27 @@ class BucketSummary:
             counts={k: v.copy() for k, v in self.counts.items()},
             sketches={k: s.copy() for k, s in self.sketches.items()},
             categories={k: Counter(c) for k, c in self.categories.items()},
+            category_cap=self.category_cap,
         )
+
+    def capped(self, cap: int | None) -> BucketSummary:
+        """This summary with every categorical feature cut to ``cap`` values (self if none is over).
+
+        Counts and sketches are shared, not copied: the result is for reading.
+
+        >>> s = BucketSummary(category_cap=None)
+        >>> s.add_categorical_feature("c", ["a", "b", "c"])
+        >>> s.capped(5) is s, sum(s.capped(2).categories["c"].values())
+        (True, 3)
+        """
+        if cap is None or all(len(c) <= cap for c in self.categories.values()):
+            return self
+        cats = {}
+        for name, c in self.categories.items():
+            c = Counter(c)
+            fold_counter(c, cap)
+            cats[name] = c
+        return BucketSummary(counts=self.counts, sketches=self.sketches, categories=cats, category_cap=cap)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, BucketSummary):

@@ -15,6 +15,11 @@ and counted in :attr:`Windowed.dropped`.
 Because ``now`` only moves forward, the final aggregates depend only on the set of
 deltas and the final ``now``, not on the order the deltas arrived in: the property
 that makes 1 worker and N workers agree.
+
+Fine buckets are copies of the deltas merged into them (so they keep the deltas' own
+merge rules, e.g. a cardinality cap); the window aggregates and the coarse reference
+buckets, which are maintained by subtraction, are made by ``factory`` (which may make
+an exact, uncapped summary: subtracting a bucket from a capped sum would not undo it).
 """
 
 from __future__ import annotations
@@ -123,9 +128,8 @@ class Windowed(Generic[S]):
         if self.reference_s > 0 and coarse >= self.reference_start:
             kept = self._coarse.get(coarse)
             if kept is None:
-                self._coarse[coarse] = delta.copy()
-            else:
-                kept = _plus(kept, delta)
+                kept = self._coarse[coarse] = self.factory()
+            kept = _plus(kept, delta)
             self.reference = _plus(self.reference, delta)
             return True
         self.dropped += 1
@@ -145,15 +149,23 @@ class Windowed(Generic[S]):
             coarse = floor_to(start, self.reference_bucket_s)
             kept = self._coarse.get(coarse)
             if kept is None:
-                self._coarse[coarse] = bucket
-            else:
-                kept = _plus(kept, bucket)
+                kept = self._coarse[coarse] = self.factory()
+            kept = _plus(kept, bucket)
             self.reference = _plus(self.reference, bucket)
         ref_lo = self.reference_start
         for coarse in [c for c in self._coarse if c < ref_lo]:
             self.reference = _minus(self.reference, self._coarse.pop(coarse))
 
     # ------------------------------------------------------------------ reading
+
+    def fine(self, start: float) -> S | None:
+        """The fine bucket starting at ``start``, if the current window holds one."""
+        return self._fine.get(start)
+
+    def every_bucket(self) -> list[tuple[float, S]]:
+        """Coarse reference buckets, then fine ones, each oldest first: adding them all to an
+        empty window at the same ``now`` rebuilds this one (how a window is folded into another)."""
+        return sorted(self._coarse.items()) + sorted(self._fine.items())
 
     def buckets(self) -> Iterator[tuple[float, S]]:
         """Fine buckets of the current window, oldest first."""

@@ -21,6 +21,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Top
 
 from streamon.config import Settings
 from streamon.core.stage1 import PartitionProcessor
+from streamon.kafka_client import kafka_client_config
 from streamon.runtime.store import RocksStore
 
 log = logging.getLogger("streamon.restore")
@@ -29,8 +30,7 @@ log = logging.getLogger("streamon.restore")
 def _reader(settings: Settings) -> Consumer:
     return Consumer(
         {
-            "bootstrap.servers": settings.kafka.bootstrap_servers,
-            **settings.kafka.client,
+            **kafka_client_config(settings),
             "group.id": f"streamon-restore-{uuid.uuid4().hex[:8]}",  # never commits
             "enable.auto.commit": False,
             "isolation.level": "read_committed",

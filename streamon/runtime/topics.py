@@ -7,13 +7,15 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from streamon.config import Settings
 from streamon.errors import KafkaUnavailableError, StreamonError
+from streamon.kafka_client import probe
 
 DAY_MS = 86_400_000
 
 
 def partition_counts(admin: AdminClient, timeout: float = 10.0) -> dict[str, int]:
     try:
-        md = admin.list_topics(timeout=timeout)
+        # In short attempts: refused credentials raise from the client's SecurityWatch at once.
+        md = probe(admin, timeout)
     except KafkaException as exc:
         raise KafkaUnavailableError(
             f"cannot reach Kafka ({exc.args[0]}): check kafka.bootstrap_servers and that the brokers run"

@@ -51,6 +51,7 @@ from streamon.core.stage2 import Aggregator
 from streamon.engine import Engine, build_engine
 from streamon.errors import StreamonError
 from streamon.exporter import SnapshotCollector
+from streamon.kafka_client import SecurityWatch, install_log_scrubber, kafka_client_config
 from streamon.runtime.http import MetricsServer
 from streamon.runtime.store import RocksStore
 from streamon.runtime.topics import ensure_topics, partition_counts
@@ -84,7 +85,8 @@ def _client_base(settings: Settings) -> dict[str, Any]:
     quiet = logging.getLogger("streamon.librdkafka")
     if not quiet.level:
         quiet.setLevel(logging.DEBUG if logging.getLogger().isEnabledFor(logging.DEBUG) else logging.CRITICAL)
-    return {"bootstrap.servers": settings.kafka.bootstrap_servers, "logger": quiet, **settings.kafka.client}
+    # Secrets resolved from kafka.client's _file / _env keys; error_cb is a SecurityWatch.
+    return {"logger": quiet, **kafka_client_config(settings)}
 
 
 class Worker:
@@ -119,9 +121,12 @@ class Worker:
         self._next_eval = 0.0
 
         base = _client_base(settings)
+        self.security: SecurityWatch = base["error_cb"]
+        install_log_scrubber(self.security.secrets)  # librdkafka texts may echo configuration
         group = settings.kafka.group_id
         self.admin = AdminClient(base)
-        partition_counts(self.admin)  # fails fast, in one line, when Kafka is unreachable
+        # Fails fast, in one line, when Kafka is unreachable or refuses the credentials.
+        partition_counts(self.admin)
         common_consumer = {
             **base,
             "enable.auto.commit": False,
@@ -143,6 +148,11 @@ class Worker:
         registry.register(SnapshotCollector(self._scrape))
         port = settings.monitoring.prometheus.port if metrics_port is None else metrics_port
         host = settings.monitoring.prometheus.bind_address
+        web_file = settings.monitoring.prometheus.web_config_file
+        # Read again (validated at config load): the certificates in use are those on disk now.
+        from streamon.webconfig import load_web_config
+
+        web = load_web_config(web_file) if web_file is not None else None
         try:
             self.http = MetricsServer(
                 registry,
@@ -151,6 +161,8 @@ class Worker:
                 settings.monitoring.prometheus.metrics_path,
                 healthy=lambda: time.monotonic() - self.ops.last_loop < 60,
                 ready=lambda: self.ready,
+                web_config=web,
+                health_without_auth=settings.monitoring.prometheus.health_without_auth,
             )
         except OSError as exc:
             raise StreamonError(
@@ -169,12 +181,7 @@ class Worker:
             # A slow or absent Grafana must not delay processing; auto_deploy never raises.
             threading.Thread(target=auto_deploy, args=(self.settings, log), daemon=True).start()
         self.http.start()
-        log.info(
-            "metrics on http://%s:%d%s",
-            self.http._server.server_address[0],
-            self.http.port,
-            self.settings.monitoring.prometheus.metrics_path,
-        )
+        log.info("metrics on %s", self.http.url(self.settings.monitoring.prometheus.metrics_path))
         self.p1.init_transactions(30)
         self.p2.init_transactions(30)
         self.c1.subscribe(
@@ -220,6 +227,7 @@ class Worker:
 
     def step(self) -> None:
         self.ops.last_loop = time.monotonic()
+        self.security.check()  # credentials refused (e.g. rotated): stop with one line
         self._stage1_step()
         self._stage2_step()
         # Ready once both groups have assigned this worker its share (possibly none) and it is restored.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import ssl
 import subprocess
 import sys
 from pathlib import Path
@@ -68,3 +69,65 @@ def test_old_java_is_refused():
     assert broker_script._java_major('openjdk version "11.0.2" 2019-01-15') == 11
     assert broker_script._java_major('java version "1.8.0_372"') == 8
     assert broker_script._java_major('openjdk version "17.0.15" 2025-04-15') == 17
+
+
+def test_sasl_ssl_listener_properties_keep_the_plaintext_path():
+    plain = broker_script.server_properties(9092, 9093, Path("/d"))
+    secured = broker_script.server_properties(
+        9092,
+        9093,
+        Path("/d"),
+        {"port": "9094", **broker_script.sasl_ssl_properties(Path("/d/ks.pem"), "kp", "streamon", "pw")},
+    )
+    props = dict(line.split("=", 1) for line in secured.splitlines())
+    assert "SASL_SSL" not in plain  # without the option nothing changes
+    assert (
+        props["listeners"]
+        == "PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093,SASL_SSL://127.0.0.1:9094"
+    )
+    assert props["advertised.listeners"] == "PLAINTEXT://127.0.0.1:9092,SASL_SSL://127.0.0.1:9094"
+    assert props["inter.broker.listener.name"] == "PLAINTEXT"
+    assert props["listener.security.protocol.map"].endswith(",SASL_SSL:SASL_SSL")
+    assert props["listener.name.sasl_ssl.sasl.enabled.mechanisms"] == "SCRAM-SHA-256,SCRAM-SHA-512,PLAIN"
+    assert props["listener.name.sasl_ssl.ssl.keystore.type"] == "PEM"
+    assert 'user_streamon="pw"' in props["listener.name.sasl_ssl.plain.sasl.jaas.config"]
+
+
+def _handshake(client: ssl.SSLContext, server: ssl.SSLContext, hostname: str) -> None:
+    """A TLS handshake in memory; raises ssl.SSLCertVerificationError when the client refuses."""
+    c_in, c_out, s_in, s_out = ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO()
+    ends = [
+        (client.wrap_bio(c_in, c_out, server_hostname=hostname), c_out, s_in),
+        (server.wrap_bio(s_in, s_out, server_side=True), s_out, c_in),
+    ]
+    done = [False, False]
+    for _ in range(20):
+        for i, (end, out, peer_in) in enumerate(ends):
+            if not done[i]:
+                try:
+                    end.do_handshake()
+                    done[i] = True
+                except ssl.SSLWantReadError:
+                    pass
+            peer_in.write(out.read())
+        if all(done):
+            return
+    raise AssertionError("handshake did not complete")
+
+
+def test_generated_certificate_verifies_for_127_0_0_1_and_localhost(tmp_path):
+    ca, keystore, key_password = broker_script.make_certificates(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "ca.pem",
+        "server.keystore.pem",
+        "server.pem",
+    ]  # no loose key
+    assert "ENCRYPTED PRIVATE KEY" in keystore.read_text()
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(keystore, password=key_password)
+    for name in ("127.0.0.1", "localhost"):
+        _handshake(ssl.create_default_context(cafile=str(ca)), server, name)
+    with pytest.raises(ssl.SSLCertVerificationError):
+        _handshake(ssl.create_default_context(cafile=str(ca)), server, "example.com")
+    with pytest.raises(ssl.SSLCertVerificationError):
+        _handshake(ssl.create_default_context(), server, "127.0.0.1")  # the system CAs do not know it

@@ -10,6 +10,7 @@ import socket
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 from click.testing import CliRunner
 
@@ -28,6 +29,7 @@ CHECKS = (
     "grafana",
 )
 KAFKA_SECRET = "hunter2-kafka-secret"
+KAFKA_SECRET_ENV = "STREAMON_TEST_DOCTOR_KAFKA_PASSWORD"
 GRAFANA_SECRET = "grafana-admin-pw"
 
 
@@ -44,10 +46,15 @@ def config_dict() -> dict:
         "security.protocol": "SASL_PLAINTEXT",
         "sasl.mechanism": "PLAIN",
         "sasl.username": "streamon",
-        "sasl.password": KAFKA_SECRET,
+        "sasl.password_env": KAFKA_SECRET_ENV,  # resolved when doctor builds its client
     }
     d["monitoring"]["dashboards"]["grafana_url"] = f"http://admin:{GRAFANA_SECRET}@127.0.0.1:{closed_port()}"
     return d
+
+
+@pytest.fixture(autouse=True)
+def kafka_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(KAFKA_SECRET_ENV, KAFKA_SECRET)
 
 
 def test_everything_unreachable_fails_every_check_with_a_fix(tmp_path: Path) -> None:
@@ -65,7 +72,7 @@ def test_everything_unreachable_fails_every_check_with_a_fix(tmp_path: Path) -> 
     assert result.exit_code == 1, result.output
     header, *lines = result.stdout.splitlines()
     assert header.startswith("streamon doctor: kafka 127.0.0.1:")
-    assert "sasl.password=****" in header and "sasl.username=streamon" in header
+    assert f"sasl.password_env={KAFKA_SECRET_ENV}" in header and "sasl.username=streamon" in header
     names = [line[5:].split(": ", 1)[0] for line in lines]
     assert names == [*CHECKS, f"worker {worker}"], lines
     for line in lines:

@@ -24,6 +24,7 @@ import itertools
 import math
 
 import numpy as np
+import orjson
 import pytest
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
@@ -392,3 +393,42 @@ def test_reference_window_is_the_pinned_profile(world: World) -> None:
     assert world.snap.value(
         "streamon_predictions_in_window", model="m", variant="all", window="reference"
     ) == len(ref)
+
+
+def test_every_configurable_baseline_metric_gives_a_degradation_series() -> None:
+    """Each key `models[].baseline` accepts is compared (f1_score is the evaluation's f1)."""
+    from streamon.config import BASELINE_METRICS, parse_config_text
+    from streamon.engine import build_engine
+
+    baseline = ", ".join(f"{k}: 0.9" for k in BASELINE_METRICS)
+    settings = parse_config_text(
+        "models: [{name: m, baseline: {" + baseline + "}, features: [{name: x, type: numeric}]}]\n"
+    )
+    engine = build_engine(settings)
+    pp = engine.partition_processor()
+    rng = np.random.default_rng(3)
+    preds, labels = [], []
+    for i in range(400):
+        score = float(rng.random())
+        preds.append(
+            orjson.dumps(
+                {
+                    "prediction_id": f"p{i}",
+                    "model": "m",
+                    "ts": 1000 + i,
+                    "score": score,
+                    "features": {"x": float(rng.normal())},
+                }
+            )
+        )
+        labels.append(
+            orjson.dumps({"prediction_id": f"p{i}", "label": int(rng.random() < score), "ts": 2000})
+        )
+    # Event times in 1970: the decoder's wall-clock age check does not apply to this replay-like run.
+    assert [r.reason for r in pp.process(preds, labels, now=None)] == []
+    agg = engine.aggregator()
+    for partial in pp.take_partials():
+        agg.apply(partial)
+    snap = agg.evaluate(now=1400.0)
+    compared = {dict(s.labels)["metric"] for s in snap.series("streamon_model_degradation_ratio")}
+    assert compared == {"f1" if k == "f1_score" else k for k in BASELINE_METRICS}

@@ -25,6 +25,7 @@ from streamon.core.events import (
     NOT_AN_OBJECT,
     SCHEMA_VIOLATION,
     SCORE_OUT_OF_RANGE,
+    STRING_TOO_LONG,
     TOO_LARGE,
     TS_IN_FUTURE,
     TS_TOO_OLD,
@@ -431,3 +432,88 @@ def test_identity_field_map_keeps_unknown_fields_harmless() -> None:
     assert FieldMap().is_identity("prediction") and FieldMap().is_identity("label")
     p = d.prediction(_p(extra={"deep": [1, {"x": None}]}))
     assert isinstance(p, Prediction)
+
+
+# ---------------------------------------------------------------------- size limits
+
+LIMITED = Decoder({"m": 0.5}, max_features=3, max_string_length=130, max_feature_value_length=20)
+RENAMED = Decoder(
+    {"m": 0.5},
+    fields=FieldMap(prediction={**{f: f for f in events.PREDICTION_FIELDS}, "variant": "arm"}),
+    max_features=3,
+    max_string_length=130,
+    max_feature_value_length=20,
+)
+
+
+@pytest.mark.parametrize("decoder", [LIMITED, RENAMED], ids=["fast-path", "renamed-fields"])
+@pytest.mark.parametrize(
+    ("kw", "reason", "detail"),
+    [
+        ({"prediction_id": "p" * 130}, None, ""),
+        ({"prediction_id": "p" * 131}, STRING_TOO_LONG, "prediction_id has 131 characters > limit 130"),
+        ({"model_version": "v" * 131}, STRING_TOO_LONG, "model_version has 131"),
+        ({"experiment": "é" * 131}, STRING_TOO_LONG, "experiment has 131"),
+        ({"entity_id": "😀" * 131}, STRING_TOO_LONG, "entity_id has 131"),  # 4 bytes each, 1 char
+        ({"ts": "1970-01-01T01:23:20." + "0" * 120 + "Z"}, STRING_TOO_LONG, "ts has 141 characters"),
+        ({"features": {"k" * 130: 1}}, None, ""),
+        ({"features": {"k" * 131: 1}}, STRING_TOO_LONG, "feature name 'kkkk"),
+        ({"features": {"c": "x" * 20}}, None, ""),
+        ({"features": {"c": "x" * 21}}, STRING_TOO_LONG, "feature 'c' value has 21 characters > limit 20"),
+        ({"features": {"a": 1, "b": 2, "c": 3, "d": 4}}, TOO_LARGE, "4 features > limit 3"),
+        ({"model": "m" * 131}, STRING_TOO_LONG, "model has 131"),  # before unknown_model
+    ],
+)
+def test_string_length_limits(decoder: Decoder, kw: dict[str, Any], reason: str | None, detail: str) -> None:
+    out = decoder.prediction(_p(**kw))
+    if reason is None:
+        assert isinstance(out, Prediction), out
+    else:
+        assert isinstance(out, Invalid) and out.reason == reason and out.detail.startswith(detail), out
+
+
+def test_variant_length_is_checked_under_its_configured_name() -> None:
+    raw = orjson.dumps({"prediction_id": "p1", "model": "m", "ts": 5, "score": 0.5, "arm": "B" * 131})
+    assert RENAMED.prediction(raw) == Invalid(STRING_TOO_LONG, "variant has 131 characters > limit 130")
+    assert isinstance(LIMITED.prediction(raw), Prediction)  # "arm" is an unknown field there
+
+
+def test_label_prediction_id_length() -> None:
+    assert isinstance(LIMITED.label(_l(prediction_id="p" * 130)), Label)
+    out = LIMITED.label(_l(prediction_id="p" * 131))
+    assert out == Invalid(STRING_TOO_LONG, "prediction_id has 131 characters > limit 130")
+
+
+def test_fast_path_leaves_long_strings_to_the_full_path() -> None:
+    doc = {"prediction_id": "p" * 300, "model": "m", "ts": 5, "score": 0.5}
+    assert not fast_valid("prediction", doc)  # the default bound, 256: not sure
+    assert events._fast_valid_prediction(doc, 300)
+    assert not events._fast_valid_prediction({**doc, "prediction_id": "p", "features": {"k" * 257: 1}})
+    assert not fast_valid("label", {"prediction_id": "p" * 257, "label": 1, "ts": 5})
+
+
+def test_nesting_past_the_json_depth_limit_is_too_large() -> None:
+    deep = b"[" * 1100 + b"]" * 1100
+    out = DEC.prediction(b'{"x": ' + deep + b"}")  # 2207 bytes: over DEC's max_bytes of 400
+    assert isinstance(out, Invalid) and out.reason == TOO_LARGE
+    out = Decoder({"m": 0.5}).label(b'{"x": ' + deep + b"}")
+    assert out == Invalid(TOO_LARGE, f"JSON nested deeper than {events.MAX_JSON_DEPTH} levels")
+
+
+def test_engine_builds_the_decoder_from_the_limits_section() -> None:
+    from streamon.config import Settings
+    from streamon.engine import build_engine
+
+    settings = Settings.from_dict(
+        {
+            "models": [{"name": "m", "features": [{"name": "x", "type": "numeric"}]}],
+            "kafka": {"max_message_bytes": 2048},
+            "limits": {"max_features": 7, "max_string_length": 200, "max_feature_value_length": 50},
+        }
+    )
+    decoder = build_engine(settings).decoder()
+    assert (decoder.max_bytes, decoder.max_features) == (2048, 7)
+    assert (decoder.max_string_length, decoder.max_feature_value_length) == (200, 50)
+    defaults = build_engine(Settings.from_dict({"models": settings.model_dump()["models"]})).decoder()
+    assert (defaults.max_bytes, defaults.max_features) == (65536, 500)
+    assert (defaults.max_string_length, defaults.max_feature_value_length) == (256, 1024)

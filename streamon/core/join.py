@@ -125,7 +125,9 @@ class LabelDelta:
     predicted: int
     label: int
     sign: int
-    segments: tuple[str, ...] = ()  # the prediction's segment values, in the model's segment order
+    # The prediction's segments as (field, value) pairs: named, so a label that arrives after
+    # the config's segments were reordered or changed still lands in the right segments.
+    segments: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -182,10 +184,10 @@ class Joiner:
     def contains_prediction(self, prediction_id: str) -> bool:
         return self.store.get(_PRED + prediction_id.encode()) is not None
 
-    def add_prediction(self, p: Prediction, segments: tuple[str, ...] = ()) -> list[LabelDelta]:
+    def add_prediction(self, p: Prediction, segments: tuple[tuple[str, str], ...] = ()) -> list[LabelDelta]:
         """Remember ``p``; if its label already waits, join now. Caller rejects duplicates first.
 
-        ``segments``: the prediction's segment values, kept so its label lands in the same segments.
+        ``segments``: the prediction's (field, value) pairs, kept so its label lands in the same segments.
         """
         key = _PRED + p.prediction_id.encode()
         label = -1
@@ -199,12 +201,12 @@ class Joiner:
             self.pending_labels -= 1
             self.stats.joined += 1
             out.append(LabelDelta(p.model, p.variant, p.ts, p.score, p.predicted, label, 1, segments))
-        # [model, variant, ts, score, predicted, label(, [segment values])]: a few dozen bytes.
+        # [model, variant, ts, score, predicted, label(, [field, value, ...])]: a few dozen bytes.
         # The segment list is appended only for models with segments; records without it
         # (written before segments were configured) still read, with no segment.
         rec: list[object] = [p.model, p.variant, p.ts, p.score, p.predicted, label]
         if segments:
-            rec.append(list(segments))
+            rec.append([x for pair in segments for x in pair])
         changes[key] = _pack(rec)
         self.store.write(changes)
         heapq.heappush(self._expiry, (p.ts + self.label_horizon_s, key))
@@ -226,7 +228,8 @@ class Joiner:
             return []
         rec = orjson.loads(raw)
         model, variant, ts, score, predicted, old = rec[:6]
-        segments = tuple(rec[6]) if len(rec) > 6 else ()
+        flat = rec[6] if len(rec) > 6 else ()
+        segments = tuple(zip(flat[::2], flat[1::2], strict=True))
         if old == lab.label:
             self.stats.duplicate_labels += 1
             return []

@@ -65,8 +65,9 @@ def segment_value(value: object) -> str:
     return str(value)
 
 
-def _segments_of(features: dict[str, object], specs: list[SegmentSpec]) -> tuple[str, ...]:
-    return tuple(admit(segment_value(features.get(s.field)), s.values) for s in specs)
+def _segments_of(features: dict[str, object], specs: list[SegmentSpec]) -> tuple[tuple[str, str], ...]:
+    """(field, segment) of each configured segment field: the value, or OTHER outside an allowlist."""
+    return tuple((s.field, admit(segment_value(features.get(s.field)), s.values)) for s in specs)
 
 
 @dataclass
@@ -317,7 +318,7 @@ class PartitionProcessor:
             specs = segment_specs[model]
             if specs:
                 segs = _segments_of(p.features, specs)
-                for index, value in enumerate(segs):
+                for index, (_field, value) in enumerate(segs):
                     seg_groups[(model, index, value, start)].append(p)
                 extend(add_prediction(p, segs))
             else:
@@ -354,14 +355,17 @@ class PartitionProcessor:
     def _add_label_deltas(self, deltas: list[LabelDelta]) -> None:
         groups: dict[tuple[str, str, float, int], list[LabelDelta]] = defaultdict(list)
         seg_groups: dict[tuple[str, int, str, float, int], list[LabelDelta]] = defaultdict(list)
+        segment_index = {
+            name: {s.field: i for i, s in enumerate(spec.segments)} for name, spec in self.models.items()
+        }
         bucket_s = self.bucket_s
         floor = math.floor
         for d in deltas:
             start = floor(d.ts / bucket_s) * bucket_s
             groups[(d.model, d.variant, start, d.sign)].append(d)
-            if d.segments:
-                n_specs = len(self.models[d.model].segments)
-                for index, value in enumerate(d.segments[:n_specs]):  # the config may have shrunk
+            for name, value in d.segments:
+                index = segment_index[d.model].get(name)
+                if index is not None:  # a field no longer configured is no segment any more
                     seg_groups[(d.model, index, value, start, d.sign)].append(d)
         for (model, variant, start, sign), group in groups.items():
             self._add_labels(self._bucket(model, variant, start), model, group, sign)

@@ -22,6 +22,7 @@ from collections import Counter
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
 
@@ -222,12 +223,40 @@ def test_join_record_carries_segments_and_reads_old_records() -> None:
 
     store = MemoryStore()
     j = Joiner(store, label_horizon_s=3600, orphan_grace_s=60)
-    j.add_prediction(Prediction("p1", "m", ts=10.0, score=0.9, predicted=1), ("DE", "m7"))
+    j.add_prediction(
+        Prediction("p1", "m", ts=10.0, score=0.9, predicted=1), (("country", "DE"), ("shop", "m7"))
+    )
     [delta] = j.add_label(Label("p1", 1, ts=20.0))
-    assert delta.segments == ("DE", "m7")
+    assert delta.segments == (("country", "DE"), ("shop", "m7"))
     retract, add = j.add_label(Label("p1", 0, ts=30.0))  # a correction keeps the segments
-    assert retract.segments == add.segments == ("DE", "m7")
+    assert retract.segments == add.segments == (("country", "DE"), ("shop", "m7"))
     # A record written without segments (before they were configured) still joins.
     store.write({b"p:old": b'["m","",10.0,0.9,1,-1]'})
     [old] = j.add_label(Label("old", 1, ts=20.0))
     assert old.segments == () and old.label == 1
+
+
+def test_pending_labels_land_in_their_segments_after_the_segments_config_changes() -> None:
+    """Join records name their segment fields: reordering or dropping a field is safe."""
+    from streamon.core.profile import ModelSpec, SegmentSpec
+    from streamon.core.stage1 import PartitionProcessor
+
+    store = MemoryStore()
+    before = ModelSpec("m", segments=[SegmentSpec("country"), SegmentSpec("shop")])
+    pp = PartitionProcessor({"m": before}, store, bucket_s=60)
+    preds = [
+        orjson.dumps({"prediction_id": f"p{i}", "model": "m", "ts": 61, "score": 0.9,
+                      "features": {"country": "DE" if i < 3 else "FR", "shop": "s1"}})
+        for i in range(5)
+    ]  # fmt: skip
+    assert pp.process(preds, [], now=None) == []
+    pp.take_partials()
+    # The labels arrive after a restart with the fields reordered and "country" removed.
+    after = ModelSpec("m", segments=[SegmentSpec("region"), SegmentSpec("shop")])
+    pp = PartitionProcessor({"m": after}, store, bucket_s=60)
+    labels = [orjson.dumps({"prediction_id": f"p{i}", "label": 1, "ts": 90}) for i in range(5)]
+    assert pp.process([], labels, now=None) == []
+    [partial] = pp.take_partials()
+    assert {(f, v): s.confusion.tolist() for (f, v, _), s in partial.segments.items()} == {
+        ("shop", "s1"): [5, 0, 0, 0]
+    }

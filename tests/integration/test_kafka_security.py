@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 import pytest
+import requests
 from confluent_kafka import Producer
 
 import broker as broker_script
@@ -231,3 +232,55 @@ def _debug_worker_output(tmp_path: Path, config: str, env: dict[str, str]) -> st
     text = log.read_text(errors="replace")
     assert "metrics on" in text, text[-2000:]  # it connected and got going
     return text
+
+
+def test_alert_router_over_sasl_ssl_scram_reaches_a_real_alertmanager(secure, tmp_path):
+    """The alert router (faust/aiokafka, not librdkafka) reads the alerts topic over SASL_SSL with
+    SCRAM-SHA-512 and delivers to a real Alertmanager; its output never holds the password."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from streamon.config import load_config
+    from streamon.kafka_client import kafka_client_config
+    from tests.integration.test_router import Alertmanager, Router, alert_event, wait_for
+
+    password = _password(secure)
+    config = _config(tmp_path, secure, _client(secure, **{"sasl.password_file": secure.password_file}))
+    settings = load_config(config)
+    alerts = settings.kafka.topics.alerts
+    # Topic and event go over the SASL_SSL listener too, with the client config streamon resolves.
+    admin = AdminClient(kafka_client_config(settings))
+    admin.create_topics([NewTopic(alerts, num_partitions=2, replication_factor=1)])[alerts].result(timeout=30)
+    event = alert_event("DataDriftDetected", "firing", feature="transaction_amount")
+    producer = Producer(kafka_client_config(settings))
+    producer.produce(alerts, key=event["fingerprint"].encode(), value=orjson.dumps(event))
+    assert producer.flush(30) == 0
+
+    # Alertmanager's notifications go to a port nothing listens on: only its API is read here.
+    am = Alertmanager(tmp_path, f"http://127.0.0.1:{h.free_port()}/unused")
+    am.start()
+    router = Router(tmp_path, config, ["--alertmanager-url", am.url, "--store", "memory"])
+    router.start()
+
+    def listed() -> list[dict[str, Any]]:
+        assert router.alive(), router.text()[-4000:]
+        try:
+            return [a for a in am.alerts() if a["labels"].get("alertname") == "DataDriftDetected"]
+        except requests.RequestException:
+            return []
+
+    try:
+        wait_for(lambda: bool(listed()), 60, "the alert in Alertmanager", lambda: router.text()[-4000:])
+        (got,) = listed()
+        assert got["labels"] == {
+            "alertname": "DataDriftDetected", "severity": "warning", "category": "data_quality",
+            "model": "fraud-detector", "variant": "all", "window": "current", "feature": "transaction_amount",
+        }  # fmt: skip
+        assert got["annotations"]["fingerprint"] == event["fingerprint"]
+        assert got["status"]["state"] == "active"
+    finally:
+        if router.alive():
+            assert router.stop() == 0, router.text()[-4000:]
+        am.kill()
+    text = router.text()
+    assert "forwarded DataDriftDetected firing" in text, text[-4000:]
+    assert password not in text

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -770,3 +772,22 @@ def main(argv: list[str] | None = None) -> None:
     except StreamonError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
+
+
+def entry() -> None:
+    """The ``streamon`` console script: :func:`main`, and a failed run exits without teardown.
+
+    A command that fails (refused credentials, an unreachable cluster) may leave librdkafka
+    threads behind, in the middle of a TLS handshake; tearing the interpreter down under
+    them can crash the process (SIGSEGV) after the one error line was printed, turning exit
+    code 3 into -11. A failed run has nothing left to save: flush what was written and leave.
+    """
+    try:
+        main()
+    except SystemExit as exc:
+        if not isinstance(exc.code, int) or exc.code == 0:
+            raise
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(exc.code)

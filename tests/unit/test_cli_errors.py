@@ -207,3 +207,34 @@ def test_unreachable_broker_fails_fast_with_a_clear_line(command: str) -> None:
 def test_unreachable_broker_prints_only_that_line(command: str) -> None:
     _code, lines, _elapsed = _unreachable(command)
     assert len(lines) == 1, f"{len(lines)} lines, e.g. {lines[:2]}"
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "stream", "text"),
+    [
+        (
+            ["check-config", "/nonexistent/streamon.yaml"],
+            2,
+            "stderr",
+            "error: config /nonexistent/streamon.yaml",
+        ),
+        (["--version"], 0, "stdout", "streamon, version"),
+    ],
+)
+def test_console_script_keeps_exit_codes_and_output(
+    args: list[str], code: int, stream: str, text: str
+) -> None:
+    """``entry`` (the console script) ends a failed run with os._exit: the code and line survive."""
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from streamon.cli import entry; sys.argv[0] = 'streamon'; entry()",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == code, res.stderr
+    assert getattr(res, stream).startswith(text)

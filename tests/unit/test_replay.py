@@ -4,7 +4,7 @@
 ``degrade``d scores from hour 2) is written to JSONL with a few garbage lines; a YAML config with
 short windows (current 6h, reference 1d, evaluations every 300 s) drives the replay. The replays
 run as subprocesses of the installed ``streamon`` command; ``reference build`` and the error paths
-call ``streamon.cli.main`` (the console-script entry point) in-process.
+call ``streamon.cli.main`` (what the console script runs) in-process.
 """
 
 from __future__ import annotations
@@ -167,7 +167,7 @@ def runs(data: dict[str, Path]) -> dict[str, Run]:
 
 
 def _run_main(*args: str | Path) -> tuple[int, str, str]:
-    """``streamon.cli.main`` (the console-script entry point) in-process: (exit code, stdout, stderr)."""
+    """``streamon.cli.main`` (what the console script runs) in-process: (exit code, stdout, stderr)."""
     out, err = io.StringIO(), io.StringIO()
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from streamon.core.cardinality import MISSING, OTHER, admit, bottom_k
+from streamon.core.cardinality import EXEMPT, MISSING, OTHER, admit, bottom_k
 from streamon.core.events import DUPLICATE_PREDICTION, WRONG_TYPE, Decoder, Invalid, Label, Prediction
 from streamon.core.join import Joiner, LabelDelta
 from streamon.core.profile import ModelSpec, SegmentSpec, summarise
@@ -68,6 +68,21 @@ def segment_value(value: object) -> str:
 def _segments_of(features: dict[str, object], specs: list[SegmentSpec]) -> tuple[tuple[str, str], ...]:
     """(field, segment) of each configured segment field: the value, or OTHER outside an allowlist."""
     return tuple((s.field, admit(segment_value(features.get(s.field)), s.values)) for s in specs)
+
+
+def _kept_over_cap(
+    keys: Iterable[tuple[Any, ...]], at: int, cap_of: Callable[[tuple[Any, ...]], int]
+) -> dict[tuple[Any, ...], set[str]]:
+    """The bottom-K values of each scope that holds more values than its cap.
+
+    ``at``: the position of the capped value in the keys; the key's prefix before it is
+    the scope of the cap ((model,) for variants, (model, segment index) for segments).
+    """
+    values: dict[tuple[Any, ...], set[str]] = defaultdict(set)
+    for key in keys:
+        values[key[:at]].add(key[at])
+    caps = {scope: cap_of(scope) for scope in values}
+    return {scope: bottom_k(seen, caps[scope]) for scope, seen in values.items() if len(seen) > caps[scope]}
 
 
 @dataclass
@@ -195,28 +210,31 @@ class PartitionProcessor:
         open_deltas: Mapping[Any, object],
     ) -> dict[Any, list[Prediction]]:
         """Regroup a batch so values outside the bottom-K (of this batch and the open deltas)
-        are summarised once, as OTHER, rather than once per value and folded afterwards.
-
-        ``at``: the position of the capped value in the group key; the key's prefix before it
-        is the scope of the cap ((model,) for variants, (model, segment index) for segments).
-        """
-        values: dict[tuple[Any, ...], set[str]] = defaultdict(set)
-        for key in groups:
-            values[key[:at]].add(key[at])
-        over = {scope for scope, seen in values.items() if len(seen) > cap_of(scope)}
-        if not over:
+        are summarised once, as OTHER, rather than once per value and folded afterwards."""
+        kept = _kept_over_cap([*groups, *open_deltas], at, cap_of)
+        if not kept:
             return groups
-        for key in open_deltas:
-            if key[:at] in over:
-                values[key[:at]].add(key[at])
-        kept = {scope: bottom_k(values[scope], cap_of(scope)) for scope in over}
         out: dict[Any, list[Prediction]] = defaultdict(list)
         for key, group in groups.items():
             scope = key[:at]
-            if scope in over and key[at] not in kept[scope] and key[at] not in (OTHER, MISSING):
+            if scope in kept and key[at] not in kept[scope] and key[at] not in EXEMPT:
                 key = (*scope, OTHER, *key[at + 1 :])
             out[key].extend(group)
         return out
+
+    @staticmethod
+    def _fold_open(
+        deltas: dict[Any, BucketSummary],
+        at: int,
+        cap_of: Callable[[tuple[Any, ...]], int],
+        target_of: Callable[..., BucketSummary],
+    ) -> None:
+        """Fold the open deltas of values outside their scope's bottom-K into OTHER's."""
+        kept = _kept_over_cap(deltas, at, cap_of)
+        folded = [k for k in deltas if k[:at] in kept and k[at] not in kept[k[:at]] and k[at] not in EXEMPT]
+        for key in folded:
+            target = target_of(*key[:at], OTHER, *key[at + 1 :])
+            target += deltas.pop(key)
 
     def _fold_deltas(self) -> None:
         """Fold variants and segment values outside the bottom-K of the open deltas into OTHER.
@@ -225,36 +243,11 @@ class PartitionProcessor:
         depends only on the set of values, so doing it per batch, per flush and again in
         stage 2 gives what one truncation of the whole stream would.
         """
-        variants: dict[str, set[str]] = defaultdict(set)
-        for model, variant, _start in self._deltas:
-            variants[model].add(variant)
-        for model, seen in variants.items():
-            cap = self.models[model].max_variants
-            if len(seen) <= cap:
-                continue
-            kept = bottom_k(seen, cap)
-            for key in [k for k in self._deltas if k[0] == model and k[1] not in kept and k[1] != OTHER]:
-                folded = self._deltas.pop(key)
-                target = self._bucket(model, OTHER, key[2])
-                target += folded
-        if not self._seg_deltas:
-            return
-        values: dict[tuple[str, int], set[str]] = defaultdict(set)
-        for model, index, value, _start in self._seg_deltas:
-            values[(model, index)].add(value)
-        for (model, index), seen in values.items():
-            cap = self.models[model].segments[index].max_values
-            if len(seen) <= cap:
-                continue
-            kept = bottom_k(seen, cap)
-            for seg_key in [
-                k
-                for k in self._seg_deltas
-                if k[0] == model and k[1] == index and k[2] not in kept and k[2] not in (OTHER, MISSING)
-            ]:
-                folded = self._seg_deltas.pop(seg_key)
-                target = self._segment(model, index, OTHER, seg_key[3])
-                target += folded
+        models = self.models
+        self._fold_open(self._deltas, 1, lambda scope: models[scope[0]].max_variants, self._bucket)
+        self._fold_open(
+            self._seg_deltas, 2, lambda scope: models[scope[0]].segments[scope[1]].max_values, self._segment
+        )
 
     def _check_features(self, p: Prediction, spec: ModelSpec) -> Invalid | None:
         return _check_numeric(p.features, spec.numeric)

@@ -18,6 +18,7 @@ exported number, depends only on the set of values, not on their order.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,6 +65,19 @@ class ModelState:
     segment_caps: dict[str, BottomK] = field(default_factory=dict)
     # Events of categorical features whose value was folded into __other__, by feature.
     category_overflow: dict[str, int] = field(default_factory=dict)
+
+
+def _move_window(
+    old: Windowed[BucketSummary],
+    target: Windowed[BucketSummary],
+    add: Callable[[Windowed[BucketSummary], float, BucketSummary], object],
+) -> None:
+    """Add every bucket of ``old`` to ``target`` at ``old``'s time: how a displaced value's
+    window is folded into the ``__other__`` window."""
+    if old.now is not None:
+        target.advance(old.now)
+    for start, bucket in old.every_bucket():
+        add(target, start, bucket)
 
 
 def _other(summary: BucketSummary | None, feature: str) -> int:
@@ -135,12 +149,11 @@ class Aggregator:
         """Fold a displaced variant's window and totals into __other__."""
         w = state.windows.pop(variant, None)
         if w is not None:
-            other = self._window(state, OTHER)
-            if w.now is not None:
-                other.advance(w.now)
-            for start, bucket in w.every_bucket():
-                self._add_counted(state, other, start, bucket, counted=True)
-            other.dropped += w.dropped
+            _move_window(
+                w,
+                self._window(state, OTHER),
+                lambda other, start, bucket: self._add_counted(state, other, start, bucket, counted=True),
+            )
         total = state.totals.pop(variant, None)
         if total is not None:
             other_total = state.totals.setdefault(OTHER, BucketSummary())
@@ -166,12 +179,8 @@ class Aggregator:
         kept, displaced = cap.offer(value)
         if displaced is not None:
             old = state.segments.pop((seg_field, displaced), None)
-            target = self._segment_window(state, (seg_field, OTHER))
             if old is not None:
-                if old.now is not None:
-                    target.advance(old.now)
-                for s, bucket in old.every_bucket():
-                    target.add(s, bucket)
+                _move_window(old, self._segment_window(state, (seg_field, OTHER)), Windowed.add)
             n = state.segment_predictions.pop((seg_field, displaced), 0)
             other_key = (seg_field, OTHER)
             state.segment_predictions[other_key] = state.segment_predictions.get(other_key, 0) + n

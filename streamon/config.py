@@ -630,10 +630,8 @@ class KafkaConfig(_Section):
             twin = next((k for k in (prop, f"{prop}_file", f"{prop}_env") if k != key and k in value), None)
             if ref and twin:
                 raise _PathError((key,), f"{twin} is given as well: keep one of the two")
-            if ref and ref[1] == "file":
-                path = Path(str(item)).expanduser()
-                base = (info.context or {}).get("base_dir")
-                out[key] = str(base / path if not path.is_absolute() and isinstance(base, Path) else path)
+            if ref and ref[1] == "file":  # a non-empty string (checked above)
+                out[key] = str(_config_relative_path(item, info))
         return out
 
 

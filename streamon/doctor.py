@@ -31,7 +31,14 @@ from urllib.parse import urlsplit, urlunsplit
 
 from streamon.config import Settings, format_duration
 from streamon.errors import StreamonError
-from streamon.kafka_client import kafka_client_config, probe, resolve_client, secret_values, split_reference
+from streamon.kafka_client import (
+    kafka_client_config,
+    probe,
+    resolve_client,
+    scrub,
+    secret_values,
+    split_reference,
+)
 
 DEFAULT_PROMETHEUS_URL = "http://prometheus:9090"
 DEFAULT_ALERTMANAGER_URL = "http://alertmanager:9093"
@@ -113,12 +120,10 @@ class _Scrubber:
     """Removes every secret value from a text (error messages may echo configuration)."""
 
     def __init__(self, secrets: list[str]) -> None:
-        self.secrets = sorted((s for s in secrets if len(s) >= 3), key=len, reverse=True)
+        self.secrets = [s for s in secrets if len(s) >= 3]
 
     def __call__(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, MASK)
-        return " ".join(text.split())
+        return " ".join(scrub(text, self.secrets, MASK).split())
 
 
 def _secrets(settings: Settings, urls: list[str]) -> list[str]:

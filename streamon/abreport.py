@@ -37,15 +37,13 @@ from typing import Any
 import numpy as np
 
 from streamon.core.ab import MIN_SAMPLES, Moments, two_proportion_ztest, welch_ttest_from_moments
-from streamon.core.abmetrics import outcome_values, value_moments
+from streamon.core.abmetrics import AB_METRICS, metric_inputs, outcome_values, sequential_test
 from streamon.core.business import BusinessCosts
 from streamon.core.events import Invalid, Label, Prediction
 from streamon.core.sequential import (
     DEFAULT_TAU,
     SequentialResult,
     running,
-    sequential_means,
-    sequential_proportions,
 )
 from streamon.engine import Engine
 from streamon.errors import InputError
@@ -327,24 +325,10 @@ def sequential_looks(
     """The mSPRT of each compared metric, folded over the looks (:func:`streamon.core.sequential.running`)."""
     edges = look_edges((t for a in (ctrl, arm) for t, _ in a.labelled_at), look_every)
     c_a, c_b = _counts_at(ctrl, edges), _counts_at(arm, edges)
-    per_metric: dict[str, list[SequentialResult]] = {
-        "error_rate": [],
-        "detection_rate": [],
-        "business_value": [],
-    }
-    for (tp_a, fp_a, tn_a, fn_a), (tp_b, fp_b, tn_b, fn_b) in zip(c_a.tolist(), c_b.tolist(), strict=True):
-        n_a, n_b = tp_a + fp_a + tn_a + fn_a, tp_b + fp_b + tn_b + fn_b
-        per_metric["error_rate"].append(
-            sequential_proportions(fp_a + fn_a, n_a, fp_b + fn_b, n_b, alpha, tau)
-        )
-        per_metric["detection_rate"].append(
-            sequential_proportions(tp_a, tp_a + fn_a, tp_b, tp_b + fn_b, alpha, tau)
-        )
-        k_a, mean_a, var_a = value_moments([tp_a, fp_a, tn_a, fn_a], values)
-        k_b, mean_b, var_b = value_moments([tp_b, fp_b, tn_b, fn_b], values)
-        per_metric["business_value"].append(
-            sequential_means(k_a, mean_a, var_a, k_b, mean_b, var_b, alpha, tau)
-        )
+    per_metric: dict[str, list[SequentialResult]] = {metric: [] for metric in AB_METRICS}
+    for row_a, row_b in zip(c_a, c_b, strict=True):
+        for metric, is_rate, args in metric_inputs(row_a, row_b, values):
+            per_metric[metric].append(sequential_test(is_rate, args, alpha, tau))
     return {metric: running(looks) for metric, looks in per_metric.items()}
 
 

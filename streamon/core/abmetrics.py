@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -108,6 +109,50 @@ class Comparison:
     sequential: SequentialResult
 
 
+def metric_inputs(
+    control: npt.ArrayLike, treatment: npt.ArrayLike, values: Mapping[str, float]
+) -> list[tuple[str, bool, tuple[Any, ...]]]:
+    """``(metric, is a rate, test arguments)`` of the three :data:`AB_METRICS` from ``[tp, fp, tn, fn]``.
+
+    Rates give ``(x_a, n_a, x_b, n_b)`` (two-proportion tests), the business value
+    ``(n_a, mean_a, var_a, n_b, mean_b, var_b)`` (tests of means).
+
+    >>> ones = dict.fromkeys(OUTCOME_ORDER, 1.0)
+    >>> metric_inputs([1, 2, 3, 4], [5, 6, 7, 8], ones)[:2]
+    [('error_rate', True, (6, 10, 14, 26)), ('detection_rate', True, (1, 5, 5, 13))]
+    """
+    tp_a, fp_a, tn_a, fn_a = (int(x) for x in np.asarray(control).tolist())
+    tp_b, fp_b, tn_b, fn_b = (int(x) for x in np.asarray(treatment).tolist())
+    n_a, n_b = tp_a + fp_a + tn_a + fn_a, tp_b + fp_b + tn_b + fn_b
+    moments = (
+        *value_moments([tp_a, fp_a, tn_a, fn_a], values),
+        *value_moments([tp_b, fp_b, tn_b, fn_b], values),
+    )
+    return [
+        ("error_rate", True, (fp_a + fn_a, n_a, fp_b + fn_b, n_b)),
+        ("detection_rate", True, (tp_a, tp_a + fn_a, tp_b, tp_b + fn_b)),
+        ("business_value", False, moments),
+    ]
+
+
+def fixed_p_value(is_rate: bool, args: tuple[Any, ...], alpha: float) -> float:
+    """The fixed-horizon test's p-value of one :func:`metric_inputs` entry (z-test or Welch)."""
+    if is_rate:
+        x_a, n_a, x_b, n_b = args
+        return two_proportion_ztest(x_a, n_a, x_b, n_b, alpha).p_value
+    k_a, mean_a, var_a, k_b, mean_b, var_b = args
+    return welch_ttest_from_moments(k_a, mean_a, var_a, k_b, mean_b, var_b, alpha).p_value
+
+
+def sequential_test(is_rate: bool, args: tuple[Any, ...], alpha: float, tau: float) -> SequentialResult:
+    """The mSPRT of one :func:`metric_inputs` entry."""
+    if is_rate:
+        x_a, n_a, x_b, n_b = args
+        return sequential_proportions(x_a, n_a, x_b, n_b, alpha, tau)
+    k_a, mean_a, var_a, k_b, mean_b, var_b = args
+    return sequential_means(k_a, mean_a, var_a, k_b, mean_b, var_b, alpha, tau)
+
+
 def compare(
     control: npt.ArrayLike, treatment: npt.ArrayLike, values: Mapping[str, float], alpha: float, tau: float
 ) -> list[Comparison]:
@@ -117,23 +162,10 @@ def compare(
     >>> [c.metric for c in compare([40, 60, 880, 20], [30, 90, 850, 30], v, 0.05, 0.1)]
     ['error_rate', 'detection_rate', 'business_value']
     """
-    tp_a, fp_a, tn_a, fn_a = (int(x) for x in np.asarray(control).tolist())
-    tp_b, fp_b, tn_b, fn_b = (int(x) for x in np.asarray(treatment).tolist())
-    n_a, n_b = tp_a + fp_a + tn_a + fn_a, tp_b + fp_b + tn_b + fn_b
-    out = []
-    rates = (
-        ("error_rate", fp_a + fn_a, n_a, fp_b + fn_b, n_b),
-        ("detection_rate", tp_a, tp_a + fn_a, tp_b, tp_b + fn_b),
-    )
-    for metric, x_a, m_a, x_b, m_b in rates:
-        fixed = two_proportion_ztest(x_a, m_a, x_b, m_b, alpha)
-        out.append(Comparison(metric, fixed.p_value, sequential_proportions(x_a, m_a, x_b, m_b, alpha, tau)))
-    k_a, mean_a, var_a = value_moments([tp_a, fp_a, tn_a, fn_a], values)
-    k_b, mean_b, var_b = value_moments([tp_b, fp_b, tn_b, fn_b], values)
-    welch = welch_ttest_from_moments(k_a, mean_a, var_a, k_b, mean_b, var_b, alpha)
-    seq = sequential_means(k_a, mean_a, var_a, k_b, mean_b, var_b, alpha, tau)
-    out.append(Comparison("business_value", welch.p_value, seq))
-    return out
+    return [
+        Comparison(metric, fixed_p_value(is_rate, args, alpha), sequential_test(is_rate, args, alpha, tau))
+        for metric, is_rate, args in metric_inputs(control, treatment, values)
+    ]
 
 
 def ab_samples(

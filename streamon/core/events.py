@@ -66,7 +66,8 @@ LABEL_FIELDS = ("prediction_id", "label", "ts", "amount")
 
 # The string fields of a prediction bounded by ``max_string_length`` (plus feature names
 # and a string ``ts``); string feature values have their own, larger bound.
-IDENTIFIER_FIELDS = ("prediction_id", "model", "model_version", "variant", "experiment", "entity_id")
+_OPTIONAL_STRINGS = ("model_version", "variant", "experiment", "entity_id")
+IDENTIFIER_FIELDS = ("prediction_id", "model", *_OPTIONAL_STRINGS)
 # orjson refuses documents nested deeper than this (not configurable); reported as too_large.
 MAX_JSON_DEPTH = 1024
 
@@ -132,7 +133,6 @@ def _validator(kind: str) -> Any:
 
 _NoneType = type(None)
 _FEATURE_VALUE_TYPES = frozenset({float, int, str, _NoneType})
-_OPTIONAL_STRINGS = ("model_version", "variant", "experiment", "entity_id")
 
 
 def _fast_valid_prediction(doc: dict[str, Any], max_str: int = 256) -> bool:

@@ -55,8 +55,7 @@ sys.path.insert(0, str(ROOT))
 from streamon.config import load_config  # noqa: E402
 from streamon.core import drift  # noqa: E402
 from streamon.core.concept_drift import detect_concept_drift  # noqa: E402
-from streamon.core.estimate import estimation_gauges  # noqa: E402
-from streamon.core.evaluate import EvalSettings, bucket_error_rates, evaluate_model  # noqa: E402
+from streamon.core.evaluate import EvalSettings, bucket_error_rates, estimation, evaluate_model  # noqa: E402
 from streamon.core.events import Prediction  # noqa: E402
 from streamon.core.join import Joiner, LabelDelta, MemoryStore  # noqa: E402
 from streamon.core.profile import FeatureSpec, ModelSpec, SegmentSpec, numeric_edges, summarise  # noqa: E402
@@ -326,16 +325,7 @@ def bench_estimate(quick: bool) -> list[Row]:
         {
             "off": lambda: evaluate_model(spec, "all", current, reference, off),
             "on": lambda: evaluate_model(spec, "all", current, reference, on),
-            "alone": lambda: estimation_gauges(
-                current,
-                reference,
-                spec.score_bins,
-                on.costs,
-                prior_strength=on.estimation_prior_strength,
-                confidence=on.estimation_confidence,
-                min_labelled=on.min_estimation_labelled,
-                reliable_p_value=on.estimation_reliable_p_value,
-            ),
+            "alone": lambda: estimation(spec, current, reference, on),
         },
         20 if quick else 100,
     )

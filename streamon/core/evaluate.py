@@ -289,6 +289,22 @@ def score_drift(spec: ModelSpec, cur: BucketSummary, ref: BucketSummary) -> dict
     return {"psi": drift.psi(rg, cg), "js": drift.js_distance(rg, cg)}
 
 
+def estimation(
+    spec: ModelSpec, current: BucketSummary, reference: BucketSummary, settings: EvalSettings
+) -> list[tuple[str, float, dict[str, str]]]:
+    """The estimated-performance gauges of one window (:func:`~streamon.core.estimate.estimation_gauges`)."""
+    return estimation_gauges(
+        current,
+        reference,
+        spec.score_bins,
+        settings.costs,
+        prior_strength=settings.estimation_prior_strength,
+        confidence=settings.estimation_confidence,
+        min_labelled=settings.min_estimation_labelled,
+        reliable_p_value=settings.estimation_reliable_p_value,
+    )
+
+
 def evaluate_model(
     spec: ModelSpec,
     variant: str,
@@ -345,16 +361,7 @@ def evaluate_model(
         add("ml_fraud_expected_value", biz["net_benefit"] / labelled if enough else math.nan)
 
     if settings.estimation_enabled:  # what the current window's metrics will be once labelled
-        for name, value, extra in estimation_gauges(
-            current,
-            reference,
-            spec.score_bins,
-            settings.costs,
-            prior_strength=settings.estimation_prior_strength,
-            confidence=settings.estimation_confidence,
-            min_labelled=settings.min_estimation_labelled,
-            reliable_p_value=settings.estimation_reliable_p_value,
-        ):
+        for name, value, extra in estimation(spec, current, reference, settings):
             add(name, value, **extra)
 
     # Degradation against the configured baseline, else the reference window.

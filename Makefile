@@ -1,16 +1,20 @@
 # The two entry points of the README: `make demo` and `make test`.
-# Both create .venv and install streamon into it first.
+# Both create .venv and install streamon into it first; `make test` also runs `make setup`.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install demo test lint unit integration bench audit clean
+.PHONY: install setup demo test lint unit integration bench audit clean
 
+# Quiet (-q) but not silent: pip still prints its errors and the build backend's warnings.
+# setuptools reports every editable install of a flat layout with a note ("Editable
+# installation."), which says nothing here: that one message is filtered out.
 $(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
-	touch $@
+	@echo "install: $(VENV) with streamon and its dev dependencies (pip)"
+	@$(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --upgrade pip
+	@PYTHONWARNINGS='ignore:Editable installation' $(PY) -m pip install -q -e '.[dev]'
+	@touch $@
 
 install: $(VENV)/.installed
 
@@ -22,9 +26,14 @@ lint: install
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 
-# The whole suite: lint, type check, unit tests and the integration tests against a
-# real Kafka broker that the session fixture starts (deploy/kafka/broker.py).
-test: lint
+# What the suite needs besides Python and make (Java, Maven, openssl, Prometheus tools, the
+# Go validators, the Kafka broker jars): installed when missing, one line when in place.
+setup:
+	@PYTHON=$(PYTHON) bash deploy/install-tools.sh
+
+# The whole suite: set-up, lint, type check, unit tests and the integration tests against
+# a real Kafka broker that the session fixture starts (deploy/kafka/broker.py).
+test: setup lint
 	$(PY) -m pytest
 
 unit: install

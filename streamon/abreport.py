@@ -321,18 +321,26 @@ def _counts_at(arm: Arm, edges: np.ndarray) -> np.ndarray:
 
 def sequential_looks(
     ctrl: Arm, arm: Arm, values: dict[str, float], alpha: float, tau: float, look_every: float
-) -> dict[str, SequentialResult | None]:
-    """The mSPRT of each compared metric, folded over the looks (:func:`streamon.core.sequential.running`)."""
+) -> dict[str, tuple[SequentialResult | None, SequentialResult | None]]:
+    """The mSPRT of each compared metric: (folded over the looks, the last counted look alone).
+
+    The fold is :func:`streamon.core.sequential.running`; the last look's own interval is
+    what the confidence sequence would be without the intersection over earlier looks.
+    """
     edges = look_edges((t for a in (ctrl, arm) for t, _ in a.labelled_at), look_every)
     c_a, c_b = _counts_at(ctrl, edges), _counts_at(arm, edges)
     per_metric: dict[str, list[SequentialResult]] = {metric: [] for metric in AB_METRICS}
     for row_a, row_b in zip(c_a, c_b, strict=True):
         for metric, is_rate, args in metric_inputs(row_a, row_b, values):
             per_metric[metric].append(sequential_test(is_rate, args, alpha, tau))
-    return {metric: running(looks) for metric, looks in per_metric.items()}
+    out: dict[str, tuple[SequentialResult | None, SequentialResult | None]] = {}
+    for metric, looks in per_metric.items():
+        counted = [r for r in looks if r.status == "ok" and not math.isnan(r.p_value)]
+        out[metric] = (running(looks), counted[-1] if counted else None)
+    return out
 
 
-def _sequential_json(r: SequentialResult | None) -> dict[str, Any]:
+def _sequential_json(r: SequentialResult | None, last: SequentialResult | None = None) -> dict[str, Any]:
     if r is None:
         return {"test": "msprt", "status": "insufficient_data", "looks": 0}
     return {
@@ -341,9 +349,171 @@ def _sequential_json(r: SequentialResult | None) -> dict[str, Any]:
         "p_value": r.p_value if r.looks else math.nan,
         "cs_low": r.cs_low if r.looks else math.nan,
         "cs_high": r.cs_high if r.looks else math.nan,
+        # The last look's own interval, before the intersection with the earlier looks'.
+        "last_look_cs_low": last.cs_low if last is not None and r.looks else math.nan,
+        "last_look_cs_high": last.cs_high if last is not None and r.looks else math.nan,
         "significant": r.significant and r.looks > 0,
         "status": r.status,
         "looks": r.looks,
+    }
+
+
+# --------------------------------------------------------------------------- decision aids
+
+POWER = 0.8  # of the fixed-horizon sample size
+NEGLIGIBLE_EFFECT = 0.01  # |Cohen's h or d| below which the observed effect counts as about zero
+UNITS = {
+    "error_rate": "labelled predictions",
+    "detection_rate": "labelled frauds",
+    "business_value": "labelled predictions",
+}
+METRIC_NAMES = {
+    "error_rate": "error rate",
+    "detection_rate": "detection rate",
+    "business_value": "value/pred",
+}
+DECISION_METRIC = "business_value"
+
+
+def fixed_sample_size(
+    is_rate: bool, a: float, b: float, var_a: float, var_b: float, alpha: float, power: float = POWER
+) -> float:
+    """Per-arm sample size of the two-sided fixed-horizon test to detect ``b - a`` with ``power``.
+
+    Rates (``a``, ``b`` the two rates): ``(z_{1-alpha/2} sqrt(2 p (1-p)) + z_power sqrt(a(1-a) +
+    b(1-b)))^2 / (b-a)^2`` with ``p = (a+b)/2`` (pooled under the null, as the z-test).
+    Means: ``(z_{1-alpha/2} + z_power)^2 (var_a + var_b) / (b-a)^2``. ``inf`` for no difference.
+
+    >>> round(fixed_sample_size(True, 0.05, 0.07, 0, 0, 0.05))
+    2212
+    >>> round(fixed_sample_size(False, 1.0, 1.5, 1.0, 1.0, 0.05))
+    63
+    """
+    from scipy import stats
+
+    diff = b - a
+    if not math.isfinite(diff):
+        return math.nan
+    if diff == 0:
+        return math.inf
+    z_a = float(stats.norm.ppf(1 - alpha / 2))
+    z_b = float(stats.norm.ppf(power))
+    if is_rate:
+        p = (a + b) / 2
+        root = z_a * math.sqrt(2 * p * (1 - p)) + z_b * math.sqrt(a * (1 - a) + b * (1 - b))
+        return root * root / (diff * diff)
+    return (z_a + z_b) ** 2 * (var_a + var_b) / (diff * diff)
+
+
+def _sample_size(key: str, r: dict[str, Any], have: dict[str, int], alpha: float) -> dict[str, Any]:
+    """What the fixed-horizon test of one metric would still need, at the observed effect."""
+    is_rate = key != "business_value"
+    effect = r["effect_size"]
+    n = fixed_sample_size(is_rate, r["control"], r["treatment"], r["var_control"], r["var_treatment"], alpha)
+    needed = math.ceil(n) if math.isfinite(n) else None
+    return {
+        "power": POWER,
+        "unit": UNITS[key],
+        "have": have,
+        "needed_per_arm": needed,
+        "more": {arm: max(0, needed - k) for arm, k in have.items()} if needed is not None else None,
+        # An effect this small is mostly noise: the number above then says little.
+        "negligible_effect": isinstance(effect, float) and abs(effect) < NEGLIGIBLE_EFFECT,
+    }
+
+
+def _narrower_note(key: str, fixed: dict[str, Any], seq: dict[str, Any], alpha: float) -> str | None:
+    """Why the confidence sequence is narrower than the fixed CI, when it is (None otherwise)."""
+    if not seq.get("looks"):
+        return None
+    cs = seq["cs_high"] - seq["cs_low"]
+    ci = fixed["ci_high"] - fixed["ci_low"]
+    if not (math.isfinite(cs) and math.isfinite(ci)) or cs >= ci:
+        return None
+    fmt = ",.2f" if key == "business_value" else ".4f"
+    name = METRIC_NAMES[key]
+    last_low, last_high = seq["last_look_cs_low"], seq["last_look_cs_high"]
+    if math.isfinite(last_high - last_low) and last_high - last_low >= ci:
+        cuts = (("lower", seq["cs_low"] > last_low), ("upper", seq["cs_high"] < last_high))
+        ends = " and ".join(end for end, cut in cuts if cut)
+        why = (
+            f"{name}: the confidence sequence is narrower than the fixed CI because it is the intersection "
+            f"of the intervals of all {seq['looks']} looks, and earlier looks' intervals cut its {ends} "
+            f"end; the last look alone gives [{last_low:{fmt}}, {last_high:{fmt}}], wider than the fixed CI "
+            "as at every single look."
+        )
+        if not seq["cs_low"] <= fixed["diff"] <= seq["cs_high"]:
+            return why + (
+                f" It excludes the latest estimate {fixed['diff']:+{fmt}}: the looks disagree, which is "
+                "unlikely for one constant difference, so the difference changed during the experiment "
+                "(e.g. one arm drifted) and the sequence, valid for a constant difference, does not "
+                "describe it"
+            )
+        return why + (
+            f" The intersection keeps the {1 - alpha:.0%} coverage: every look's interval covers a constant "
+            "difference at all looks at once (under the normal approximation with plug-in variances, least "
+            "accurate at the early looks)"
+        )
+    # At one look the sequence is wider than a z-interval (2 ln(1/alpha) >= z^2); narrower than the
+    # Welch interval only when Student's t with few degrees of freedom exceeds its normal factor.
+    dof = fixed.get("dof")
+    return (
+        f"{name}: the confidence sequence uses the normal approximation, the fixed CI Student's t"
+        + (f" with {dof:.1f} degrees of freedom" if isinstance(dof, float) and math.isfinite(dof) else "")
+        + ", whose quantile is larger here: with so few effective degrees of freedom trust the wider interval"
+    )
+
+
+def recommendation(test: dict[str, Any], alpha: float) -> dict[str, Any]:
+    """Ship the treatment, keep the control, or keep collecting: from the always-valid test only.
+
+    The decision metric is the business value per labelled prediction (the configured costs
+    weigh every outcome); the fixed-horizon test is not used, as it is valid at one look
+    decided in advance and the report may be read at any time. A significant change of the
+    detection rate the other way is named as a caveat.
+    """
+    ctrl, arm = test["control"], test["treatment"]
+    value = test[DECISION_METRIC]
+    seq = value["sequential"]
+    size = value["sample_size"]
+    if test["status"] != "ok" or not seq.get("looks"):
+        line = (
+            f"keep collecting: fewer than {MIN_SAMPLES} labelled predictions in an arm "
+            f"({ctrl} vs {arm}), nothing can be decided yet"
+        )
+        return {"decision": "keep_collecting", "arm": None, "line": line}
+    detail = (
+        f"value/pred {value['diff']:+,.2f} ({arm} - {ctrl}), always-valid p {_p(seq['p_value'])}, "
+        f"{1 - alpha:.0%} confidence sequence [{seq['cs_low']:,.2f}, {seq['cs_high']:,.2f}]"
+    )
+    if seq["significant"]:
+        better = value["diff"] > 0
+        decision, chosen = ("ship", arm) if better else ("keep", ctrl)
+        det = test["detection_rate"]["sequential"]
+        caveat = ""
+        if det.get("significant") and (det["diff"] < 0) == better:
+            worse = arm if better else ctrl
+            caveat = f"; but {worse}'s detection rate is significantly lower ({det['diff']:+.4f})"
+        verb = "ship" if better else "keep"
+        return {"decision": decision, "arm": chosen, "line": f"{verb} {chosen}: {detail}{caveat}"}
+    if size.get("needed_per_arm") is not None:
+        more = (
+            f"at the observed difference a fixed-horizon test needs {size['needed_per_arm']:,} labelled "
+            f"predictions per arm ({POWER:.0%} power), "
+            + ", ".join(f"{k:,} more in {a}" for a, k in size["more"].items())
+        )
+    else:
+        more = "no difference observed: no sample size would detect it"
+    if size.get("negligible_effect"):
+        more += (
+            f"; the observed effect is about zero (|d| {abs(value['effect_size']):.3f} < "
+            f"{NEGLIGIBLE_EFFECT:g}): the arms may simply perform alike"
+        )
+    return {
+        "decision": "keep_collecting",
+        "arm": None,
+        "line": f"keep collecting: the always-valid test has not separated {arm} from {ctrl} "
+        f"({detail}); {more}",
     }
 
 
@@ -381,59 +551,74 @@ def analyse(
         )
         status = "insufficient_data" if min(ctrl.labelled, arm.labelled) < MIN_SAMPLES else "ok"
         seq = sequential_looks(ctrl, arm, values, alpha, tau, look_every)
-        tests.append(
-            {
-                "control": ctrl_name,
-                "treatment": name,
-                "status": status,
-                "error_rate": {
-                    "test": "two_proportion_ztest",
-                    "control": err.rate_a,
-                    "treatment": err.rate_b,
-                    "diff": err.diff,
-                    "statistic": err.z,
-                    "p_value": err.p_value,
-                    "ci_low": err.ci_low,
-                    "ci_high": err.ci_high,
-                    "effect_size": err.effect_size,
-                    "effect_size_kind": "cohens_h",
-                    "significant": err.significant,
-                    "status": err.status,
-                    "sequential": _sequential_json(seq["error_rate"]),
-                },
-                "detection_rate": {
-                    "test": "two_proportion_ztest",
-                    "control": det.rate_a,
-                    "treatment": det.rate_b,
-                    "diff": det.diff,
-                    "statistic": det.z,
-                    "p_value": det.p_value,
-                    "ci_low": det.ci_low,
-                    "ci_high": det.ci_high,
-                    "effect_size": det.effect_size,
-                    "effect_size_kind": "cohens_h",
-                    "significant": det.significant,
-                    "status": det.status,
-                    "sequential": _sequential_json(seq["detection_rate"]),
-                },
-                "business_value": {
-                    "test": "welch_ttest",
-                    "control": val.mean_a,
-                    "treatment": val.mean_b,
-                    "diff": val.diff,
-                    "statistic": val.t,
-                    "dof": val.dof,
-                    "p_value": val.p_value,
-                    "ci_low": val.ci_low,
-                    "ci_high": val.ci_high,
-                    "effect_size": val.effect_size,
-                    "effect_size_kind": "cohens_d",
-                    "significant": val.significant,
-                    "status": val.status,
-                    "sequential": _sequential_json(seq["business_value"]),
-                },
-            }
-        )
+        test: dict[str, Any] = {
+            "control": ctrl_name,
+            "treatment": name,
+            "status": status,
+            "error_rate": {
+                "test": "two_proportion_ztest",
+                "control": err.rate_a,
+                "treatment": err.rate_b,
+                "diff": err.diff,
+                "statistic": err.z,
+                "p_value": err.p_value,
+                "ci_low": err.ci_low,
+                "ci_high": err.ci_high,
+                "effect_size": err.effect_size,
+                "effect_size_kind": "cohens_h",
+                "significant": err.significant,
+                "status": err.status,
+                "sequential": _sequential_json(*seq["error_rate"]),
+                "var_control": err.rate_a * (1 - err.rate_a),
+                "var_treatment": err.rate_b * (1 - err.rate_b),
+            },
+            "detection_rate": {
+                "test": "two_proportion_ztest",
+                "control": det.rate_a,
+                "treatment": det.rate_b,
+                "diff": det.diff,
+                "statistic": det.z,
+                "p_value": det.p_value,
+                "ci_low": det.ci_low,
+                "ci_high": det.ci_high,
+                "effect_size": det.effect_size,
+                "effect_size_kind": "cohens_h",
+                "significant": det.significant,
+                "status": det.status,
+                "sequential": _sequential_json(*seq["detection_rate"]),
+                "var_control": det.rate_a * (1 - det.rate_a),
+                "var_treatment": det.rate_b * (1 - det.rate_b),
+            },
+            "business_value": {
+                "test": "welch_ttest",
+                "control": val.mean_a,
+                "treatment": val.mean_b,
+                "diff": val.diff,
+                "statistic": val.t,
+                "dof": val.dof,
+                "p_value": val.p_value,
+                "ci_low": val.ci_low,
+                "ci_high": val.ci_high,
+                "effect_size": val.effect_size,
+                "effect_size_kind": "cohens_d",
+                "significant": val.significant,
+                "status": val.status,
+                "sequential": _sequential_json(*seq["business_value"]),
+                "var_control": ctrl.value.var,
+                "var_treatment": arm.value.var,
+            },
+        }
+        have = {
+            "error_rate": {ctrl_name: ctrl.labelled, name: arm.labelled},
+            "detection_rate": {ctrl_name: ctrl.frauds, name: arm.frauds},
+            "business_value": {ctrl_name: ctrl.labelled, name: arm.labelled},
+        }
+        for key in AB_METRICS:
+            r = test[key]
+            r["sample_size"] = _sample_size(key, r, have[key], alpha)
+            r["narrower_note"] = _narrower_note(key, r, r["sequential"], alpha)
+        test["recommendation"] = recommendation(test, alpha)
+        tests.append(test)
     low = [a.variant for a in data.arms.values() if a.labelled < MIN_SAMPLES]
     notes = []
     if len(data.arms) < 2:
@@ -457,6 +642,7 @@ def analyse(
         "values_per_outcome": outcome_values(costs),
         "arms": [data.arms[name].metrics() for name in sorted(data.arms)],
         "tests": tests,
+        "recommendations": [t["recommendation"]["line"] for t in tests],
         "notes": notes,
     }
 
@@ -574,5 +760,36 @@ def print_report(report: dict[str, Any]) -> None:
                     sig,
                 )
         console.print(table)
+        for t in report["tests"]:
+            for key in AB_METRICS:
+                if t[key]["narrower_note"]:
+                    console.print(f"why: {t[key]['narrower_note']}", highlight=False)
+        for t in report["tests"]:
+            for key in AB_METRICS:
+                console.print(f"sample size: {t['treatment']} vs {t['control']}: {_size_line(key, t[key])}")
+        for t in report["tests"]:
+            rec = t["recommendation"]
+            colour = {"ship": "bold green", "keep": "bold yellow"}.get(rec["decision"], "bold")
+            console.print(f"[{colour}]recommendation[/{colour}]: {rec['line']}", highlight=False)
     for note in report["notes"]:
         console.print(f"note: {note}")
+
+
+def _size_line(key: str, r: dict[str, Any]) -> str:
+    size = r["sample_size"]
+    name, unit = METRIC_NAMES[key], size["unit"]
+    if size["needed_per_arm"] is None:
+        line = f"{name}: no difference observed (or no data), no sample size would detect it"
+    else:
+        more = ", ".join(f"{k:,} more in {a}" for a, k in size["more"].items())
+        line = (
+            f"{name}: the fixed-horizon test needs {size['needed_per_arm']:,} {unit} per arm to detect the "
+            f"observed difference with {size['power']:.0%} power ({more})"
+        )
+    if size["negligible_effect"]:
+        symbol = "h" if r["effect_size_kind"] == "cohens_h" else "d"
+        line += (
+            f"; note: the observed effect is about zero (|{symbol}| {abs(r['effect_size']):.3f} < "
+            f"{NEGLIGIBLE_EFFECT:g}), so this number mostly reflects noise: the arms may simply perform alike"
+        )
+    return line

@@ -35,8 +35,23 @@ def check_config(file: Path) -> None:
     """
     # Imported here so commands that do not need pydantic start faster.
     from streamon.config import load_config
+    from streamon.errors import ConfigError
 
     settings = load_config(file)
+    # Replay and the worker load the reference profiles at start: a missing one fails here, in
+    # one line saying how to build it, and build_engine checks the others as they will.
+    profiles = [(i, m.reference_profile) for i, m in enumerate(settings.models) if m.reference_profile]
+    for i, profile in profiles:
+        if not Path(profile).is_file():
+            what = "is not a file" if Path(profile).exists() else "not found"
+            raise ConfigError(
+                f"config {file}: models.{i}.reference_profile: {profile} {what}: build it with "
+                f"`streamon reference build --config {file} --input REFERENCE.jsonl --out {profile}`"
+            )
+    if profiles:
+        from streamon.engine import build_engine  # numpy and scipy: only when there is a profile
+
+        build_engine(settings)
     # kafka.client as written: secrets appear only as their _file / _env references.
     client = ", ".join(f"{k}={v}" for k, v in sorted(settings.kafka.client.items()))
     click.echo(f"ok: {file}: {settings.summary()}" + (f"; kafka.client {client}" if client else ""))
@@ -78,14 +93,18 @@ def reference_build(config_path: Path, input_path: Path, out_path: Path) -> None
     """
     from streamon.config import load_config
     from streamon.engine import build_engine
-    from streamon.replay import build_reference
+    from streamon.progress import progress
+    from streamon.replay import build_reference, summarise_bad_lines
 
     engine = build_engine(load_config(config_path), profile=None)
     if input_path.is_file():  # a missing file is reported by build_reference, in one line
         click.echo(f"reading {input_path} ...", err=True)
-    counts = build_reference(engine, input_path, out_path)
+    counts, bad = build_reference(engine, input_path, out_path, progress=progress)
+    for line in summarise_bad_lines(bad):
+        click.echo(line, err=True)
     summary = ", ".join(f"{m}: {n} predictions" for m, n in counts.items())
-    click.echo(f"wrote {out_path} ({summary})")
+    skipped = f"; {len(bad)} bad lines skipped" if bad else ""
+    click.echo(f"wrote {out_path} ({summary}){skipped}")
 
 
 @cli.command()
@@ -119,7 +138,9 @@ def replay(
     """Run the streaming pipeline over files, in event-time order.
 
     The same stage-1 and stage-2 logic as the workers; "now" is the last event
-    time. Bad lines are reported with their line numbers and skipped.
+    time. Events more than windows.max_event_age before the newest one, or ahead
+    of the wall clock, are rejected as a worker would. Bad lines are reported as
+    file:line: field: reason (detail) and skipped.
 
     \b
     Example:
@@ -134,19 +155,17 @@ def replay(
     from streamon.config import load_config
     from streamon.engine import build_engine
     from streamon.exporter import render
-    from streamon.replay import replay_files
+    from streamon.progress import progress
+    from streamon.replay import replay_files, summarise_bad_lines
 
     engine = build_engine(load_config(config_path), profile=reference_path)
     started = time.perf_counter()
-    result = replay_files(
-        engine, predictions, labels, progress=lambda n: click.echo(f"  {n:,} events ...", err=True)
-    )
+    result = replay_files(engine, predictions, labels, progress=progress)
     elapsed = time.perf_counter() - started
-    for bad in result.bad_lines[:20]:
-        where = f"{bad.file}:{bad.line}" if bad.line else bad.file
-        click.echo(f"skipped {where}: {bad.reason}: {bad.detail}", err=True)
-    if len(result.bad_lines) > 20:
-        click.echo(f"... and {len(result.bad_lines) - 20} more bad lines", err=True)
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    for line in summarise_bad_lines(result.bad_lines):
+        click.echo(line, err=True)
     if metrics_out:
         metrics_out.write_bytes(render(result.snapshot))
     if alerts_out:
@@ -157,6 +176,8 @@ def replay(
         f"{len(result.bad_lines)} bad lines skipped; {result.evaluations} evaluations; "
         f"{firing} alerts fired, {len(result.alerts) - firing} resolved"
     )
+    for note in result.notes:
+        click.echo(note)
 
 
 @cli.command()
@@ -168,7 +189,10 @@ def replay(
     help="where the RocksDB join stores live [default: $STREAMON_STATE_DIR or ./streamon-state]",
 )
 @click.option(
-    "--instance-id", default=None, help="stable id of this worker (transactional ids); default host-pid"
+    "--instance-id",
+    default=None,
+    help="stable id of this worker: transactional ids and static group membership (a restart "
+    "within kafka.session_timeout keeps its partitions); default host-pid (dynamic)",
 )
 @click.option(
     "--metrics-port", type=int, default=None, help="override monitoring.prometheus.port (0 = any free)"
@@ -191,7 +215,11 @@ def worker(
     """Run a streamon worker: both stages, until SIGTERM.
 
     Start as many as the input topics have partitions; they share the work through
-    the consumer group. SIGTERM finishes the batch, commits and leaves the group.
+    the consumer group. SIGTERM finishes (or aborts) the batch and exits 0 within
+    kafka.shutdown_grace; with --instance-id the worker stays a member of the group for
+    kafka.session_timeout, so a restart gets its partitions back. A worker that cannot make progress
+    (Kafka gone for kafka.stall_timeout, a fatal Kafka error) exits with code 4 and one
+    line, for its supervisor to restart it.
 
     \b
     Example:
@@ -210,9 +238,24 @@ def worker(
             update={"kafka": settings.kafka.model_copy(update={"bootstrap_servers": bootstrap_servers})}
         )
     state = state_dir or Path(os.environ.get("STREAMON_STATE_DIR", "streamon-state"))
-    w = Worker(settings, state, instance_id=instance_id, metrics_port=metrics_port)
-    w.install_signal_handlers()
-    w.run()
+    from confluent_kafka import KafkaException
+
+    from streamon.errors import KafkaUnavailableError
+
+    try:
+        w = Worker(settings, state, instance_id=instance_id, metrics_port=metrics_port)
+        w.install_signal_handlers()
+        w.run()
+    except StreamonError:
+        raise
+    except KafkaException as exc:  # a client call outside the loop's own handling
+        raise KafkaUnavailableError(f"Kafka: {exc.args[0] if exc.args else exc}") from None
+    except Exception as exc:
+        # One line for the operator; the traceback only with --log-level DEBUG.
+        logging.getLogger("streamon.worker").debug("worker failed", exc_info=True)
+        raise StreamonError(
+            f"worker failed: {type(exc).__name__}: {exc} (run with --log-level DEBUG for the traceback)"
+        ) from None
 
 
 # --------------------------------------------------------------------------- simulate, demo, ab
@@ -259,6 +302,25 @@ def _with_bootstrap(settings: Any, bootstrap_servers: str | None) -> Any:
     "--wait-for-labels", is_flag=True, help="at the end, keep sending the pending labels until all are due"
 )
 @click.option("--seed", type=int, default=7, show_default=True, help="random seed")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="write predictions.jsonl, labels.jsonl and reference.jsonl to this directory instead of Kafka",
+)
+@click.option(
+    "--start",
+    default=None,
+    help="with --out: event time of the first prediction, epoch seconds or RFC 3339 "
+    "[default: so that the last label is in the past]",
+)
+@click.option(
+    "--reference-count",
+    type=int,
+    default=None,
+    help="with --out: reference events to write [default: as many as predictions]",
+)
 def simulate(
     config_path: Path,
     bootstrap_servers: str | None,
@@ -278,21 +340,33 @@ def simulate(
     drift_variant: tuple[str, ...],
     wait_for_labels: bool,
     seed: int,
+    out_dir: Path | None,
+    start: str | None,
+    reference_count: int | None,
 ) -> None:
-    """Produce fraud-like predictions and delayed labels to Kafka, in real time.
+    """Produce fraud-like predictions and delayed labels to Kafka, in real time, or to files.
 
-    Event time is the wall clock; each label is produced once its delay has
-    elapsed; drift starts --drift-after seconds into the run. Works against any
+    To Kafka: event time is the wall clock; each label is produced once its delay
+    has elapsed; drift starts --drift-after seconds into the run. Works against any
     cluster; the input topics are created (co-partitioned) when missing. Ctrl-C
     stops cleanly. A status line goes to stderr every 5 seconds.
+
+    With --out DIR: the same traffic in event time, at once, as predictions.jsonl,
+    labels.jsonl (sorted by arrival) and reference.jsonl (undrifted, labelled
+    events from just before the stream, for `streamon reference build`):
+    --count predictions (default 10,000), or --rate x --duration seconds of event
+    time, on average 1/--rate apart. The same --seed and --start give the same files.
 
     \b
     Example:
       streamon simulate --config configs/monitoring_config.yaml \\
           --bootstrap-servers 127.0.0.1:9092 --rate 200 --duration 600 \\
           --variants A,B --drift sudden --drift categorical --drift-after 120
+      streamon simulate --config configs/monitoring_config.yaml --out data \\
+          --count 20000 --variants A,B --drift sudden --drift-after 120
     """
     from streamon.config import load_config
+    from streamon.errors import InputError
     from streamon.simulate import SimulationSpec, parse_drift, parse_variants, run_simulation
 
     settings = _with_bootstrap(load_config(config_path), bootstrap_servers)
@@ -311,6 +385,13 @@ def simulate(
         drift_variants=drift_variant,
         seed=seed,
     )
+    if out_dir is not None:
+        if bootstrap_servers:
+            raise InputError("give --out or --bootstrap-servers, not both")
+        _simulate_to_files(settings, spec, out_dir, duration, count, start, reference_count)
+        return
+    if start is not None or reference_count is not None:
+        raise InputError("--start and --reference-count need --out")
     stats = run_simulation(
         settings, spec, duration, count, wait_for_labels, lambda line: click.echo(line, err=True)
     )
@@ -324,6 +405,79 @@ def simulate(
         f"{how}: sent {stats.predictions:,} predictions and {stats.labels:,} labels "
         f"in {stats.elapsed:.1f}s{pending}"
     )
+
+
+def _simulate_to_files(
+    settings: Any,
+    spec: Any,
+    out_dir: Path,
+    duration: float | None,
+    count: int | None,
+    start: str | None,
+    reference_count: int | None,
+) -> None:
+    """``simulate --out``: the files, with a progress bar on stderr."""
+    import math
+    import time
+
+    from streamon.config import format_duration
+    from streamon.core.events import parse_ts
+    from streamon.errors import InputError
+    from streamon.progress import progress
+    from streamon.simulate import DEFAULT_FILE_COUNT, default_file_start, write_files
+
+    unknown = [m for m in spec.models if m not in settings.model_names]
+    if unknown:
+        raise InputError(
+            f"model {unknown[0]!r} is not in the config (configured: {', '.join(settings.model_names)})"
+        )
+    if duration is not None and count is not None:
+        raise InputError("give --duration or --count, not both")
+    if duration is not None:
+        if not (math.isfinite(duration) and duration > 0):
+            raise InputError(f"--duration must be > 0 seconds (got {duration:g})")
+        count = max(1, round(spec.rate * duration))
+    n = DEFAULT_FILE_COUNT if count is None else count
+    if n <= 0:
+        raise InputError(f"--count must be > 0 (got {n})")
+    n_ref = n if reference_count is None else reference_count
+    if start is None:
+        begin = default_file_start(spec, n, time.time())
+    else:
+        parsed = parse_ts(float(start) if _is_number(start) else start)
+        if parsed is None:
+            raise InputError(f"--start {start!r}: give epoch seconds or an RFC 3339 time")
+        begin = parsed
+    drift = (
+        f"; drift {'+'.join(spec.drift)} after {spec.drift_after_s:g}s of event time" if spec.drift else ""
+    )
+    click.echo(
+        f"simulate: {n:,} predictions at {spec.rate:g}/s of event time "
+        f"({format_duration(n / spec.rate)}) and {n_ref:,} reference events to {out_dir}{drift}",
+        err=True,
+    )
+    with progress("simulate", total=n + n_ref, unit="predictions") as tick:
+        stats = write_files(settings, spec, out_dir, n, begin, n_ref, tick)
+    first = _utc(stats.start)
+    click.echo(
+        f"wrote {stats.predictions:,} predictions ({first} to {_utc(stats.end)}) and {stats.labels:,} labels "
+        f"(last at {_utc(stats.last)}) to {stats.paths[0]} and {stats.paths[1]}; "
+        f"{stats.reference:,} reference events to {stats.paths[2]}"
+    )
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _utc(ts: float) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @cli.command()

@@ -528,6 +528,11 @@ DEFAULT_ALERT_RULES: tuple[dict[str, object], ...] = (
     _rule("ConsumerLagHigh", "streamon_consumer_lag_messages", ">", 100000, "10m", "warning",
           "infrastructure", "Consumer lag high",
           "Consumer lag is {{ value }} messages, above 100000 threshold"),
+    # A stage with work that commits nothing (Kafka gone, a call that never returns): fires
+    # before kafka.stall_timeout (default 2m) makes the worker exit for a restart.
+    _rule("StreamonWorkerStalled", "streamon_worker_stalled_seconds", ">", 60, "0m", "warning",
+          "infrastructure", "streamon worker stalled",
+          "Stage {{ stage }} has had work but committed nothing for {{ value }}s"),
 )
 # fmt: on
 
@@ -556,6 +561,8 @@ _RESERVED_CLIENT_KEYS = {
     "bootstrap.servers": "use kafka.bootstrap_servers",
     "group.id": "use kafka.group_id",
     "transactional.id": "streamon derives it per worker for exactly-once",
+    "group.instance.id": "streamon derives it from --instance-id (static membership)",
+    "session.timeout.ms": "use kafka.session_timeout",
     "enable.auto.commit": "offsets are committed inside transactions",
     "isolation.level": "streamon reads read_committed for exactly-once",
 }
@@ -600,12 +607,44 @@ class KafkaConfig(_Section):
     batch_size: Int = Field(default=5000, ge=1, le=1_000_000)
     flush_interval: Duration = 1.0
     max_message_bytes: Int = Field(default=65536, ge=1024)
+    # How long the group waits for a silent worker before its partitions move (session.timeout.ms).
+    # With --instance-id (static membership) it is also how long a restarting worker keeps its
+    # partitions: a restart within it restores only the gap. Bounds: the broker's defaults for
+    # group.min/max.session.timeout.ms.
+    session_timeout: Duration = 30.0
+    # Stage 1 splits a batch's partial deltas into messages of at most this many bytes (the
+    # producer's message.max.bytes and the topics' max.message.bytes follow, see topics.py).
+    # >= 256 KiB: one indivisible part of a bucket (a full quantile sketch) always fits.
+    max_partial_bytes: Int = Field(default=524288, ge=262144, le=64 * 1024 * 1024)
+    # Failed tries of the same stage-1 batch, for a reason carried by its messages (too large
+    # for a topic), before the message at fault is isolated and dead-lettered as `quarantined`.
+    quarantine_after: Int = Field(default=3, ge=1, le=100)
+    # A worker that has work but commits no transaction for this long (brokers gone, a call
+    # stuck in librdkafka) exits with code 4 so that its supervisor restarts it.
+    stall_timeout: Duration = 120.0
+    # After SIGTERM the worker finishes or aborts its batch and leaves the groups; past this
+    # it exits at once (code 4). Keep it below the supervisor's own kill timeout.
+    shutdown_grace: Duration = 30.0
     client: dict[str, ClientValue] = Field(default_factory=dict)
 
     @field_validator("flush_interval")
     @classmethod
     def _positive(cls, value: float) -> float:
         return _require_positive(value)
+
+    @field_validator("stall_timeout", "shutdown_grace")
+    @classmethod
+    def _liveness_bounds(cls, value: float) -> float:
+        if not 1.0 <= value <= 86400.0:
+            raise ValueError("must be between 1s and 24h")
+        return value
+
+    @field_validator("session_timeout")
+    @classmethod
+    def _session_timeout(cls, value: float) -> float:
+        if not 6.0 <= value <= 1800.0:
+            raise ValueError("must be between 6s and 30m (the broker's session timeout bounds)")
+        return value
 
     @field_validator("client")
     @classmethod

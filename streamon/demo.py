@@ -272,6 +272,38 @@ def alert_line(event: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
+ALERT_ROWS = 10  # alert events shown in the live view, newest first
+
+
+def note_lines(notes: list[str], headless: bool) -> list[str]:
+    """The notes printed at start: all of them headless; none with the live view, whose header
+    shows them (printing them too put every note on the screen twice).
+
+    >>> note_lines(["mock"], headless=True), note_lines(["mock"], headless=False)
+    (['streamon demo: note: mock'], [])
+    """
+    return [f"streamon demo: note: {note}" for note in notes] if headless else []
+
+
+def alerts_title(st: DemoState) -> str:
+    """Title of the alerts table: how many fire now, and which of the events the rows are.
+
+    >>> st = DemoState("b", "u", 0.0, 60.0, (), 1.0)
+    >>> for i in range(13):
+    ...     st.add_alert({"status": "firing", "fingerprint": str(i)})
+    >>> alerts_title(st)
+    'Alerts (13 firing): showing the 10 most recent of 13 alert events'
+    >>> st.add_alert({"status": "resolved", "fingerprint": "0"})
+    >>> alerts_title(DemoState("b", "u", 0.0, 60.0, (), 1.0)), alerts_title(st)[:20]
+    ('Alerts (0 firing)', 'Alerts (12 firing): ')
+    """
+    title = f"Alerts ({len(st.firing)} firing)"
+    total = len(st.alerts)
+    if total > ALERT_ROWS:
+        return f"{title}: showing the {ALERT_ROWS} most recent of {total} alert events"
+    return f"{title}: {total} alert event{'s' if total != 1 else ''}" if total else title
+
+
 def _fmt(value: float | None, spec: str = ".3f") -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
@@ -358,10 +390,10 @@ def render(st: DemoState) -> Any:
         )
         drift.add_row(model, feature, _fmt(psi), _fmt(js), level)
 
-    alerts = Table(title=f"Alerts ({len(st.firing)} firing)", title_justify="left")
+    alerts = Table(title=alerts_title(st), title_justify="left")
     for col in ("time", "status", "alert", "severity", "model", "on", "value"):
         alerts.add_column(col, justify="right" if col == "value" else "left")
-    for ev in st.alerts[-10:][::-1]:
+    for ev in st.alerts[-ALERT_ROWS:][::-1]:
         labels = ev.get("labels") or {}
         on = labels.get("feature") or labels.get("metric") or labels.get("method") or ""
         colour = "red" if ev.get("status") == "firing" else "green"
@@ -516,6 +548,10 @@ def run_demo(opts: DemoOptions, echo: Callable[[str], None] | None = None) -> De
     stop = threading.Event()
     sim_error: list[BaseException] = []
     state: DemoState | None = None
+    # From the start: the worker warns while it starts, too (e.g. about the mock's topics).
+    log_lines: deque[str] = deque(maxlen=3)
+    log_handler = _log_handler(headless, log_lines)
+    logging.getLogger("streamon").addHandler(log_handler)
     try:
         pinned = [m.name for m in settings.models if m.reference_profile is not None]
         if pinned:
@@ -533,12 +569,13 @@ def run_demo(opts: DemoOptions, echo: Callable[[str], None] | None = None) -> De
             raise InputError(
                 f"cannot serve /metrics ({exc.strerror or exc}): pass --metrics-port 0 for any free port"
             ) from None
+        worker.check_topic_limits = not broker.is_mock  # the mock answers no DescribeConfigs
         host = str(worker.http._server.server_address[0])
         host = "127.0.0.1" if host in ("0.0.0.0", "") else host
         url = f"http://{host}:{worker.http.port}{settings.monitoring.prometheus.metrics_path}"
         say(f"streamon demo: metrics at {url}")
-        for note in notes:
-            say(f"streamon demo: note: {note}")
+        for line in note_lines(notes, headless):
+            say(line)
         drift_text = (
             f"{'+'.join(opts.drift)} drift injected after {opts.drift_after:g}s" if opts.drift else "no drift"
         )
@@ -567,6 +604,7 @@ def run_demo(opts: DemoOptions, echo: Callable[[str], None] | None = None) -> De
             broker.description, url, sim.start, opts.drift_after, opts.drift, opts.rate, notes, broker.is_mock
         )
         state.sim = sim.stats
+        state.log = log_lines
 
         def simulate() -> None:
             try:
@@ -594,6 +632,7 @@ def run_demo(opts: DemoOptions, echo: Callable[[str], None] | None = None) -> De
         if worker is not None:
             with contextlib.suppress(Exception):
                 worker.close()
+        logging.getLogger("streamon").removeHandler(log_handler)
         if run_id and not opts.keep_topics:
             broker.delete_topics(topic_names)
         shutil.rmtree(workdir, ignore_errors=True)
@@ -628,13 +667,6 @@ def _loop(
     console: Any,
 ) -> None:
     deadline = None if opts.duration is None else time.monotonic() + opts.duration
-    log = logging.getLogger("streamon")
-    handler: logging.Handler = _ToState(st.log)
-    if headless:
-        handler = logging.StreamHandler()
-        handler.setLevel(logging.WARNING)
-        handler.setFormatter(logging.Formatter("streamon demo: %(levelname)s %(name)s: %(message)s"))
-    log.addHandler(handler)
     next_view = 0.0
     next_status = time.monotonic() + 10.0
     live = None
@@ -668,10 +700,19 @@ def _loop(
                 say(status_line(st))
                 next_status = now + 10.0
     finally:
-        log.removeHandler(handler)
         if live is not None:
             live.update(render(st))
             live.stop()
+
+
+def _log_handler(headless: bool, lines: deque[str]) -> logging.Handler:
+    """Where the worker's warnings go: plain lines, or the live view's header (not over it)."""
+    if not headless:
+        return _ToState(lines)
+    handler = logging.StreamHandler()
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("streamon demo: %(levelname)s %(name)s: %(message)s"))
+    return handler
 
 
 class _ToState(logging.Handler):

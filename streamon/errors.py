@@ -25,3 +25,10 @@ class KafkaUnavailableError(StreamonError):
     """The Kafka cluster cannot be reached or refused the request."""
 
     exit_code = 3
+
+
+class WorkerStalledError(StreamonError):
+    """A worker that cannot make progress (Kafka fatal error, or no commit for ``kafka.stall_timeout``
+    while it has work): it exits so that a supervisor restarts it."""
+
+    exit_code = 4

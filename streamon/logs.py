@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -62,3 +63,20 @@ def setup_logging(level: str = "INFO", json_lines: bool | None = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(name)
+
+
+LIBRDKAFKA_LOGGER = "streamon.librdkafka"
+
+
+def librdkafka_logger(client: Mapping[str, Any]) -> logging.Logger:
+    """The logger to pass as ``logger`` to every Kafka client (``client`` = ``kafka.client``).
+
+    librdkafka's own lines then reach stderr as streamon log lines (JSON, secrets scrubbed
+    by the root handlers' filter), never as raw text. Silent unless debugging: one line per
+    failed connection attempt and client is noise, streamon reports what matters in its own
+    lines. ``debug`` in ``kafka.client`` or the DEBUG log level turns them on.
+    """
+    quiet = logging.getLogger(LIBRDKAFKA_LOGGER)
+    wanted = "debug" in client or logging.getLogger().isEnabledFor(logging.DEBUG)
+    quiet.setLevel(logging.DEBUG if wanted else logging.CRITICAL)
+    return quiet

@@ -3,15 +3,32 @@
 Replay runs the same stage-1 + stage-2 logic as the workers over JSONL files, in
 event-time order (predictions before labels at equal times), evaluating on the same
 event-time schedule; "now" at the end is the last event time. Bad lines are reported
-with their line numbers and skipped.
+with their file, line number, field and reason, and skipped.
+
+Event-time admission is the worker's, with the stream's own clock for the age: an event
+more than ``windows.max_future_skew`` ahead of the wall clock is ``ts_in_future`` (no
+file holds a real event from the future), and one more than ``windows.max_event_age``
+before the newest admitted event of the input is ``ts_too_old`` (measured against the
+time the replay ends at, so a historical file replays whatever its age, and a stray old
+line is rejected wherever it stands in the file).
+
+The evaluation schedule is every ``collection_interval`` boundary of event time, but
+only the boundaries where an evaluation can see something new are evaluated: those
+after new data, those where a window moves a bucket, and those where a pending alert's
+for-duration elapses. Every other boundary would give the samples and alert state of
+the one before it (:meth:`Aggregator.changes_between`, :meth:`AlertEngine.becomes_due`),
+so the results are those of evaluating every boundary, at a cost bounded by the events
+and alerts rather than by the time the stream spans.
 """
 
 from __future__ import annotations
 
 import bisect
 import gc
-import heapq
+import time
+from collections import defaultdict
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from operator import itemgetter
 from pathlib import Path
@@ -19,17 +36,22 @@ from typing import Any
 
 import orjson
 
+from streamon.config import format_duration
 from streamon.core.alerts import AlertEngine
 from streamon.core.evaluate import Snapshot
-from streamon.core.events import Invalid, Label, Prediction
+from streamon.core.events import TS_IN_FUTURE, TS_TOO_OLD, UNKNOWN_MODEL, Invalid, Label, Prediction
 from streamon.core.profile import build_profile, profile_to_bytes
 from streamon.core.stage1 import PartitionProcessor
 from streamon.core.stage2 import Aggregator
 from streamon.engine import Engine
 from streamon.errors import InputError
+from streamon.progress import Tick
 
 BATCH = 10_000
+TICK_LINES = 16_384  # progress is reported once per this many lines or events
 _ORDER = itemgetter(0, 1, 2)  # (event time, kind, line): unique, the event itself is never compared
+# progress(description, total=..., unit=...) -> a context yielding tick (streamon.progress.progress)
+ProgressFactory = Callable[..., AbstractContextManager[Tick]]
 
 
 @dataclass
@@ -38,6 +60,13 @@ class BadLine:
     line: int
     reason: str
     detail: str
+    field: str = ""  # the offending field as the file names it, "" for the whole line
+
+    def __str__(self) -> str:
+        """``file:line: field: reason (detail)``, the field left out when there is none."""
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        what = f"{self.field}: {self.reason}" if self.field else self.reason
+        return f"{where}: {what} ({self.detail})" if self.detail else f"{where}: {what}"
 
 
 @dataclass
@@ -48,6 +77,8 @@ class ReplayResult:
     predictions: int = 0
     labels: int = 0
     evaluations: int = 0
+    warnings: list[str] = field(default_factory=list)  # about the input as a whole (an empty file)
+    notes: list[str] = field(default_factory=list)  # why a metric family says nothing
 
 
 def read_lines(path: Path) -> list[bytes]:
@@ -62,74 +93,76 @@ def read_lines(path: Path) -> list[bytes]:
         raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
-Decoded = tuple[float, int, Any]  # (event time, line number, Prediction | Label)
-
-
-def _decoded(
-    path: Path, decode: Callable[[bytes], Prediction | Label | Invalid], bad: list[BadLine]
-) -> list[Decoded]:
-    """(event time, line number, event) of the valid lines, sorted; the others go to ``bad``."""
-    out = []
-    for i, raw in enumerate(read_lines(path), start=1):
-        if not raw.strip():
-            continue
-        ev = decode(raw)
-        if isinstance(ev, Invalid):
-            bad.append(BadLine(str(path), i, ev.reason, ev.detail))
-        else:
-            out.append((ev.ts, i, ev))
-    out.sort(key=lambda t: (t[0], t[1]))
-    return out
-
-
 Ordered = tuple[float, int, int, Any]  # (event time, kind: 0 prediction / 1 label, line number, event)
 
 
-def _decode_file(
-    path: Path, decode: Callable[[bytes], Prediction | Label | Invalid], kind: int, bad: list[BadLine]
+def _decode_lines(
+    lines: list[bytes],
+    name: str,
+    decode: Callable[[bytes], Prediction | Label | Invalid],
+    kind: int,
+    bad: list[BadLine],
+    tick: Tick,
 ) -> list[Ordered]:
-    """Like :func:`_decoded`, unsorted, with the ``kind`` that orders predictions before labels."""
+    """(event time, kind, line number, event) of the valid lines, unsorted; the others go to ``bad``."""
     out: list[Ordered] = []
     append = out.append
-    name = str(path)
-    for i, raw in enumerate(read_lines(path), start=1):
+    for i, raw in enumerate(lines, start=1):
+        if not i % TICK_LINES:
+            tick(TICK_LINES)
         if not raw or raw.isspace():  # = not raw.strip(), without a copy per line
             continue
         ev = decode(raw)
         if isinstance(ev, Invalid):
-            bad.append(BadLine(name, i, ev.reason, ev.detail))
+            bad.append(BadLine(name, i, ev.reason, ev.detail, ev.field))
         else:
             append((ev.ts, kind, i, ev))
+    tick(len(lines) % TICK_LINES)
     return out
 
 
-def _merged(preds: list[Decoded], labels: list[Decoded]) -> Iterator[tuple[float, int, Any]]:
-    """Both streams in event-time order; kind 0 (prediction) before 1 (label) at equal times."""
-    a = ((ts, 0, line, ev) for ts, line, ev in preds)
-    b = ((ts, 1, line, ev) for ts, line, ev in labels)
-    for ts, kind, _line, ev in heapq.merge(a, b, key=lambda t: (t[0], t[1], t[2])):
-        yield ts, kind, ev
+def _is_empty(lines: list[bytes]) -> bool:
+    return all(not raw or raw.isspace() for raw in lines)
+
+
+def _noop(n: float = 1, *, items: int | None = None) -> None:
+    pass
 
 
 class Replay:
-    """Drives a stage-1 processor and a stage-2 aggregator over ordered events."""
+    """Drives a stage-1 processor and a stage-2 aggregator over ordered events.
 
-    def __init__(self, engine: Engine) -> None:
+    ``step_by_step`` evaluates every interval boundary, idle or not: the reference the
+    skipping schedule is tested against (same alerts, same samples).
+    """
+
+    def __init__(
+        self, engine: Engine, sources: tuple[str, str] = ("predictions", "labels"), step_by_step: bool = False
+    ) -> None:
         self.engine = engine
+        self.sources = sources  # file names of kind 0 and 1, for the lines stage 1 rejects
+        self.step_by_step = step_by_step
         self.stage1: PartitionProcessor = engine.partition_processor()
         self.stage2: Aggregator = engine.aggregator()
         self.alerts = AlertEngine(engine.rules)
         self.events: list[dict[str, Any]] = []
+        self.bad: list[BadLine] = []
         self.evaluations = 0
         self._preds: list[tuple[bytes | None, Any]] = []
         self._labels: list[tuple[bytes | None, Any]] = []
+        self._lines: tuple[list[int], list[int]] = ([], [])  # line numbers, parallel to the batches
 
-    def _flush(self) -> list[str]:
+    def _flush(self) -> None:
         rejected = self.stage1.process_decoded(self._preds, self._labels)
+        for r in rejected:  # in context (duplicates, a string in a numeric feature): by line too
+            kind = 0 if r.topic == "predictions" else 1
+            self.bad.append(
+                BadLine(self.sources[kind], self._lines[kind][r.index], r.reason, r.detail, r.field)
+            )
         self._preds, self._labels = [], []
+        self._lines = ([], [])
         for partial in self.stage1.take_partials():
             self.stage2.apply(partial)
-        return [r.reason for r in rejected]
 
     def evaluate(self, at: float) -> Snapshot:
         snap = self.stage2.evaluate(at)
@@ -137,33 +170,41 @@ class Replay:
         self.evaluations += 1
         return snap
 
-    def run(
-        self, events: Iterator[tuple[float, int, Any]], progress: Callable[[int], None] | None = None
-    ) -> Snapshot:
-        interval = self.engine.eval_interval_s
-        next_eval: float | None = None
-        last = None
-        for done, (ts, kind, ev) in enumerate(events, start=1):
-            if next_eval is None:
-                next_eval = (ts // interval + 1) * interval
-            while ts >= next_eval:  # evaluate every boundary crossed, with the data before it
-                self._flush()
-                self.evaluate(next_eval)
-                next_eval += interval
-            (self._preds if kind == 0 else self._labels).append((None, ev))
-            last = ts
-            if len(self._preds) + len(self._labels) >= BATCH:
-                self._flush()
-            if progress and done % 50_000 == 0:
-                progress(done)
-        self._flush()
-        return self.evaluate(last if last is not None else 0.0)
+    def _busy(self, last: float, now: float) -> bool:
+        """Could an evaluation at ``now`` differ from the one at ``last``, with no data between?"""
+        return self.stage2.changes_between(last, now) or self.alerts.becomes_due(last, now)
 
-    def run_sorted(self, events: list[Ordered], progress: Callable[[int], None] | None = None) -> Snapshot:
-        """:meth:`run` over a list in (event time, kind, line) order, a slice at a time.
+    def _next_boundary(self, k: int, ts: float, interval: float) -> int:
+        """The index of the next boundary to evaluate, the one at ``k * interval`` or later.
 
-        Same batches, flushes and evaluations as :meth:`run` (so the same results), without
-        the per-event bookkeeping: the next evaluation boundary is found by bisection.
+        No data lies before ``ts`` that was not merged, and ``(k - 1) * interval`` was just
+        evaluated. The boundaries up to ``ts`` that are idle are skipped; when all are, the
+        windows are still advanced to the last of them, as evaluating it would have, so that
+        the data after it lands in the same buckets.
+        """
+        last = (k - 1) * interval
+        top = int(ts // interval)  # the last boundary at or before ts
+        while (top + 1) * interval <= ts:
+            top += 1
+        while top * interval > ts:
+            top -= 1
+        if not self._busy(last, top * interval):
+            self.stage2.advance(top * interval)
+            return top + 1
+        lo, hi = k, top  # the first busy boundary: busy() is monotonic in its second argument
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self._busy(last, mid * interval):
+                hi = mid
+            else:
+                lo = mid + 1
+        return lo
+
+    def run_sorted(self, events: list[Ordered], tick: Tick = _noop) -> Snapshot:
+        """Evaluate over a list in (event time, kind, line) order, a slice at a time.
+
+        Every evaluation boundary (a multiple of the interval) sees the data before it; the
+        next boundary is found by bisection.
         """
         n = len(events)
         if n == 0:
@@ -171,56 +212,134 @@ class Replay:
             return self.evaluate(0.0)
         interval = self.engine.eval_interval_s
         times = [e[0] for e in events]
-        next_eval = (times[0] // interval + 1) * interval
-        i = reported = 0
+        k = int(times[0] // interval) + 1  # index of the next boundary, k * interval
+        while k * interval <= times[0]:
+            k += 1
+        i = 0
         while i < n:
-            if times[i] >= next_eval:  # evaluate every boundary crossed, with the data before it
+            if times[i] >= k * interval:  # evaluate every boundary crossed, with the data before it
                 self._flush()
-                self.evaluate(next_eval)
-                next_eval += interval
+                self.evaluate(k * interval)
+                k += 1
+                if not self.step_by_step and times[i] >= k * interval:
+                    k = self._next_boundary(k, times[i], interval)
                 continue
             room = BATCH - (len(self._preds) + len(self._labels))
-            j = bisect.bisect_left(times, next_eval, i, min(n, i + room))
+            j = bisect.bisect_left(times, k * interval, i, min(n, i + room))
             chunk = events[i:j]
             self._preds.extend([(None, e[3]) for e in chunk if e[1] == 0])
             self._labels.extend([(None, e[3]) for e in chunk if e[1] != 0])
+            self._lines[0].extend([e[2] for e in chunk if e[1] == 0])
+            self._lines[1].extend([e[2] for e in chunk if e[1] != 0])
+            tick(j - i)
             i = j
             if len(self._preds) + len(self._labels) >= BATCH:
                 self._flush()
-            while progress and reported + 50_000 <= i:
-                reported += 50_000
-                progress(reported)
         self._flush()
         return self.evaluate(times[-1])
+
+
+def _admit(
+    events: list[Ordered], engine: Engine, names: tuple[str, str], now: float, bad: list[BadLine]
+) -> list[Ordered]:
+    """The events a worker would admit, with the input's newest event time as its clock for age."""
+    if not events:
+        return events
+    w = engine.settings.windows
+    ts_name = (engine.fields.prediction.get("ts", "ts"), engine.fields.label.get("ts", "ts"))
+    latest = now + w.max_future_skew
+    if max(e[0] for e in events) > latest:
+        kept = []
+        for e in events:
+            if e[0] > latest:
+                bad.append(
+                    BadLine(
+                        names[e[1]],
+                        e[2],
+                        TS_IN_FUTURE,
+                        f"event time {e[0]:.0f} is {e[0] - now:.0f}s ahead of the wall clock",
+                        ts_name[e[1]],
+                    )
+                )
+            else:
+                kept.append(e)
+        events = kept
+        if not events:
+            return events
+    newest = max(e[0] for e in events)
+    oldest = newest - w.max_event_age
+    if min(e[0] for e in events) >= oldest:
+        return events
+    kept = []
+    for e in events:
+        if e[0] < oldest:
+            bad.append(
+                BadLine(
+                    names[e[1]],
+                    e[2],
+                    TS_TOO_OLD,
+                    f"event time {e[0]:.0f} is {newest - e[0]:.0f}s before the newest event of the input, "
+                    f"more than windows.max_event_age ({format_duration(w.max_event_age)})",
+                    ts_name[e[1]],
+                )
+            )
+        else:
+            kept.append(e)
+    return kept
 
 
 def replay_files(
     engine: Engine,
     predictions: Path,
     labels: Path | None,
-    progress: Callable[[int], None] | None = None,
+    progress: ProgressFactory | None = None,
+    *,
+    now: float | None = None,
+    step_by_step: bool = False,
 ) -> ReplayResult:
+    """Replay the JSONL files through both stages.
+
+    ``progress`` (e.g. :func:`streamon.progress.progress`) reports reading and replaying;
+    ``now`` is the wall clock the future skew is measured against (default: the real one);
+    ``step_by_step`` evaluates every interval boundary (slow on sparse streams; for tests).
+    """
     bad: list[BadLine] = []
+    warnings: list[str] = []
     decoder = engine.decoder(check_time=False)
+    names = (str(predictions), str(labels) if labels is not None else "labels")
+    clock = time.time() if now is None else now
     # Millions of long-lived event objects and no reference cycles: the cyclic GC would
     # only rescan them again and again (a third of the run). Paused, restored after.
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        # One list of both files, sorted once: the same order as _merged(_decoded(...), ...).
-        events = _decode_file(predictions, decoder.prediction, 0, bad)
+        files: list[tuple[Path, Callable[[bytes], Prediction | Label | Invalid], int]]
+        files = [(predictions, decoder.prediction, 0)]
         if labels is not None:
-            events += _decode_file(labels, decoder.label, 1, bad)
+            files.append((labels, decoder.label, 1))
+        contents = [(read_lines(path), path, decode, kind) for path, decode, kind in files]
+        total_lines = sum(len(lines) for lines, *_ in contents)
+        events: list[Ordered] = []
+        with _progress(progress, "reading", total_lines, "lines") as tick:
+            for lines, path, decode, kind in contents:
+                if _is_empty(lines):
+                    warnings.append(
+                        f"{path} is empty: no {'predictions' if kind == 0 else 'labels'} to replay"
+                    )
+                events += _decode_lines(lines, names[kind], decode, kind, bad, tick)
+        del contents
+        events = _admit(events, engine, names, clock, bad)
+        # One list of both files, sorted once: predictions before labels at equal times.
         events.sort(key=_ORDER)
-        run = Replay(engine)
-        snapshot = run.run_sorted(events, progress)
+        run = Replay(engine, names, step_by_step=step_by_step)
+        with _progress(progress, "replaying", len(events), "events") as tick:
+            snapshot = run.run_sorted(events, tick)
         del events
     finally:
         if gc_was_enabled:
             gc.enable()
-    # Rejections found only in context (duplicates, wrong feature types) have no line numbers.
-    for (topic, reason), n in run.stage1.counts.invalid.items():
-        bad.extend(BadLine(topic, 0, reason, "rejected during processing") for _ in range(n))
+    bad += run.bad
+    bad.sort(key=lambda b: (b.file != names[0], b.line))
     return ReplayResult(
         snapshot=snapshot,
         alerts=run.events,
@@ -228,28 +347,117 @@ def replay_files(
         predictions=run.stage1.counts.predictions,
         labels=run.stage1.counts.labels,
         evaluations=run.evaluations,
+        warnings=warnings,
+        notes=drift_notes(engine, snapshot),
     )
 
 
-def build_reference(engine: Engine, events: Path, out: Path) -> dict[str, int]:
-    """Pin every model's reference to ``events`` (predictions, optionally with a ``label`` field)."""
+def _progress(factory: ProgressFactory | None, description: str, total: int, unit: str) -> Any:
+    if factory is None or total < TICK_LINES:  # nothing to watch: no bar, no lines
+        return nullcontext(_noop)
+    return factory(description, total=total, unit=unit)
+
+
+def drift_notes(engine: Engine, snapshot: Snapshot) -> list[str]:
+    """One line per model whose metrics (or drift metrics) are empty, saying why and what to do."""
+    evaluation = engine.evaluation
+    w = engine.settings.windows
+    minimum = evaluation.min_drift_samples
+    key = "monitoring.custom_metrics.data_drift.min_samples"
+    notes = []
+    for name, spec in engine.models.items():
+
+        def count(window: str, model: str = name) -> float | None:
+            try:
+                return snapshot.value(
+                    "streamon_predictions_in_window", model=model, variant="all", window=window
+                )
+            except KeyError:
+                return None
+
+        cur, ref = count("current"), count("reference")
+        if cur is None or ref is None:
+            notes.append(f"model {name}: no metrics: the input holds no valid prediction of this model")
+            continue
+        if not evaluation.drift_enabled:
+            continue
+        pinned = spec.reference is not None
+        if ref == 0 and not pinned:
+            notes.append(
+                f"model {name}: no drift: the rolling reference window ({format_duration(w.reference)} "
+                f"before the current {format_duration(w.current)}) has no data yet; use a pinned "
+                "reference profile (--reference / reference build) or a longer stream"
+            )
+        elif ref < minimum:
+            source = "reference profile" if pinned else "rolling reference window"
+            fix = (
+                "rebuild it from more events"
+                if pinned
+                else "use a pinned reference profile or a longer stream"
+            )
+            notes.append(
+                f"model {name}: no drift: the {source} holds {_predictions(ref)}, fewer than "
+                f"{key} ({minimum}); {fix}"
+            )
+        elif cur < minimum:
+            notes.append(
+                f"model {name}: no drift: the current window ({format_duration(w.current)}) holds "
+                f"{_predictions(cur)}, fewer than {key} ({minimum})"
+            )
+    return notes
+
+
+def _predictions(n: float) -> str:
+    return "1 prediction" if n == 1 else f"{n:,.0f} predictions"
+
+
+def summarise_bad_lines(bad: list[BadLine], per_problem: int = 3, problems: int = 20) -> Iterator[str]:
+    """The report of skipped lines: the first few of each problem, then how many more like it.
+
+    A problem is the file, field and reason (an unknown model also its name: each is a
+    different thing to fix). At most ``problems`` problems are listed, the rest counted.
+    """
+    groups: dict[tuple[str, str, str, str], list[BadLine]] = defaultdict(list)
+    for b in bad:
+        groups[(b.file, b.field, b.reason, b.detail if b.reason == UNKNOWN_MODEL else "")].append(b)
+    for shown, lines in enumerate(groups.values()):
+        if shown == problems:
+            rest = sum(len(g) for g in list(groups.values())[problems:])
+            yield f"... and {rest} more bad lines of {len(groups) - problems} other kinds"
+            return
+        for b in lines[:per_problem]:
+            yield f"skipped {b}"
+        if len(lines) > per_problem:
+            yield f"  ... and {len(lines) - per_problem} more like this"
+
+
+def build_reference(
+    engine: Engine, events: Path, out: Path, progress: ProgressFactory | None = None
+) -> tuple[dict[str, int], list[BadLine]]:
+    """Pin every model's reference to ``events`` (predictions, optionally with a ``label`` field).
+
+    Returns the predictions kept per model and the lines skipped.
+    """
     decoder = engine.decoder(check_time=False)
     by_model: dict[str, list[Prediction]] = {name: [] for name in engine.models}
     labels: dict[str, int] = {}
-    for raw in read_lines(events):
-        if not raw.strip():
-            continue
-        p = decoder.prediction(raw)
-        if isinstance(p, Invalid):
-            continue
-        by_model[p.model].append(p)
-        try:
-            doc = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            continue
-        label = doc.get("label")
-        if label in (0, 1) and not isinstance(label, bool):
-            labels[p.prediction_id] = int(label)
+    bad: list[BadLine] = []
+    lines = read_lines(events)
+    with _progress(progress, "reading", len(lines), "lines") as tick:
+        for i, raw in enumerate(lines, start=1):
+            if not i % TICK_LINES:
+                tick(TICK_LINES)
+            if not raw or raw.isspace():
+                continue
+            p = decoder.prediction(raw)
+            if isinstance(p, Invalid):
+                bad.append(BadLine(str(events), i, p.reason, p.detail, p.field))
+                continue
+            by_model[p.model].append(p)
+            label = orjson.loads(raw).get("label")  # valid JSON: the decoder parsed it
+            if label in (0, 1) and not isinstance(label, bool):
+                labels[p.prediction_id] = int(label)
+        tick(len(lines) % TICK_LINES)
     empty = [name for name, ps in by_model.items() if not ps]
     if len(empty) == len(by_model):
         raise InputError(f"{events} holds no valid prediction of a configured model ({', '.join(by_model)})")
@@ -259,4 +467,4 @@ def build_reference(engine: Engine, events: Path, out: Path) -> dict[str, int]:
         if ps
     ]
     out.write_bytes(profile_to_bytes(specs))
-    return {name: len(ps) for name, ps in by_model.items()}
+    return {name: len(ps) for name, ps in by_model.items()}, bad

@@ -454,7 +454,7 @@ def alerts_partitions(settings: Settings, timeout: float = 15.0) -> int:
     k = settings.kafka
     admin = AdminClient(kafka_client_config(settings))
     topic = k.topics.alerts
-    existing = partition_counts(admin, timeout)
+    existing = partition_counts(admin, timeout, bootstrap=k.bootstrap_servers)
     if topic in existing:
         return existing[topic]
     future = admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=k.replication_factor)])

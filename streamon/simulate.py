@@ -1,9 +1,12 @@
-"""``streamon simulate``: real-time fraud-like traffic for any Kafka cluster.
+"""``streamon simulate``: fraud-like traffic, live to any Kafka cluster or to files.
 
 The per-event model is :func:`streamon.traffic.generate` (seeded, drift on demand);
 this module turns it into a live stream: predictions are produced as wall-clock time
 passes (event time = wall clock), each label is held back until its delay has
 elapsed, and drift is switched on ``drift_after_s`` seconds into the run.
+:func:`write_files` (``--out DIR``) writes the same traffic, in event time, to the
+JSONL files that ``streamon replay``, ``streamon reference build`` and ``streamon ab
+report`` read.
 
 Drift kinds (``SimulationSpec.drift``), as documented in :mod:`streamon.traffic`:
 
@@ -32,6 +35,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -591,3 +595,136 @@ def run_simulation(
             f"{stats.undelivered} messages were not delivered to {k.bootstrap_servers} within 10s"
         )
     return stats
+
+
+# --------------------------------------------------------------------------- files
+
+PREDICTIONS_FILE = "predictions.jsonl"
+LABELS_FILE = "labels.jsonl"
+REFERENCE_FILE = "reference.jsonl"
+DEFAULT_FILE_COUNT = 10_000
+_FILE_STEP_S = 10.0  # event time generated per step: big enough to amortise generate()
+
+
+@dataclass
+class FileStats:
+    """What :func:`write_files` wrote; times are epoch seconds of event time."""
+
+    predictions: int = 0
+    labels: int = 0
+    reference: int = 0
+    start: float = 0.0  # the first prediction's interval starts here (drift_after_s counts from it)
+    end: float = 0.0  # the predictions span [start, end)
+    last: float = 0.0  # the newest event time written (usually a label)
+    paths: tuple[Path, ...] = ()
+
+
+def default_file_start(spec: SimulationSpec, count: int, now: float) -> float:
+    """A start that puts the whole stream, labels included, in the past of ``now``.
+
+    Predictions span ``count / rate`` seconds; label delays are exponential, so a margin
+    of ``label_delay * (ln(count) + 10)`` covers the latest label except with probability
+    about ``e^-10``. Whole seconds, so the printed times read cleanly.
+
+    >>> default_file_start(SimulationSpec(rate=10, label_delay_s=0), 100, 1_800_000_000.5)
+    1799999990.0
+    """
+    tail = spec.label_delay_s * (math.log(max(count, 1)) + 10.0)
+    return float(math.floor(now - count / spec.rate - tail))
+
+
+def _jsonl(event: dict[str, Any], mapping: dict[str, str]) -> bytes:
+    return orjson.dumps(rename_fields(event, mapping)) + b"\n"
+
+
+def write_files(
+    settings: Settings,
+    spec: SimulationSpec,
+    out_dir: Path,
+    count: int,
+    start: float,
+    reference_count: int,
+    tick: Callable[[int], None] | None = None,
+) -> FileStats:
+    """Write ``count`` predictions, their labels and ``reference_count`` reference events.
+
+    - ``predictions.jsonl``: the traffic of ``spec`` from ``start`` on, in event time
+      (``rate`` predictions per second of event time), drift from ``start +
+      drift_after_s`` exactly as the Kafka mode switches it on after ``drift_after_s``;
+    - ``labels.jsonl``: their labels, ``ts`` = when the label arrives, sorted by it;
+    - ``reference.jsonl``: undrifted traffic of the ``reference_count / rate`` seconds
+      before ``start`` (another seed), every prediction with its ``label``: the input of
+      ``streamon reference build``.
+
+    Field names follow the config's ``fields``. The same ``spec`` (seed), ``count``,
+    ``start`` and ``reference_count`` give byte-identical files.
+    """
+    if count <= 0:
+        raise InputError(f"--count must be > 0 (got {count})")
+    if reference_count < 0:
+        raise InputError(f"--reference-count must be >= 0 (got {reference_count})")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create --out directory {out_dir}: {exc.strerror or exc}") from None
+    pred_fields = settings.fields.prediction.model_dump()
+    label_fields = settings.fields.label.model_dump()
+    paths = tuple(out_dir / name for name in (PREDICTIONS_FILE, LABELS_FILE, REFERENCE_FILE))
+    stats = FileStats(start=start, end=start + count / spec.rate, paths=paths)
+    step = tick or (lambda _n: None)
+    try:
+        with paths[0].open("wb") as preds_out, paths[1].open("wb") as labels_out:
+            source = TrafficSource(spec, start, id_prefix=f"sim{spec.seed}")
+            queue = LabelQueue()
+            t = start
+            while stats.predictions < count:
+                upto = t + _FILE_STEP_S
+                preds, labels = source.between(t, upto, count - stats.predictions)
+                t = upto
+                preds_out.write(b"".join(_jsonl(p, pred_fields) for p in preds))
+                queue.push(labels)
+                # Labels due by now come before every label of a later prediction: sorted output.
+                due = list(queue.due(upto))
+                labels_out.write(b"".join(_jsonl(lab, label_fields) for lab in due))
+                stats.predictions += len(preds)
+                stats.labels += len(due)
+                if preds:
+                    stats.last = max(stats.last, preds[-1]["ts"])
+                step(len(preds))
+            rest = list(queue.due(math.inf))
+            labels_out.write(b"".join(_jsonl(lab, label_fields) for lab in rest))
+            stats.labels += len(rest)
+            if rest:
+                stats.last = max(stats.last, rest[-1]["ts"])
+        with paths[2].open("wb") as ref_out:
+            stats.reference = _write_reference(spec, start, reference_count, pred_fields, ref_out, step)
+    except OSError as exc:
+        raise InputError(f"cannot write to {out_dir}: {exc.strerror or exc}") from None
+    return stats
+
+
+def _write_reference(
+    spec: SimulationSpec,
+    start: float,
+    count: int,
+    pred_fields: dict[str, str],
+    out: Any,
+    step: Callable[[int], None],
+) -> int:
+    """Undrifted, fully labelled traffic just before ``start``: what the model looked like."""
+    if count == 0:
+        return 0
+    ref_spec = replace(spec, drift=(), drift_variants=(), label_fraction=1.0, seed=spec.seed + 1_000)
+    ref_start = start - count / spec.rate
+    source = TrafficSource(ref_spec, ref_start, id_prefix=f"ref{spec.seed}")
+    written = 0
+    t = ref_start
+    while written < count:
+        upto = t + _FILE_STEP_S
+        preds, labels = source.between(t, upto, count - written)
+        t = upto
+        truth = {lab["prediction_id"]: lab["label"] for lab in labels}
+        out.write(b"".join(_jsonl({**p, "label": truth[p["prediction_id"]]}, pred_fields) for p in preds))
+        written += len(preds)
+        step(len(preds))
+    return written

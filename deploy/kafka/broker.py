@@ -5,12 +5,22 @@
     python deploy/kafka/broker.py start --sasl-ssl   # adds a SASL_SSL listener (SCRAM + PLAIN, TLS)
     python deploy/kafka/broker.py status [--state-dir DIR]
     python deploy/kafka/broker.py stop [--state-dir DIR]
+    python deploy/kafka/broker.py stop --keep-data      # graceful (SIGTERM), data kept
+    python deploy/kafka/broker.py crash                 # SIGKILL, data kept
+    python deploy/kafka/broker.py start --keep-data     # back on the kept data, same port
+    python deploy/kafka/broker.py restart               # stop --keep-data, then start --keep-data
 
 The broker jars are resolved from Maven Central once (Java 17 + Maven) and cached in
 ~/.cache/streamon/kafka-<version>/ (override with STREAMON_KAFKA_CACHE). Data lives in
 a temporary directory that ``stop`` deletes. A second ``start`` while a broker runs
 from the same state directory prints the running broker's address and does nothing
 else. Standard library only, so it runs before streamon itself is installed.
+
+For fault tests a broker can be brought down and back: ``stop --keep-data`` and ``crash``
+leave the data directory and the state file in place, and ``start --keep-data`` (or
+``restart``) runs the broker again on the same data, cluster id, client and controller
+ports, so clients reconnect to the address they had. Without kept data, ``start
+--keep-data`` starts a new broker; a plain ``start`` over kept data deletes it first.
 
 ``--sasl-ssl`` adds a second client listener speaking SASL over TLS, for trying and testing
 authenticated clients: at start a throw-away CA and a server certificate for 127.0.0.1 /
@@ -48,6 +58,16 @@ SASL_USER = "streamon"
 SCRAM_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
 
 
+# Broker settings for tests that kill and revive brokers (``start(properties=...)``). After
+# a SIGKILL the restarted broker cannot register until the old registration's session ends
+# (9 s by default); timed-out transactions of killed producers are aborted every 10 s.
+FAST_RECOVERY = {
+    "broker.heartbeat.interval.ms": "500",
+    "broker.session.timeout.ms": "3000",
+    "transaction.abort.timed.out.transaction.cleanup.interval.ms": "2000",
+}
+
+
 class BrokerError(Exception):
     """A problem the user can fix; printed as one line, exit code 1."""
 
@@ -65,6 +85,7 @@ class BrokerInfo:
     ca_file: str | None = None
     sasl_user: str | None = None
     password_file: str | None = None
+    cluster_id: str | None = None  # kept so a restart on the same data can be checked
 
     @property
     def bootstrap(self) -> str:
@@ -217,6 +238,16 @@ def running(state_dir: Path) -> BrokerInfo | None:
     return None
 
 
+def kept(state_dir: Path) -> BrokerInfo | None:
+    """The stopped broker whose data ``stop --keep-data`` or ``crash`` left, if any."""
+    info = read_state(state_dir)
+    if info is None or pid_alive(info.pid):
+        return None
+    props = Path(info.data_dir) / "server.properties"
+    meta = Path(info.data_dir) / "logs" / "meta.properties"
+    return info if props.exists() and meta.exists() else None
+
+
 # --------------------------------------------------------------------------- start / stop
 
 
@@ -307,9 +338,14 @@ def sasl_ssl_properties(keystore: Path, key_password: str, user: str, password: 
 
 
 def server_properties(
-    port: int, controller_port: int, data_dir: Path, sasl_ssl: dict[str, str] | None = None
+    port: int,
+    controller_port: int,
+    data_dir: Path,
+    sasl_ssl: dict[str, str] | None = None,
+    extra: dict[str, str] | None = None,
 ) -> str:
-    """``sasl_ssl``: the extra listener's properties; it must hold ``"port"``."""
+    """``sasl_ssl``: the extra listener's properties; it must hold ``"port"``.
+    ``extra``: broker settings that override the defaults below (fault tests use it)."""
     props = {
         "process.roles": "broker,controller",
         "node.id": "1",
@@ -335,21 +371,30 @@ def server_properties(
         "auto.create.topics.enable": "false",
     }
     if sasl_ssl:
-        extra = dict(sasl_ssl)
-        sasl_port = extra.pop("port")
+        listener = dict(sasl_ssl)
+        sasl_port = listener.pop("port")
         props["listeners"] += f",SASL_SSL://127.0.0.1:{sasl_port}"
         props["advertised.listeners"] += f",SASL_SSL://127.0.0.1:{sasl_port}"
         props["listener.security.protocol.map"] += ",SASL_SSL:SASL_SSL"
-        props.update(extra)
+        props.update(listener)
+    props.update(extra or {})
     return "".join(f"{k}={v}\n" for k, v in props.items())
 
 
 def start(
-    state_dir: Path = DEFAULT_STATE_DIR, port: int | None = None, heap: str = "512m", sasl_ssl: bool = False
+    state_dir: Path = DEFAULT_STATE_DIR,
+    port: int | None = None,
+    heap: str = "512m",
+    sasl_ssl: bool = False,
+    keep_data: bool = False,
+    properties: dict[str, str] | None = None,
 ) -> BrokerInfo:
     """Start a broker (or return the one already running from ``state_dir``).
 
-    ``sasl_ssl`` adds the SASL_SSL listener (see the module docstring).
+    ``sasl_ssl`` adds the SASL_SSL listener (see the module docstring). ``keep_data`` brings
+    back the broker that ``stop(keep_data=True)`` or ``crash`` left, on its data, cluster id
+    and ports (a new broker when none was left). ``properties`` override broker settings of
+    a new broker; a kept broker keeps the settings it was made with.
     """
     existing = running(state_dir)
     if existing:
@@ -361,6 +406,14 @@ def start(
         return existing
     java = java_executable()
     libs = ensure_jars()
+    previous = kept(state_dir)
+    if previous and keep_data:
+        return _resume(state_dir, previous, port, heap, sasl_ssl, java, libs)
+    stale = read_state(state_dir)
+    if stale and not pid_alive(stale.pid):
+        # A plain start makes a new broker: the data a stopped broker left would only leak.
+        shutil.rmtree(stale.data_dir, ignore_errors=True)
+        _state_file(state_dir).unlink(missing_ok=True)
     state_dir.mkdir(parents=True, exist_ok=True)
     data_dir = Path(tempfile.mkdtemp(prefix="data-", dir=state_dir))
     port = port or free_port()
@@ -394,20 +447,10 @@ def start(
         secured.sasl_ssl_port, secured.ca_file = sasl_port, str(ca)
         secured.sasl_user, secured.password_file = SASL_USER, str(password_file)
     props_file = data_dir / "server.properties"
-    props_file.write_text(server_properties(port, controller_port, data_dir, security))
+    props_file.write_text(server_properties(port, controller_port, data_dir, security, properties))
     if security:
         props_file.chmod(0o600)  # it holds the key and PLAIN passwords
-    log_file = data_dir / "broker.log"
-    classpath = f"{libs}/*"
-    jvm = [
-        java,
-        f"-Xmx{heap}",
-        f"-Xms{heap}",
-        "-XX:+UseG1GC",
-        f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
-        "-cp",
-        classpath,
-    ]
+    jvm = _jvm(java, libs, heap)
     cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
     fmt = subprocess.run(
         [
@@ -427,6 +470,74 @@ def start(
     if fmt.returncode != 0:
         shutil.rmtree(data_dir, ignore_errors=True)
         raise BrokerError(f"Kafka storage format failed: {_last_line(fmt.stdout + fmt.stderr)}")
+    info = BrokerInfo(
+        pid=0,
+        port=port,
+        controller_port=controller_port,
+        data_dir=str(data_dir),
+        log_file=str(data_dir / "broker.log"),
+        started_s=0.0,
+        sasl_ssl_port=secured.sasl_ssl_port,
+        ca_file=secured.ca_file,
+        sasl_user=secured.sasl_user,
+        password_file=secured.password_file,
+        cluster_id=cluster_id,
+    )
+    return _launch(state_dir, info, jvm, delete_on_failure=True)
+
+
+def _jvm(java: str, libs: Path, heap: str) -> list[str]:
+    return [
+        java,
+        f"-Xmx{heap}",
+        f"-Xms{heap}",
+        "-XX:+UseG1GC",
+        f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
+        "-cp",
+        f"{libs}/*",
+    ]
+
+
+def _resume(
+    state_dir: Path,
+    info: BrokerInfo,
+    port: int | None,
+    heap: str,
+    sasl_ssl: bool,
+    java: str,
+    libs: Path,
+) -> BrokerInfo:
+    """Run the kept broker again: same data directory (so the same cluster id) and ports."""
+    if port and port != info.port:
+        raise BrokerError(
+            f"the kept broker in {state_dir} listens on port {info.port}, not {port}: "
+            "drop --port, or `stop` it (deleting its data) first"
+        )
+    if sasl_ssl and not info.sasl_ssl_port:
+        raise BrokerError(
+            f"the kept broker in {state_dir} has no SASL_SSL listener: "
+            "`stop` it (deleting its data) and start a new one with --sasl-ssl"
+        )
+    busy = [p for p in (info.port, info.controller_port, info.sasl_ssl_port) if p and port_open(p)]
+    if busy:
+        raise BrokerError(
+            f"port {busy[0]} of the kept broker in {state_dir} is taken by another process: "
+            "free it and retry, or `stop` the kept broker (deleting its data)"
+        )
+    meta = Path(info.data_dir) / "logs" / "meta.properties"
+    ids = [
+        line.split("=", 1)[1].strip()
+        for line in meta.read_text().splitlines()
+        if line.startswith("cluster.id=")
+    ]
+    info.cluster_id = ids[0] if ids else info.cluster_id
+    return _launch(state_dir, info, _jvm(java, libs, heap), delete_on_failure=False)
+
+
+def _launch(state_dir: Path, info: BrokerInfo, jvm: list[str], delete_on_failure: bool) -> BrokerInfo:
+    """Run the formatted broker of ``info`` and wait until its client port answers."""
+    props_file = Path(info.data_dir) / "server.properties"
+    log_file = Path(info.log_file)
     t0 = time.monotonic()
     with open(log_file, "ab") as log:
         proc = subprocess.Popen(
@@ -436,37 +547,28 @@ def start(
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-    info = BrokerInfo(
-        pid=proc.pid,
-        port=port,
-        controller_port=controller_port,
-        data_dir=str(data_dir),
-        log_file=str(log_file),
-        started_s=0.0,
-        sasl_ssl_port=secured.sasl_ssl_port,
-        ca_file=secured.ca_file,
-        sasl_user=secured.sasl_user,
-        password_file=secured.password_file,
-    )
+    info.pid, info.started_s = proc.pid, 0.0
     _state_file(state_dir).write_text(json.dumps(info.__dict__))
     # Since Kafka 3.5 the client port opens only once the broker is ready.
     deadline = t0 + READY_TIMEOUT_S
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             break
-        if port_open(port) and (not info.sasl_ssl_port or port_open(info.sasl_ssl_port)):
+        if port_open(info.port) and (not info.sasl_ssl_port or port_open(info.sasl_ssl_port)):
             info.started_s = round(time.monotonic() - t0, 2)
             _state_file(state_dir).write_text(json.dumps(info.__dict__))
             return info
         time.sleep(0.1)
     reason = "exited" if proc.poll() is not None else f"not ready after {READY_TIMEOUT_S:.0f}s"
-    last = _last_line(Path(log_file).read_text(errors="replace"))
-    stop(state_dir)
+    last = _last_line(log_file.read_text(errors="replace"))
+    # A broker made now is deleted; kept data stays for another try.
+    stop(state_dir, keep_data=not delete_on_failure)
     raise BrokerError(f"Kafka broker {reason}; last log line: {last}")
 
 
-def stop(state_dir: Path = DEFAULT_STATE_DIR, timeout_s: float = 30.0) -> bool:
-    """Stop the broker started from ``state_dir`` and delete its data. True if one ran."""
+def stop(state_dir: Path = DEFAULT_STATE_DIR, timeout_s: float = 30.0, keep_data: bool = False) -> bool:
+    """Stop the broker started from ``state_dir`` (controlled shutdown, SIGKILL after
+    ``timeout_s``) and delete its data unless ``keep_data``. True if one ran."""
     info = read_state(state_dir)
     if info is None:
         return False
@@ -482,10 +584,46 @@ def stop(state_dir: Path = DEFAULT_STATE_DIR, timeout_s: float = 30.0) -> bool:
             time.sleep(0.1)
         if pid_alive(info.pid):
             os.kill(info.pid, signal.SIGKILL)
-        _reap(info.pid)
-    shutil.rmtree(info.data_dir, ignore_errors=True)
-    _state_file(state_dir).unlink(missing_ok=True)
+        _wait_gone(info.pid)
+    if not keep_data:
+        shutil.rmtree(info.data_dir, ignore_errors=True)
+        _state_file(state_dir).unlink(missing_ok=True)
     return was_running
+
+
+def crash(state_dir: Path = DEFAULT_STATE_DIR) -> bool:
+    """SIGKILL the broker started from ``state_dir``, keeping its data (as a machine failure
+    would); ``start(keep_data=True)`` brings it back. True if one ran."""
+    info = read_state(state_dir)
+    if info is None or not pid_alive(info.pid):
+        return False
+    try:
+        os.kill(info.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    _wait_gone(info.pid)
+    return True
+
+
+def restart(state_dir: Path = DEFAULT_STATE_DIR, heap: str = "512m", graceful: bool = True) -> BrokerInfo:
+    """Stop the broker (SIGTERM, or SIGKILL when not ``graceful``) keeping its data, then
+    start it again on the same data and ports. A broker already down is just started."""
+    if read_state(state_dir) is None:
+        raise BrokerError(f"no broker was started from {state_dir}: use `start`")
+    if graceful:
+        stop(state_dir, keep_data=True)
+    else:
+        crash(state_dir)
+    return start(state_dir, heap=heap, keep_data=True)
+
+
+def _wait_gone(pid: int, timeout_s: float = 30.0) -> None:
+    """Until the process is gone (reaped when it is our child), so its ports are free."""
+    deadline = time.monotonic() + timeout_s
+    while pid_alive(pid) and time.monotonic() < deadline:
+        _reap(pid)
+        time.sleep(0.05)
+    _reap(pid)
 
 
 def _reap(pid: int) -> None:
@@ -505,7 +643,7 @@ def _last_line(text: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["start", "stop", "status", "fetch"])
+    parser.add_argument("command", choices=["start", "stop", "status", "fetch", "crash", "restart"])
     parser.add_argument(
         "--state-dir",
         type=Path,
@@ -519,12 +657,22 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also listen for SASL_SSL clients (TLS + SCRAM-SHA-256/512 and PLAIN, user streamon)",
     )
+    parser.add_argument(
+        "--keep-data",
+        action="store_true",
+        help="stop: keep the data for a later start; start: run the kept broker again (same data and ports)",
+    )
     args = parser.parse_args(argv)
     try:
         if args.command == "fetch":
             print(ensure_jars())
-        elif args.command == "start":
-            info = start(args.state_dir, args.port, args.heap, sasl_ssl=args.sasl_ssl)
+        elif args.command in ("start", "restart"):
+            if args.command == "start":
+                info = start(
+                    args.state_dir, args.port, args.heap, sasl_ssl=args.sasl_ssl, keep_data=args.keep_data
+                )
+            else:
+                info = restart(args.state_dir, args.heap)
             print(info.bootstrap)
             for line in info.security_lines():
                 print(line)
@@ -533,11 +681,17 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
         elif args.command == "stop":
-            print("stopped" if stop(args.state_dir) else "no broker was running")
+            print("stopped" if stop(args.state_dir, keep_data=args.keep_data) else "no broker was running")
+        elif args.command == "crash":
+            print("killed" if crash(args.state_dir) else "no broker was running")
         else:
             current = running(args.state_dir)
             if not current:
                 print("not running")
+                if kept(args.state_dir):
+                    print(
+                        f"data kept in {args.state_dir}: `start --keep-data` brings it back", file=sys.stderr
+                    )
                 return 3
             print(current.bootstrap)
             for line in current.security_lines():

@@ -122,6 +122,25 @@ class AlertEngine:
             self._state[key] = _Instance(active_since=started, firing=True, starts_at=started)
         return sum(1 for inst in self._state.values() if inst.firing)
 
+    def becomes_due(self, last: float, now: float) -> bool:
+        """True if a pending instance's for-duration, unmet at ``last``, is met at ``now``.
+
+        Between two snapshots with the same samples that is the only change an evaluation
+        can make (pending -> firing). An instance already due at ``last`` and still pending
+        is inhibited by its critical twin, which stays firing while the samples stay the
+        same. Monotonic in ``now``; replay uses it to skip evaluations that change nothing.
+        """
+        for_s: dict[str, float] = {}
+        for rule in self.rules:  # the shortest for-duration of a name: conservative
+            for_s[rule.alert] = min(for_s.get(rule.alert, math.inf), rule.for_s)
+        for (alert, _labels), inst in self._state.items():
+            if inst.firing:
+                continue
+            wait = for_s.get(alert, 0.0)
+            if not last - inst.active_since >= wait and now - inst.active_since >= wait:
+                return True
+        return False
+
     def _matching(self, rule: Rule, snapshot: Snapshot) -> list[Sample]:
         out = []
         for s in snapshot.samples:

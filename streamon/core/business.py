@@ -42,29 +42,44 @@ class BusinessCosts:
 
 
 def business_metrics(
-    tp: int, fp: int, tn: int, fn: int, costs: BusinessCosts, window_seconds: float
+    tp: int,
+    fp: int,
+    tn: int,
+    fn: int,
+    costs: BusinessCosts,
+    window_seconds: float,
+    operating_share: float = 1.0,
 ) -> dict[str, float]:
     """Business impact of one window of ``window_seconds`` seconds.
 
     Keys: ``fp_cost``, ``fn_cost``, ``investigation_cost``, ``benefit``, ``net_benefit``,
-    ``operating_cost`` (monthly cost scaled from a 30-day month to the window), ``roi`` =
-    ``(net_benefit - operating_cost) / operating_cost`` (NaN when the operating cost is 0:
-    an undefined ratio never fires an alert), ``cost_savings`` (see the module docstring),
-    ``processing_volume`` = TP+FP+TN+FN and ``alert_volume`` = TP+FP.
+    ``operating_cost`` (monthly cost scaled from a 30-day month to the window, times
+    ``operating_share``), ``roi`` = ``(net_benefit - operating_cost) / operating_cost``
+    (NaN when the operating cost is 0: an undefined ratio never fires an alert),
+    ``cost_savings`` (see the module docstring), ``processing_volume`` = TP+FP+TN+FN and
+    ``alert_volume`` = TP+FP.
+
+    ``operating_share`` is the part of the system's cost borne by these counts: 1 for a
+    whole model; an A/B arm's share of the model's predictions for that arm, so the arms'
+    operating costs add up to the model's instead of each arm paying for all of it.
 
     >>> costs = BusinessCosts(10, 500, 5, 500, 1, 30 * 100)
     >>> m = business_metrics(tp=8, fp=20, tn=970, fn=2, costs=costs, window_seconds=86_400)
     >>> m["net_benefit"], m["operating_cost"], m["roi"], m["cost_savings"]
     (3630.0, 100.0, 35.3, 3630.0)
+    >>> business_metrics(8, 20, 970, 2, costs, 86_400, operating_share=0.25)["operating_cost"]
+    25.0
     """
     if window_seconds < 0:
         raise ValueError(f"window_seconds must be >= 0, got {window_seconds!r}")
+    if not 0.0 <= operating_share <= 1.0:
+        raise ValueError(f"operating_share must be in [0, 1], got {operating_share!r}")
     fp_cost = fp * costs.false_positive_cost
     fn_cost = fn * costs.false_negative_cost
     investigation = (tp + fp) * costs.investigation_cost
     benefit = tp * costs.fraud_prevention_value + tn * costs.customer_retention_value
     net = benefit - (fp_cost + fn_cost + investigation)
-    operating = costs.system_operating_cost_monthly * window_seconds / SECONDS_PER_MONTH
+    operating = costs.system_operating_cost_monthly * window_seconds / SECONDS_PER_MONTH * operating_share
     roi = (net - operating) / operating if operating > 0 else math.nan
     return {
         "fp_cost": float(fp_cost),

@@ -287,7 +287,22 @@ _METRICS = [
     ),
     MetricInfo("streamon_label_corrections_total", "counter", (), "Labels that corrected an earlier label"),
     MetricInfo(
-        "streamon_consumer_lag_messages", "gauge", ("topic", "partition"), "Messages not yet consumed"
+        "streamon_consumer_lag_messages",
+        "gauge",
+        ("topic", "partition"),
+        "Messages of an input partition past the group's committed offset (high watermark - committed)",
+    ),
+    MetricInfo(
+        "streamon_last_commit_timestamp_seconds",
+        "gauge",
+        ("stage",),
+        "Unix time of this worker's last committed transaction of the stage (0: none yet)",
+    ),
+    MetricInfo(
+        "streamon_worker_stalled_seconds",
+        "gauge",
+        ("stage",),
+        "Seconds the stage has had work without committing a transaction (0 while it commits or is idle)",
     ),
     MetricInfo("streamon_batch_seconds", "histogram", ("stage",), "Processing time of one consumed batch"),
     MetricInfo(
@@ -300,6 +315,18 @@ _METRICS = [
         "streamon_join_store_pending", "gauge", ("kind",), "Predictions and labels waiting in the join store"
     ),
     MetricInfo("streamon_rebalances_total", "counter", (), "Partition assignments seen by this worker"),
+    MetricInfo(
+        "streamon_restore_seconds",
+        "gauge",
+        (),
+        "Duration of the last join-store restore after a partition assignment",
+    ),
+    MetricInfo(
+        "streamon_restored_messages_total",
+        "counter",
+        (),
+        "Input messages replayed into join stores by restores",
+    ),
     MetricInfo(
         "streamon_transaction_aborts_total", "counter", (), "Kafka transactions aborted by this worker"
     ),

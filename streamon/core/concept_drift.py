@@ -1,11 +1,19 @@
 """Concept drift on the labelled error stream, with river's detectors.
 
-The caller passes per-time-bucket error rates in bucket order; a fresh detector is
-run over them, so the result depends only on the sequence (deterministic, and the
-same on every worker). River's own defaults are kept. Mind their units: ADWIN's
-``delta`` is a confidence and works on any scale, but Page-Hinkley's ``threshold``
-(default 50) is in the units of the input, i.e. a cumulative excess error rate of 50;
-on rates in [0, 1] pass e.g. ``threshold=1`` for a reaction within tens of buckets.
+Stage 2 passes each time bucket's (errors, labelled predictions) counts, in bucket
+order: :func:`detect_concept_drift_counts` feeds the detector one 0/1 value per
+labelled prediction (:func:`error_stream`), the stream ADWIN is designed for. Its
+bound needs many values in each sub-window to see a change of a rate in [0, 1]:
+fed one rate per bucket, a 30-bucket window could never reach it (and ADWIN tests
+only every ``clock`` = 32 values). A fresh detector is run over the stream at every
+evaluation, so the result depends only on the merged counts (deterministic, and the
+same on every worker).
+
+:func:`detect_concept_drift` runs a detector over a plain sequence of values (one rate
+per bucket). River's own defaults are kept. Mind their units: ADWIN's ``delta`` is a
+confidence and works on any scale, but Page-Hinkley's ``threshold`` (default 50) is in
+the units of the input, i.e. a cumulative excess error rate of 50; on rates in [0, 1]
+pass e.g. ``threshold=1`` for a reaction within tens of buckets.
 """
 
 from __future__ import annotations
@@ -15,6 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
+import numpy.typing as npt
 from river import drift
 
 Method = Literal["adwin", "page_hinkley"]
@@ -66,3 +76,69 @@ def detect_concept_drift(
         if first is None and detector.drift_detected:
             first = index
     return ConceptDriftResult(detected=first is not None, index=first, n=seen)
+
+
+# Values fed per evaluation at most (a few ms of ADWIN): enough to see an error rate move
+# by a few points. Above it every bucket is thinned in proportion (rates kept), which only
+# makes the test more conservative.
+MAX_STREAM = 20_000
+
+
+def error_stream(
+    errors: Sequence[int], labelled: Sequence[int], max_values: int = MAX_STREAM
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+    """(0/1 error per labelled prediction, its bucket's index), bucket after bucket.
+
+    Within a bucket the order of predictions is not kept (a bucket is a sum), so its
+    ``errors`` are spread evenly over its ``labelled`` slots: deterministic, with the
+    bucket's exact rate. Above ``max_values`` in all, every bucket is thinned to its
+    share of ``max_values`` (at least 1 value), its rate rounded to that count.
+
+    >>> values, bucket = error_stream([1, 2], [4, 4])
+    >>> values.tolist(), bucket.tolist()
+    ([0.0, 0.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0], [0, 0, 0, 0, 1, 1, 1, 1])
+    >>> error_stream([500, 0], [1000, 1000], max_values=8)[0].tolist()
+    [0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0]
+    """
+    e = np.asarray(errors, dtype=np.int64)
+    n = np.asarray(labelled, dtype=np.int64)
+    if e.shape != n.shape or (e < 0).any() or (e > n).any():
+        raise ValueError("need 0 <= errors <= labelled, bucket by bucket")
+    total = int(n.sum())
+    if total > max_values:
+        # Integer arithmetic: the same thinning on every machine.
+        thin = np.where(n > 0, np.maximum((n * max_values) // total, 1), 0)
+        e = (e * thin + n // 2) // np.maximum(n, 1)  # the rate, rounded to the thinned count
+        n = thin
+    bucket = np.repeat(np.arange(n.size, dtype=np.int64), n)
+    starts = np.cumsum(n) - n
+    i = np.arange(bucket.size, dtype=np.int64) - starts[bucket]  # slot within its bucket
+    ek, nk = e[bucket], n[bucket]
+    # Slot i is an error when floor((i+1) e / n) steps up: e errors, evenly spaced.
+    values = (((i + 1) * ek) // nk - (i * ek) // nk).astype(np.float64)
+    return values, bucket
+
+
+def detect_concept_drift_counts(
+    errors: Sequence[int],
+    labelled: Sequence[int],
+    method: Method = "adwin",
+    max_values: int = MAX_STREAM,
+    **params: Any,
+) -> ConceptDriftResult:
+    """:func:`detect_concept_drift` over the :func:`error_stream` of per-bucket counts.
+
+    ``index`` is the bucket in which the change was first signalled; ``n`` the number of
+    0/1 values fed.
+
+    >>> errs = [5] * 20 + [30] * 10  # 5% then 30% errors, 100 labelled per bucket
+    >>> r = detect_concept_drift_counts(errs, [100] * 30)
+    >>> r.detected, 20 <= r.index < 30
+    (True, True)
+    >>> detect_concept_drift_counts([5] * 30, [100] * 30).detected
+    False
+    """
+    values, bucket = error_stream(errors, labelled, max_values)
+    found = detect_concept_drift(values.tolist(), method, **params)
+    index = int(bucket[found.index]) if found.index is not None else None
+    return ConceptDriftResult(detected=found.detected, index=index, n=found.n)

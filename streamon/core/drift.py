@@ -143,6 +143,8 @@ def ks_from_sketches(ref: LogSketch, cur: LogSketch) -> tuple[float, float]:
     d = float(np.max(np.abs(f_ref - f_cur)))
     n, m = sorted([float(ref.count), float(cur.count)], reverse=True)
     n_eff = np.round(n * m / (n + m))
+    if n_eff < 1:  # one value on each side: no p-value (scipy's would be NaN, with a warning)
+        return d, math.nan
     if n_eff > KS_LIMIT_N:
         p = float(special.kolmogorov(math.sqrt(n_eff) * d))
     else:

@@ -9,7 +9,7 @@ exactly these samples.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +18,7 @@ import numpy.typing as npt
 
 from streamon.core import drift, performance
 from streamon.core.business import BusinessCosts, business_metrics
-from streamon.core.concept_drift import detect_concept_drift
+from streamon.core.concept_drift import detect_concept_drift, detect_concept_drift_counts
 from streamon.core.degradation import degradation
 from streamon.core.estimate import estimation_gauges
 from streamon.core.profile import ModelSpec
@@ -315,12 +315,23 @@ def evaluate_model(
     bucket_error_rates: Iterable[float] = (),
     *,
     memo: dict[Any, Any] | None = None,
+    window_seconds: float | None = None,
+    operating_share: float = 1.0,
+    bucket_errors: tuple[Sequence[int], Sequence[int]] | None = None,
 ) -> list[Sample]:
     """All gauges of one model/variant: performance, drift, business, coverage, degradation.
 
     ``memo`` (optional, owned by the caller for ONE evaluation, while ``current`` and
     ``reference`` stay unmodified) shares feature-drift results between calls on the same
     summary objects, e.g. a model's only variant and "all".
+
+    ``window_seconds`` is the event time the current window covers, for the operating cost
+    of ROI (default the full ``settings.current_s``); ``operating_share`` the part of that
+    cost this variant bears (its share of the model's predictions; 1 for "all").
+
+    Concept drift runs on ``bucket_errors`` = (errors, labelled predictions) per bucket of
+    the current window, oldest first (:func:`detect_concept_drift_counts`), else on the
+    plain ``bucket_error_rates``.
     """
     samples: list[Sample] = []
     model = spec.name
@@ -350,7 +361,9 @@ def evaluate_model(
 
     # Business value of the current window.
     c = current.confusion
-    biz = business_metrics(int(c[TP]), int(c[FP]), int(c[TN]), int(c[FN]), settings.costs, settings.current_s)
+    span = settings.current_s if window_seconds is None else window_seconds
+    tp, fp, tn, fn = int(c[TP]), int(c[FP]), int(c[TN]), int(c[FN])
+    biz = business_metrics(tp, fp, tn, fn, settings.costs, span, operating_share)
     labelled = int(c.sum())
     enough = labelled >= settings.min_business_labelled and labelled > 0
     if settings.business_enabled:
@@ -375,8 +388,13 @@ def evaluate_model(
         add("streamon_model_degradation_ratio", drop.relative_drop, metric=metric)
 
     rates = [r for r in bucket_error_rates]
-    if rates:
-        cd = detect_concept_drift(rates, method=settings.concept_drift_method)  # type: ignore[arg-type]
+    cd = None
+    method = settings.concept_drift_method
+    if bucket_errors is not None and len(bucket_errors[0]):
+        cd = detect_concept_drift_counts(*bucket_errors, method=method)  # type: ignore[arg-type]
+    elif rates:
+        cd = detect_concept_drift(rates, method=method)  # type: ignore[arg-type]
+    if cd is not None:
         add(
             "streamon_concept_drift_detected",
             1.0 if cd.detected else 0.0,
@@ -454,6 +472,20 @@ def bucket_error_rates(confusions: Iterable[np.ndarray]) -> list[float]:
         n = int(c.sum())
         out.append((int(c[FP]) + int(c[FN])) / n if n else math.nan)
     return out
+
+
+def bucket_errors(confusions: Iterable[np.ndarray]) -> tuple[list[int], list[int]]:
+    """(FP + FN, labelled) of each bucket's confusion counts, in time order.
+
+    >>> bucket_errors([np.array([5, 1, 3, 1]), np.zeros(4, dtype=np.int64)])
+    ([2, 0], [10, 0])
+    """
+    errors: list[int] = []
+    labelled: list[int] = []
+    for c in confusions:
+        errors.append(int(c[FP]) + int(c[FN]))
+        labelled.append(int(c.sum()))
+    return errors, labelled
 
 
 def latency_histogram(

@@ -21,12 +21,13 @@ decoder random bytes, random JSON and mutated events and checks that it never ra
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 
@@ -42,11 +43,14 @@ SCORE_OUT_OF_RANGE = "score_out_of_range"
 BAD_TIMESTAMP = "bad_timestamp"
 TS_IN_FUTURE = "ts_in_future"
 TS_TOO_OLD = "ts_too_old"
+TS_IN_MILLISECONDS = "ts_in_milliseconds"
 UNKNOWN_MODEL = "unknown_model"
 TOO_LARGE = "too_large"
 STRING_TOO_LONG = "string_too_long"
 DUPLICATE_PREDICTION = "duplicate_prediction"
 SCHEMA_VIOLATION = "schema_violation"
+# Set by the worker, not the decoder: an input message that kept failing stage 1's transaction.
+QUARANTINED = "quarantined"
 
 PREDICTION_FIELDS = (
     "prediction_id",
@@ -70,12 +74,20 @@ _OPTIONAL_STRINGS = ("model_version", "variant", "experiment", "entity_id")
 IDENTIFIER_FIELDS = ("prediction_id", "model", *_OPTIONAL_STRINGS)
 # orjson refuses documents nested deeper than this (not configurable); reported as too_large.
 MAX_JSON_DEPTH = 1024
+# Largest numeric ``ts`` read as epoch seconds (year 5138). Epoch milliseconds of any date
+# after March 1973 are larger, so a bigger number is milliseconds (or finer), not seconds:
+# rejected with its own reason rather than read as a time millennia ahead.
+MAX_EPOCH_SECONDS = 1e11
 
 
 @dataclass(frozen=True, slots=True)
 class Invalid:
     reason: str
     detail: str
+    # The offending field as the user's events name it ("score", "features.amount"), or ""
+    # when the problem is the whole message (not JSON, too large). Not part of equality:
+    # the reason and detail say what is wrong, the field only where.
+    field: str = field(default="", compare=False)
 
 
 @dataclass(slots=True)
@@ -220,8 +232,57 @@ def schema_error(kind: str, doc: dict[str, Any]) -> Invalid | None:
     try:
         _validator(kind)(doc)
     except fastjsonschema.JsonSchemaValueException as exc:
-        return Invalid(_schema_reason(exc), exc.message[:200])
+        detail = exc.message[:200]
+        if exc.rule == "type":  # what was there instead: the user's own value
+            detail += ", got " + shown(exc.value)
+        return Invalid(_schema_reason(exc), detail, _schema_field(exc))
     return None
+
+
+def shown(value: Any) -> str:
+    """A short, one-line rendering of a user's JSON value for an error detail.
+
+    >>> shown("abc"), shown(1.5), shown(None), shown([1, 2]), shown({"a": 1})
+    ('"abc"', '1.5', 'null', 'an array', 'an object')
+    """
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        text = json.dumps(value[:40])
+        return text if len(value) <= 40 else text[:-1] + '..."'
+    try:
+        return json.dumps(value)[:40]
+    except (TypeError, ValueError):  # not JSON, or an integer too long to print
+        return type(value).__name__
+
+
+def _schema_field(exc: fastjsonschema.JsonSchemaValueException) -> str:
+    """The dotted path of the field a schema error is about ("features.amount"), "" for the root.
+
+    A missing field is named by the message ("data must contain ['score'] properties").
+    """
+    path = [str(part) for part in (exc.path or [])[1:]]  # [0] is the root, "data"
+    if exc.rule == "required" and not path:
+        rule_value = exc.rule_definition if isinstance(exc.rule_definition, list) else []
+        value = exc.value if isinstance(exc.value, dict) else {}
+        missing = [k for k in rule_value if k not in value]
+        return str(missing[0]) if missing else ""
+    return ".".join(path)
+
+
+@lru_cache(maxsize=1024)
+def did_you_mean(name: str, known: tuple[str, ...]) -> str:
+    """`` (did you mean 'x'?)`` for the closest known name, or "" (cached: floods repeat one name).
+
+    >>> did_you_mean("fraud-v3", ("fraud-v2", "churn"))
+    " (did you mean 'fraud-v2'?)"
+    >>> did_you_mean("zzz", ("fraud-v2",))
+    ''
+    """
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def parse_ts(value: Any) -> float | None:
@@ -299,6 +360,15 @@ class Decoder:
         self._strings_fit = min(max_string_length, max_feature_value_length)
         self._rename_prediction = not self.fields.is_identity("prediction")
         self._rename_label = not self.fields.is_identity("label")
+        self._models = tuple(sorted(thresholds))
+
+    def _theirs(self, kind: str, path: str) -> str:
+        """A canonical field path ("ts", "features.x") as the user's events name it."""
+        if not path:
+            return path
+        head, dot, rest = path.partition(".")
+        mapping = self.fields.prediction if kind == "prediction" else self.fields.label
+        return mapping.get(head, head) + dot + rest
 
     def _load(self, raw: bytes | None, kind: str) -> dict[str, Any] | Invalid:
         if raw is None:
@@ -326,7 +396,14 @@ class Decoder:
             if _fast_valid_label(doc, self.max_string_length):
                 return doc
         bad = schema_error(kind, doc)
-        return doc if bad is None else bad
+        if bad is None:
+            return doc
+        return self._renamed(kind, bad)
+
+    def _renamed(self, kind: str, bad: Invalid) -> Invalid:
+        """``bad`` with its field under the user's name (checks run on canonical names)."""
+        renamed = self._rename_prediction if kind == "prediction" else self._rename_label
+        return Invalid(bad.reason, bad.detail, self._theirs(kind, bad.field)) if renamed else bad
 
     def _plain(
         self, raw: bytes | None, fast_valid: Callable[[dict[str, Any], int], bool]
@@ -340,7 +417,7 @@ class Decoder:
             return None
         return doc if type(doc) is dict and fast_valid(doc, self.max_string_length) else None
 
-    def _check_ts(self, value: Any, now: float | None) -> float | Invalid:
+    def _check_ts(self, value: Any, now: float | None, name: str = "ts") -> float | Invalid:
         kind = type(value)
         if kind is float or kind is int:  # the common case, inline; parse_ts for the rest
             ts: float | None = float(value)
@@ -349,14 +426,24 @@ class Decoder:
         else:
             ts = parse_ts(value)
         if ts is None:
-            return Invalid(BAD_TIMESTAMP, f"unusable event time {str(value)[:50]!r}")
+            return Invalid(BAD_TIMESTAMP, f"unusable event time {str(value)[:50]!r}", name)
         if ts < 0:  # an RFC 3339 time before 1970; the schema already refuses negative numbers
-            return Invalid(BAD_TIMESTAMP, f"event time {str(value)[:50]!r} is before 1970")
+            return Invalid(BAD_TIMESTAMP, f"event time {str(value)[:50]!r} is before 1970", name)
+        if ts > MAX_EPOCH_SECONDS:
+            if kind is float or kind is int:
+                unit = "milliseconds" if ts <= MAX_EPOCH_SECONDS * 1000 else "micro- or nanoseconds"
+                return Invalid(
+                    TS_IN_MILLISECONDS,
+                    f"event time {str(value)[:30]} looks like epoch {unit}: "
+                    "send epoch seconds (e.g. 1767225600) or an RFC 3339 string",
+                    name,
+                )
+            return Invalid(BAD_TIMESTAMP, f"event time {str(value)[:50]!r} is after the year 5138", name)
         if now is not None:
             if ts > now + self.max_future_s:
-                return Invalid(TS_IN_FUTURE, f"event time {ts:.0f} is {ts - now:.0f}s ahead of now")
+                return Invalid(TS_IN_FUTURE, f"event time {ts:.0f} is {ts - now:.0f}s ahead of now", name)
             if ts < now - self.max_age_s:
-                return Invalid(TS_TOO_OLD, f"event time {ts:.0f} is {now - ts:.0f}s old")
+                return Invalid(TS_TOO_OLD, f"event time {ts:.0f} is {now - ts:.0f}s old", name)
         return ts
 
     def _long_string(
@@ -373,14 +460,16 @@ class Decoder:
             for key in keys:
                 value = get(key)
                 if value is not None and len(value) > limit:
-                    return Invalid(STRING_TOO_LONG, f"{key} has {len(value)} characters > limit {limit}")
+                    return Invalid(STRING_TOO_LONG, f"{key} has {len(value)} characters > limit {limit}", key)
             value = get("ts")
             if type(value) is str and len(value) > limit:
-                return Invalid(STRING_TOO_LONG, f"ts has {len(value)} characters > limit {limit}")
+                return Invalid(STRING_TOO_LONG, f"ts has {len(value)} characters > limit {limit}", "ts")
             if features and max(map(len, features)) > limit:
                 name = max(features, key=len)
                 return Invalid(
-                    STRING_TOO_LONG, f"feature name {name[:50]!r} has {len(name)} characters > limit {limit}"
+                    STRING_TOO_LONG,
+                    f"feature name {name[:50]!r} has {len(name)} characters > limit {limit}",
+                    "features",
                 )
         return self._long_value(features) if size > self.max_feature_value_length else None
 
@@ -393,6 +482,7 @@ class Decoder:
                     return Invalid(
                         STRING_TOO_LONG,
                         f"feature {name[:50]!r} value has {len(value)} characters > limit {limit}",
+                        f"features.{name[:50]}",
                     )
         return None
 
@@ -408,7 +498,7 @@ class Decoder:
             if size > self._strings_fit:
                 bad = self._long_string(doc, size, IDENTIFIER_FIELDS, doc.get("features"))
                 if bad is not None:
-                    return bad
+                    return self._renamed("prediction", bad)
         elif len(raw or b"") > self.max_feature_value_length:  # the fast path bounded the rest
             bad = self._long_value(doc.get("features"))
             if bad is not None:
@@ -416,19 +506,29 @@ class Decoder:
         model = doc["model"]
         threshold = self.thresholds.get(model)
         if threshold is None:
-            return Invalid(UNKNOWN_MODEL, f"model {model[:100]!r} is not configured")
+            hint = did_you_mean(model[:100], self._models)
+            return Invalid(
+                UNKNOWN_MODEL,
+                f"model {model[:100]!r} is not configured{hint}",
+                self._theirs("prediction", "model"),
+            )
         score = float(doc["score"])
         if not math.isfinite(score):  # pragma: no cover - strict JSON has no NaN; kept for safety
             return Invalid(SCORE_OUT_OF_RANGE, "score is not a finite number")
         ts = doc["ts"]
-        if now is not None or type(ts) is not float or not math.isfinite(ts):  # else: as is
-            ts = self._check_ts(ts, now)
+        # else: as is (a finite float in the seconds range needs no check without a clock)
+        if now is not None or type(ts) is not float or not math.isfinite(ts) or ts > MAX_EPOCH_SECONDS:
+            ts = self._check_ts(ts, now, self._theirs("prediction", "ts"))
             if isinstance(ts, Invalid):
                 return ts
         get = doc.get
         features = get("features") or {}
         if len(features) > self.max_features:
-            return Invalid(TOO_LARGE, f"{len(features)} features > limit {self.max_features}")
+            return Invalid(
+                TOO_LARGE,
+                f"{len(features)} features > limit {self.max_features}",
+                self._theirs("prediction", "features"),
+            )
         predicted = get("predicted")
         latency = get("latency_ms")
         amount = get("amount")
@@ -458,10 +558,10 @@ class Decoder:
             if size > self._strings_fit:  # the plain path bounds prediction_id in fast_valid
                 bad = self._long_string(doc, size, ("prediction_id",), None)
                 if bad is not None:
-                    return bad
+                    return self._renamed("label", bad)
         ts = doc["ts"]
-        if now is not None or type(ts) is not float or not math.isfinite(ts):  # else: as is
-            ts = self._check_ts(ts, now)
+        if now is not None or type(ts) is not float or not math.isfinite(ts) or ts > MAX_EPOCH_SECONDS:
+            ts = self._check_ts(ts, now, self._theirs("label", "ts"))
             if isinstance(ts, Invalid):
                 return ts
         amount = doc.get("amount")

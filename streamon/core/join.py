@@ -9,25 +9,43 @@ is unknown waits ``orphan_grace_s`` for it, then is counted as orphaned.
 Time is the partition's prediction watermark (the largest prediction event time
 seen), so a replay of the same partition makes the same decisions.
 
+Everything the join knows lives in the store, so a restart (a new :class:`Joiner`
+over the same store) continues exactly and Python memory does not grow with the
+number of pending records:
+
+- ``p:<id>``: a pending prediction; ``l:<id>``: a label waiting for its prediction;
+- ``x:<expiry><record key>``: the expiry index, time-ordered (:func:`sortable`),
+  written and deleted in the same write batch as its record;
+- :data:`META`: the watermark, the pending counts and the join counters, written with
+  the changes of every :meth:`Joiner.expire` (the end of every batch).
+
 Storage is behind :class:`KeyValueStore`; :class:`MemoryStore` serves tests and
 ``streamon replay``, the runtime backs it with RocksDB. :class:`StagedStore` buffers
 the writes of one batch so they reach the real store only after the Kafka
-transaction that carries their effects has committed.
+transaction that carries their effects has committed; discarding them discards their
+index and counter changes too.
 """
 
 from __future__ import annotations
 
 import heapq
 import math
+import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from typing import Protocol
 
 import orjson
+from sortedcontainers import SortedDict
 
 from streamon.core.events import Label, Prediction
 
 _PRED = b"p:"
+_LABEL = b"l:"
+_INDEX = b"x:"
+META = b"\x00join"  # sorts before every record prefix (beside the runtime's offset marker)
+_INDEX_AT = len(_INDEX) + 8  # where the record key starts in an index key
+_META_VERSION = 1
 
 
 def _pack(record: list[object]) -> bytes:
@@ -36,7 +54,31 @@ def _pack(record: list[object]) -> bytes:
     return bytes(memoryview(orjson.dumps(record)))
 
 
-_LABEL = b"l:"
+_DOUBLE = struct.Struct(">d")
+_U64 = struct.Struct(">Q")
+_SIGN = 1 << 63
+_ALL = (1 << 64) - 1
+
+
+def sortable(x: float) -> bytes:
+    """8 bytes whose byte order is the numeric order of ``x`` (IEEE 754, sign-adjusted).
+
+    >>> xs = [-math.inf, -2.5, -0.5, 0.0, 1e-9, 3.0, 1.7e9, math.inf]
+    >>> sorted(xs, key=sortable) == xs, [unsortable(sortable(x)) for x in xs] == xs
+    (True, True)
+    """
+    (u,) = _U64.unpack(_DOUBLE.pack(x))
+    return _U64.pack(u ^ _ALL if u & _SIGN else u | _SIGN)
+
+
+def unsortable(b: bytes) -> float:
+    (u,) = _U64.unpack(b)
+    (x,) = _DOUBLE.unpack(_U64.pack(u ^ _SIGN if u & _SIGN else u ^ _ALL))
+    return float(x)
+
+
+def _index_key(expires: float, key: bytes) -> bytes:
+    return _INDEX + sortable(expires) + key
 
 
 class KeyValueStore(Protocol):
@@ -45,35 +87,48 @@ class KeyValueStore(Protocol):
         """Apply puts (bytes) and deletes (None) atomically."""
         ...
 
-    def items(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]: ...
+    def items(self, prefix: bytes, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        """The entries under ``prefix`` in key order, from ``start`` (a key under it) when given."""
+        ...
 
 
 class MemoryStore:
-    """A dict-backed :class:`KeyValueStore`.
+    """A :class:`KeyValueStore` in memory, ordered by key like RocksDB.
 
     >>> s = MemoryStore()
-    >>> s.write({b"p:1": b"x"})
-    >>> s.get(b"p:1"), list(s.items(b"p:"))
-    (b'x', [(b'p:1', b'x')])
+    >>> s.write({b"p:2": b"y", b"p:1": b"x", b"q:1": b"z"})
+    >>> s.get(b"p:1"), list(s.items(b"p:")), list(s.items(b"p:", start=b"p:2"))
+    (b'x', [(b'p:1', b'x'), (b'p:2', b'y')], [(b'p:2', b'y')])
     """
 
     def __init__(self) -> None:
-        self.data: dict[bytes, bytes] = {}
+        self.data: SortedDict[bytes, bytes] = SortedDict()
 
     def get(self, key: bytes) -> bytes | None:
         return self.data.get(key)
 
     def write(self, changes: dict[bytes, bytes | None]) -> None:
+        data = self.data
         for key, value in changes.items():
             if value is None:
-                self.data.pop(key, None)
+                data.pop(key, None)
             else:
-                self.data[key] = value
+                data[key] = value
 
-    def items(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        for key, value in list(self.data.items()):
-            if key.startswith(prefix):
+    def items(self, prefix: bytes, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        lo = start if start is not None and start > prefix else prefix
+        # A snapshot of the matching keys' positions: the caller may write while iterating.
+        keys = self.data.keys()
+        i = self.data.bisect_left(lo)
+        while i < len(keys):
+            key = keys[i]
+            if not key.startswith(prefix):
+                return
+            value = self.data.get(key)
+            if value is not None:
                 yield key, value
+            # Re-find the position: entries before it may have been deleted meanwhile.
+            i = self.data.bisect_right(key)
 
 
 class StagedStore:
@@ -91,16 +146,21 @@ class StagedStore:
     def write(self, changes: dict[bytes, bytes | None]) -> None:
         self.pending.update(changes)
 
-    def items(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        seen = set()
-        for key, value in self.base.items(prefix):
-            seen.add(key)
-            staged = self.pending.get(key, value) if key in self.pending else value
-            if staged is not None:
-                yield key, staged
-        for key, staged in list(self.pending.items()):
-            if key.startswith(prefix) and key not in seen and staged is not None:
-                yield key, staged
+    def items(self, prefix: bytes, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        """The base's entries merged in key order with the staged ones (staged writes win)."""
+        lo = start if start is not None and start > prefix else prefix
+        staged = sorted((k, v) for k, v in self.pending.items() if k >= lo and k.startswith(prefix))
+        # (key, 0 = staged first at equal keys, value): a staged write shadows the base's entry.
+        merged = heapq.merge(
+            ((k, 0, v) for k, v in staged), ((k, 1, v) for k, v in self.base.items(prefix, lo))
+        )
+        last = None
+        for key, _, value in merged:
+            if key == last:
+                continue
+            last = key
+            if value is not None:
+                yield key, value
 
     def commit(self, extra: dict[bytes, bytes | None] | None = None) -> None:
         """Apply the buffered writes (plus ``extra``, e.g. an offset marker) in one batch."""
@@ -149,6 +209,10 @@ class Joiner:
     [LabelDelta(model='m', variant='', ts=10.0, score=0.9, predicted=1, label=1, sign=1, segments=())]
     >>> [d.sign for d in j.add_label(Label("p1", 0, ts=20.0))]   # a correction
     [-1, 1]
+    >>> _ = j.expire()                             # end of a batch: the counters are stored
+    >>> again = Joiner(j.store, label_horizon_s=3600, orphan_grace_s=60)   # after a restart
+    >>> again.pending_predictions, again.watermark, again.stats.corrections
+    (1, 10.0, 1)
     """
 
     def __init__(self, store: KeyValueStore, label_horizon_s: float, orphan_grace_s: float) -> None:
@@ -159,25 +223,57 @@ class Joiner:
         self.stats = JoinStats()
         self.pending_predictions = 0
         self.pending_labels = 0
-        # (expires_at, key) with lazy deletion: an entry is acted on only if the stored
-        # record still carries the same expiry.
-        self._expiry: list[tuple[float, bytes]] = []
+        # Every index entry due before this was deleted by the last expire(): its scan starts
+        # here (not at the prefix, where RocksDB would step over the tombstones of the past).
+        self._scan_from = -math.inf
+        self.restore()
+
+    # ------------------------------------------------------------------ persisted state
+
+    def _meta(self) -> bytes:
+        wm = self.watermark if math.isfinite(self.watermark) else None
+        head = [_META_VERSION, wm, self.label_horizon_s, self.pending_predictions, self.pending_labels]
+        return orjson.dumps([*head, *astuple(self.stats)])
 
     def restore(self) -> int:
-        """Rebuild the in-memory expiry index from the store (after a restart). Returns records."""
-        self._expiry = []
+        """Load the watermark, pending counts and counters from the store: after a restart, or
+        after the staged writes of an aborted batch were discarded. Returns the pending records.
+
+        O(1), except once for a store written without an expiry index (or with another label
+        horizon): then its index is rebuilt from the records.
+        """
+        raw = self.store.get(META)
+        self._scan_from = -math.inf
+        if raw is None:
+            self.watermark = -math.inf
+            self.stats = JoinStats()
+            self.pending_predictions = self.pending_labels = 0
+            if next(self.store.items(_PRED), None) or next(self.store.items(_LABEL), None):
+                self._reindex()  # a store written before the index existed
+            return self.pending_predictions + self.pending_labels
+        meta = orjson.loads(raw)
+        wm, horizon = meta[1], meta[2]
+        self.watermark = -math.inf if wm is None else float(wm)
+        self.pending_predictions, self.pending_labels = int(meta[3]), int(meta[4])
+        self.stats = JoinStats(*(int(v) for v in meta[5:]))
+        if horizon != self.label_horizon_s:
+            self._reindex()  # windows.label_horizon changed: predictions expire by the new one
+        return self.pending_predictions + self.pending_labels
+
+    def _reindex(self) -> None:
+        """Rebuild the expiry index and the pending counts by one scan of the records."""
+        changes: dict[bytes, bytes | None] = {key: None for key, _ in self.store.items(_INDEX)}
         self.pending_predictions = self.pending_labels = 0
         for key, value in self.store.items(_PRED):
             rec = orjson.loads(value)
-            self._expiry.append((rec[2] + self.label_horizon_s, key))
+            changes[_index_key(rec[2] + self.label_horizon_s, key)] = b""
             self.pending_predictions += 1
             self.watermark = max(self.watermark, rec[2])
         for key, value in self.store.items(_LABEL):
-            rec = orjson.loads(value)
-            self._expiry.append((rec[2], key))
+            changes[_index_key(orjson.loads(value)[2], key)] = b""
             self.pending_labels += 1
-        heapq.heapify(self._expiry)
-        return self.pending_predictions + self.pending_labels
+        changes[META] = self._meta()
+        self.store.write(changes)
 
     # ------------------------------------------------------------------ events
 
@@ -189,15 +285,18 @@ class Joiner:
 
         ``segments``: the prediction's (field, value) pairs, kept so its label lands in the same segments.
         """
-        key = _PRED + p.prediction_id.encode()
+        pid = p.prediction_id.encode()
+        key = _PRED + pid
         label = -1
         out: list[LabelDelta] = []
-        lkey = _LABEL + p.prediction_id.encode()
+        lkey = _LABEL + pid
         waiting = self.store.get(lkey)
         changes: dict[bytes, bytes | None] = {}
         if waiting is not None:
-            label = orjson.loads(waiting)[0]
+            held = orjson.loads(waiting)
+            label = held[0]
             changes[lkey] = None
+            changes[_index_key(held[2], lkey)] = None
             self.pending_labels -= 1
             self.stats.joined += 1
             out.append(LabelDelta(p.model, p.variant, p.ts, p.score, p.predicted, label, 1, segments))
@@ -208,10 +307,14 @@ class Joiner:
         if segments:
             rec.append([x for pair in segments for x in pair])
         changes[key] = _pack(rec)
+        expires = p.ts + self.label_horizon_s
+        changes[_index_key(expires, key)] = b""
         self.store.write(changes)
-        heapq.heappush(self._expiry, (p.ts + self.label_horizon_s, key))
+        if expires < self._scan_from:  # a late prediction, already due
+            self._scan_from = expires
         self.pending_predictions += 1
-        self.watermark = max(self.watermark, p.ts)
+        if p.ts > self.watermark:
+            self.watermark = p.ts
         return out
 
     def add_label(self, lab: Label) -> list[LabelDelta]:
@@ -220,11 +323,18 @@ class Joiner:
         raw = self.store.get(key)
         if raw is None:
             lkey = _LABEL + lab.prediction_id.encode()
-            if self.store.get(lkey) is None:
+            held = self.store.get(lkey)
+            changes: dict[bytes, bytes | None] = {}
+            if held is None:
                 self.pending_labels += 1
+            else:  # repeated while held: the grace restarts
+                changes[_index_key(orjson.loads(held)[2], lkey)] = None
             expires = max(self.watermark, lab.ts) + self.orphan_grace_s
-            self.store.write({lkey: _pack([lab.label, lab.ts, expires])})
-            heapq.heappush(self._expiry, (expires, lkey))
+            changes[lkey] = _pack([lab.label, lab.ts, expires])
+            changes[_index_key(expires, lkey)] = b""
+            self.store.write(changes)
+            if expires < self._scan_from:
+                self._scan_from = expires
             return []
         rec = orjson.loads(raw)
         model, variant, ts, score, predicted, old = rec[:6]
@@ -245,32 +355,34 @@ class Joiner:
         return out
 
     def expire(self) -> tuple[int, int]:
-        """Forget predictions past their horizon and count labels that waited in vain.
+        """Forget predictions past their horizon and count labels that waited in vain; store
+        the counters (call it at the end of every batch, as the stage-1 processor does).
 
-        Returns (expired predictions, newly orphaned labels).
+        Walks the expiry index from its start up to the watermark. Returns (expired
+        predictions, newly orphaned labels).
         """
         expired = orphaned = 0
         changes: dict[bytes, bytes | None] = {}
-        while self._expiry and self._expiry[0][0] <= self.watermark:
-            due, key = heapq.heappop(self._expiry)
-            raw = changes.get(key, b"") if key in changes else self.store.get(key)
-            if raw is None:
-                continue
-            rec = orjson.loads(raw)
-            if key.startswith(_PRED):
-                if rec[2] + self.label_horizon_s != due:
-                    continue
-                expired += 1
-                self.pending_predictions -= 1
-                if rec[5] == -1:
-                    self.stats.expired_unlabelled += 1
-            else:
-                if rec[2] != due:
-                    continue
-                orphaned += 1
-                self.pending_labels -= 1
-            changes[key] = None
-        if changes:
-            self.store.write(changes)
+        wm = self.watermark
+        if math.isfinite(wm):
+            start = _index_key(self._scan_from, b"") if math.isfinite(self._scan_from) else None
+            for ikey, _ in self.store.items(_INDEX, start):
+                if unsortable(ikey[len(_INDEX) : _INDEX_AT]) > wm:
+                    break
+                key = ikey[_INDEX_AT:]
+                changes[ikey] = None
+                changes[key] = None
+                if key.startswith(_PRED):
+                    raw = self.store.get(key)
+                    expired += 1
+                    if raw is not None and orjson.loads(raw)[5] == -1:
+                        self.stats.expired_unlabelled += 1
+                else:
+                    orphaned += 1
+            self._scan_from = wm
+        self.pending_predictions -= expired
+        self.pending_labels -= orphaned
         self.stats.orphaned += orphaned
+        changes[META] = self._meta()
+        self.store.write(changes)
         return expired, orphaned

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from streamon.core.cardinality import DEFAULT_VARIANT, NOTHING
 from streamon.core.events import Prediction
 from streamon.core.summary import MAX_CATEGORIES, MISSING, OTHER, BucketSummary
 
@@ -58,6 +59,23 @@ class ModelSpec:
     variants: frozenset[str] | None = None  # explicit allowlist of A/B variants
     max_variants: int = 20
     max_categories: int = MAX_CATEGORIES
+    _protected: tuple[object, dict[str, frozenset[str]]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+
+    @property
+    def protected_variants(self) -> frozenset[str]:
+        """Variants the cap never folds: the allowlist and the default variant."""
+        return (self.variants or NOTHING) | {DEFAULT_VARIANT}
+
+    @property
+    def protected_categories(self) -> dict[str, frozenset[str]]:
+        """Per categorical feature, the reference profile's categories: never folded by the cap."""
+        cached = self._protected
+        if cached is None or cached[0] is not self.categories:  # computed once per profile
+            sets = {k: frozenset(v) for k, v in self.categories.items()}
+            cached = self._protected = (self.categories, sets)
+        return cached[1]
 
     @property
     def numeric(self) -> list[str]:
@@ -158,7 +176,11 @@ def summarise(
     (``map`` / ``attrgetter``); numbers and strings straight from JSON convert without a
     per-value Python check (other values take the checked path, with the same result).
     """
-    out = summary if summary is not None else BucketSummary(category_cap=spec.max_categories)
+    out = (
+        summary
+        if summary is not None
+        else BucketSummary(category_cap=spec.max_categories, protected=spec.protected_categories)
+    )
     n = len(predictions)
     scores = np.fromiter(map(_SCORE, predictions), dtype=np.float64, count=n)
     predicted = np.fromiter(map(_PREDICTED, predictions), dtype=np.int64, count=n)

@@ -16,8 +16,8 @@ file lines in; both get the same numbers.
 from __future__ import annotations
 
 import math
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any
@@ -25,14 +25,21 @@ from typing import Any
 import numpy as np
 import orjson
 
-from streamon.core.cardinality import EXEMPT, MISSING, OTHER, admit, bottom_k
-from streamon.core.events import DUPLICATE_PREDICTION, WRONG_TYPE, Decoder, Invalid, Label, Prediction
+from streamon.core.cardinality import DEFAULT_VARIANT, EXEMPT, MISSING, NOTHING, OTHER, admit, bottom_k
+from streamon.core.events import (
+    DUPLICATE_PREDICTION,
+    WRONG_TYPE,
+    Decoder,
+    Invalid,
+    Label,
+    Prediction,
+    shown,
+)
 from streamon.core.join import Joiner, LabelDelta
 from streamon.core.profile import ModelSpec, SegmentSpec, summarise
 from streamon.core.summary import BucketSummary
 from streamon.core.windows import floor_to
 
-DEFAULT_VARIANT = "default"
 PARTIAL_VERSION = 1
 
 
@@ -46,7 +53,7 @@ def _check_numeric(features: dict[str, object], numeric: Iterable[str]) -> Inval
     for name in numeric:
         v = features.get(name)
         if v is not None and (isinstance(v, bool) or not isinstance(v, int | float)):
-            return Invalid(WRONG_TYPE, f"feature {name!r} must be a number or null")
+            return Invalid(WRONG_TYPE, f"expected a number or null, got {shown(v)}", f"features.{name}")
     return None
 
 
@@ -70,10 +77,26 @@ def _segments_of(features: dict[str, object], specs: list[SegmentSpec]) -> tuple
     return tuple((s.field, admit(segment_value(features.get(s.field)), s.values)) for s in specs)
 
 
+# A scope's cap: (K, the protected values that are always kept, see core/cardinality.py).
+Cap = tuple[int, frozenset[str]]
+
+
+def _variant_cap(models: Mapping[str, ModelSpec]) -> Callable[[tuple[Any, ...]], Cap]:
+    return lambda scope: (models[scope[0]].max_variants, models[scope[0]].protected_variants)
+
+
+def _segment_cap(models: Mapping[str, ModelSpec]) -> Callable[[tuple[Any, ...]], Cap]:
+    def cap(scope: tuple[Any, ...]) -> Cap:
+        spec = models[scope[0]].segments[scope[1]]
+        return spec.max_values, spec.values or NOTHING
+
+    return cap
+
+
 def _kept_over_cap(
-    keys: Iterable[tuple[Any, ...]], at: int, cap_of: Callable[[tuple[Any, ...]], int]
+    keys: Iterable[tuple[Any, ...]], at: int, cap_of: Callable[[tuple[Any, ...]], Cap]
 ) -> dict[tuple[Any, ...], set[str]]:
-    """The bottom-K values of each scope that holds more values than its cap.
+    """The kept values (protected, then bottom-K) of each scope that holds more values than its cap.
 
     ``at``: the position of the capped value in the keys; the key's prefix before it is
     the scope of the cap ((model,) for variants, (model, segment index) for segments).
@@ -82,7 +105,67 @@ def _kept_over_cap(
     for key in keys:
         values[key[:at]].add(key[at])
     caps = {scope: cap_of(scope) for scope in values}
-    return {scope: bottom_k(seen, caps[scope]) for scope, seen in values.items() if len(seen) > caps[scope]}
+    return {
+        scope: bottom_k(seen, *caps[scope]) for scope, seen in values.items() if len(seen) > caps[scope][0]
+    }
+
+
+def _assemble(head: bytes, buckets: list[bytes], segments: list[bytes]) -> bytes:
+    """The JSON of a partial from its encoded parts (what ``orjson.dumps`` of the document gives)."""
+    out = head + b',"b":[' + b",".join(buckets) + b"]"
+    if segments:  # an optional key: partials without segments read as before
+        out += b',"g":[' + b",".join(segments) + b"]"
+    return out + b"}"
+
+
+def _assemble_group(head: bytes, group: list[tuple[bytes, bytes]]) -> bytes:
+    return _assemble(head, [e for k, e in group if k == b"b"], [e for k, e in group if k == b"g"])
+
+
+def _atoms(summary: BucketSummary) -> list[BucketSummary]:
+    """``summary`` as summaries of one count vector, sketch or categorical feature each (their sum)."""
+    out = [BucketSummary(counts={name: vec}) for name, vec in summary.counts.items()]
+    out += [BucketSummary(sketches={name: sk}) for name, sk in summary.sketches.items()]
+    out += [BucketSummary(categories={name: c}) for name, c in summary.categories.items() if c]
+    return out or [summary]
+
+
+def _divisible(part: BucketSummary) -> bool:
+    """A part of one category counter or count vector with more than one value (one sketch is
+    at most ~130 kB encoded, below the smallest kafka.max_partial_bytes)."""
+    return any(len(c) > 1 for c in part.categories.values()) or any(
+        np.count_nonzero(v) > 1 for v in part.counts.values()
+    )
+
+
+def _halves(part: BucketSummary) -> list[BucketSummary]:
+    """A one-counter or one-vector part as two parts of half its values each (they add exactly)."""
+    if part.categories:
+        ((name, counter),) = part.categories.items()
+        values = sorted(counter)
+        mid = len(values) // 2
+        return [
+            BucketSummary(categories={name: Counter({v: counter[v] for v in values[:mid]})}),
+            BucketSummary(categories={name: Counter({v: counter[v] for v in values[mid:]})}),
+        ]
+    ((name, vec),) = part.counts.items()  # full length each, disjoint non-zero entries
+    nz = np.flatnonzero(vec)
+    low, high = np.zeros_like(vec), np.zeros_like(vec)
+    low[nz[: len(nz) // 2]] = vec[nz[: len(nz) // 2]]
+    high[nz[len(nz) // 2 :]] = vec[nz[len(nz) // 2 :]]
+    return [BucketSummary(counts={name: low}), BucketSummary(counts={name: high})]
+
+
+def _union(parts: list[BucketSummary]) -> BucketSummary:
+    """The sum of parts of one summary (split counters and vectors are added back together)."""
+    out = BucketSummary(category_cap=None)
+    for part in parts:
+        for name, vec in part.counts.items():
+            out.counts[name] = out.counts[name] + vec if name in out.counts else vec
+        out.sketches.update(part.sketches)  # never split: disjoint
+        for name, c in part.categories.items():
+            out.categories.setdefault(name, Counter()).update(c)
+    return out
 
 
 @dataclass
@@ -97,16 +180,95 @@ class Partial:
     segments: dict[tuple[str, str, float], BucketSummary] = field(default_factory=dict)
 
     def to_bytes(self) -> bytes:
-        doc: dict[str, object] = {
+        """The whole partial as one message (see :meth:`to_messages` for a bounded size)."""
+        return _assemble(self._head(), list(self._encoded_buckets()), list(self._encoded_segments()))
+
+    def to_messages(self, max_bytes: int) -> list[bytes]:
+        """The partial as encoded partials of at most ``max_bytes`` each, in bucket order.
+
+        Every message is a complete partial of the same model, source and watermark holding
+        a share of the buckets. Stage 2 merges deltas bucket by bucket and each bucket lands
+        in exactly one message (in the order :meth:`to_bytes` lists them), so merging the
+        messages equals merging the whole. A single bucket larger than ``max_bytes`` (very
+        many categories) is itself split into summaries of disjoint parts whose sum is the
+        bucket; only one indivisible part (one sketch, one category value, one count)
+        larger than the limit yields a larger message.
+
+        >>> from streamon.core.summary import BucketSummary
+        >>> p = Partial("m", "t:0", 120.0)
+        >>> for start in range(0, 6000, 60):
+        ...     s = p.buckets[("default", float(start))] = BucketSummary()
+        ...     s.add_categorical_feature("c", [f"v{i}" for i in range(start % 7 + 1)])
+        >>> parts = p.to_messages(2000)
+        >>> len(parts) > 1, all(len(m) <= 2000 for m in parts)
+        (True, True)
+        >>> merged = {k: v for m in parts for k, v in Partial.from_bytes(m).buckets.items()}
+        >>> merged == Partial.from_bytes(p.to_bytes()).buckets
+        True
+        """
+        head = self._head()
+        entries = [(b"b", e) for e in self._encoded_buckets()]
+        entries += [(b"g", e) for e in self._encoded_segments()]
+        # Exact sizes: a message is head + the entries joined by commas + fixed framing.
+        frame = len(_assemble(head, [], [])) + len(b',"g":[]')
+        budget = max_bytes - frame
+        messages: list[bytes] = []
+        group: list[tuple[bytes, bytes]] = []
+        used = 0
+        for kind, entry in entries:
+            if len(entry) + 1 > budget:  # one bucket over the limit on its own: split its summary
+                if group:
+                    messages.append(_assemble_group(head, group))
+                    group, used = [], 0
+                messages.extend(self._split_entry(kind, entry, max_bytes))
+                continue
+            if group and used + len(entry) + 1 > budget:
+                messages.append(_assemble_group(head, group))
+                group, used = [], 0
+            group.append((kind, entry))
+            used += len(entry) + 1
+        if group or not messages:
+            messages.append(_assemble_group(head, group))
+        return messages
+
+    def _head(self) -> bytes:
+        doc = {
             "v": PARTIAL_VERSION,
             "model": self.model,
             "source": self.source,
             "wm": self.watermark if math.isfinite(self.watermark) else None,
-            "b": [[variant, start, s.to_bytes().hex()] for (variant, start), s in self.buckets.items()],
         }
-        if self.segments:  # an optional key: partials without segments read as before
-            doc["g"] = [[f, v, start, s.to_bytes().hex()] for (f, v, start), s in self.segments.items()]
-        return orjson.dumps(doc)
+        return orjson.dumps(doc)[:-1]  # without the closing brace: the entries follow
+
+    def _encoded_buckets(self) -> Iterator[bytes]:
+        for (variant, start), s in self.buckets.items():
+            yield orjson.dumps([variant, start, s.to_bytes().hex()])
+
+    def _encoded_segments(self) -> Iterator[bytes]:
+        for (f, v, start), s in self.segments.items():
+            yield orjson.dumps([f, v, start, s.to_bytes().hex()])
+
+    def _split_entry(self, kind: bytes, entry: bytes, max_bytes: int) -> list[bytes]:
+        """Messages holding the parts of one oversized bucket, each as small as its parts allow."""
+        *key, hexed = orjson.loads(entry)
+        summary = BucketSummary.from_bytes(bytes.fromhex(hexed))
+        head = self._head()
+        out: list[bytes] = []
+
+        def emit(parts: list[BucketSummary]) -> None:
+            whole = _union(parts)
+            encoded = orjson.dumps([*key, whole.to_bytes().hex()])
+            message = _assemble_group(head, [(kind, encoded)])
+            if len(message) <= max_bytes or (len(parts) == 1 and not _divisible(parts[0])):
+                out.append(message)
+            elif len(parts) > 1:
+                emit(parts[: len(parts) // 2])
+                emit(parts[len(parts) // 2 :])
+            else:
+                emit(_halves(parts[0]))
+
+        emit(_atoms(summary))
+        return out
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Partial:
@@ -137,6 +299,10 @@ class Rejected:
     raw: bytes | None
     reason: str
     detail: str
+    # Position in the batch's list of that topic: how the runtime finds the message (its
+    # offset, key). Never the identity of ``raw``: equal small values share one object.
+    index: int
+    field: str = ""  # the offending field (Invalid.field), "" for the whole message
 
 
 @dataclass
@@ -192,21 +358,27 @@ class PartitionProcessor:
         key = (model, variant, floor_to(ts, self.bucket_s))
         summary = self._deltas.get(key)
         if summary is None:
-            summary = self._deltas[key] = BucketSummary(category_cap=self.models[model].max_categories)
+            spec = self.models[model]
+            summary = self._deltas[key] = BucketSummary(
+                category_cap=spec.max_categories, protected=spec.protected_categories
+            )
         return summary
 
     def _segment(self, model: str, index: int, value: str, start: float) -> BucketSummary:
         key = (model, index, value, start)
         summary = self._seg_deltas.get(key)
         if summary is None:
-            summary = self._seg_deltas[key] = BucketSummary(category_cap=self.models[model].max_categories)
+            spec = self.models[model]
+            summary = self._seg_deltas[key] = BucketSummary(
+                category_cap=spec.max_categories, protected=spec.protected_categories
+            )
         return summary
 
     @staticmethod
     def _fold_groups(
         groups: dict[Any, list[Prediction]],
         at: int,
-        cap_of: Callable[[tuple[Any, ...]], int],
+        cap_of: Callable[[tuple[Any, ...]], Cap],
         open_deltas: Mapping[Any, object],
     ) -> dict[Any, list[Prediction]]:
         """Regroup a batch so values outside the bottom-K (of this batch and the open deltas)
@@ -226,7 +398,7 @@ class PartitionProcessor:
     def _fold_open(
         deltas: dict[Any, BucketSummary],
         at: int,
-        cap_of: Callable[[tuple[Any, ...]], int],
+        cap_of: Callable[[tuple[Any, ...]], Cap],
         target_of: Callable[..., BucketSummary],
     ) -> None:
         """Fold the open deltas of values outside their scope's bottom-K into OTHER's."""
@@ -243,11 +415,8 @@ class PartitionProcessor:
         depends only on the set of values, so doing it per batch, per flush and again in
         stage 2 gives what one truncation of the whole stream would.
         """
-        models = self.models
-        self._fold_open(self._deltas, 1, lambda scope: models[scope[0]].max_variants, self._bucket)
-        self._fold_open(
-            self._seg_deltas, 2, lambda scope: models[scope[0]].segments[scope[1]].max_values, self._segment
-        )
+        self._fold_open(self._deltas, 1, _variant_cap(self.models), self._bucket)
+        self._fold_open(self._seg_deltas, 2, _segment_cap(self.models), self._segment)
 
     def _check_features(self, p: Prediction, spec: ModelSpec) -> Invalid | None:
         return _check_numeric(p.features, spec.numeric)
@@ -283,7 +452,7 @@ class PartitionProcessor:
         add_prediction = self.joiner.add_prediction
         add_label = self.joiner.add_label
         extend = label_deltas.extend
-        for raw, p in predictions:
+        for index, (raw, p) in enumerate(predictions):
             if not isinstance(p, Invalid):
                 features = p.features
                 bad = None
@@ -294,11 +463,12 @@ class PartitionProcessor:
                         break
                 pid = p.prediction_id
                 if bad is None and (pid in seen_ids or contains(pid)):
-                    bad = Invalid(DUPLICATE_PREDICTION, f"prediction_id {pid[:100]!r} seen before")
+                    seen = f"prediction_id {pid[:100]!r} seen before"
+                    bad = Invalid(DUPLICATE_PREDICTION, seen, "prediction_id")
                 if bad is not None:
                     p = bad
             if isinstance(p, Invalid):
-                rejected.append(Rejected("predictions", raw, p.reason, p.detail))
+                rejected.append(Rejected("predictions", raw, p.reason, p.detail, index, p.field))
                 continue
             seen_ids.add(pid)
             if not p.variant:
@@ -318,9 +488,9 @@ class PartitionProcessor:
                 extend(add_prediction(p))
         n_labels = 0
         latest_label = self._latest_label
-        for raw, lab in labels:
+        for index, (raw, lab) in enumerate(labels):
             if isinstance(lab, Invalid):
-                rejected.append(Rejected("labels", raw, lab.reason, lab.detail))
+                rejected.append(Rejected("labels", raw, lab.reason, lab.detail, index, lab.field))
                 continue
             n_labels += 1
             if lab.ts > latest_label:  # = max(); event times are finite
@@ -329,10 +499,8 @@ class PartitionProcessor:
         self.counts.labels += n_labels
         self._latest_label = latest_label
         models = self.models
-        groups = self._fold_groups(groups, 1, lambda scope: models[scope[0]].max_variants, self._deltas)
-        seg_groups = self._fold_groups(
-            seg_groups, 2, lambda scope: models[scope[0]].segments[scope[1]].max_values, self._seg_deltas
-        )
+        groups = self._fold_groups(groups, 1, _variant_cap(models), self._deltas)
+        seg_groups = self._fold_groups(seg_groups, 2, _segment_cap(models), self._seg_deltas)
         for (model, variant, start), group in groups.items():
             summarise(self.models[model], group, self._bucket(model, variant, start))
             self.counts.predictions += len(group)

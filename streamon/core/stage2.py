@@ -25,13 +25,13 @@ from typing import Any
 import numpy as np
 
 from streamon.core.abmetrics import ABSettings, ab_samples
-from streamon.core.cardinality import OTHER, BottomK
+from streamon.core.cardinality import NOTHING, OTHER, BottomK
 from streamon.core.catalogue import OUTCOMES
 from streamon.core.evaluate import (
     EvalSettings,
     Sample,
     Snapshot,
-    bucket_error_rates,
+    bucket_errors,
     evaluate_model,
     latency_histogram,
 )
@@ -65,6 +65,9 @@ class ModelState:
     segment_caps: dict[str, BottomK] = field(default_factory=dict)
     # Events of categorical features whose value was folded into __other__, by feature.
     category_overflow: dict[str, int] = field(default_factory=dict)
+    # Start of the oldest bucket ever merged: when this model's monitoring began (the
+    # minimum over the set of partials, so independent of their order and of the workers).
+    first_bucket: float = math.inf
 
 
 def _move_window(
@@ -175,7 +178,7 @@ class Aggregator:
             spec = next((s for s in state.spec.segments if s.field == seg_field), None)
             if spec is None:  # a field no longer configured (older partials): ignored
                 return
-            cap = state.segment_caps[seg_field] = BottomK(spec.max_values)
+            cap = state.segment_caps[seg_field] = BottomK(spec.max_values, spec.values or NOTHING)
         kept, displaced = cap.offer(value)
         if displaced is not None:
             old = state.segments.pop((seg_field, displaced), None)
@@ -213,9 +216,12 @@ class Aggregator:
         self.source_watermarks[partial.source] = max(prev, partial.watermark)
         spec = state.spec
         if state.variant_cap is None:
-            state.variant_cap = BottomK(spec.max_variants)
+            state.variant_cap = BottomK(spec.max_variants, spec.protected_variants)
+        protected = spec.protected_categories
         for (variant, start), summary in partial.buckets.items():
             summary.category_cap = spec.max_categories
+            summary.protected = protected
+            state.first_bucket = min(state.first_bucket, start)
             kept, displaced = state.variant_cap.offer(variant)
             if displaced is not None:
                 self._fold_variant(state, displaced)
@@ -229,6 +235,7 @@ class Aggregator:
                     total._add(name, summary.counts[name])
         for (seg_field, value, start), summary in partial.segments.items():
             summary.category_cap = spec.max_categories
+            summary.protected = protected
             self._apply_segment(state, (seg_field, value), start, summary)
 
     def advance(self, now: float | None = None) -> None:
@@ -240,6 +247,28 @@ class Aggregator:
                 w.advance(target)
             for w in state.segments.values():
                 w.advance(target)
+
+    def changes_between(self, last: float, now: float) -> bool:
+        """False only if :meth:`evaluate` at ``now`` must give the samples it gave at ``last``.
+
+        With no partial merged since the evaluation at ``last``, the samples change only
+        when a window moves a bucket, or through what depends on the evaluation time itself
+        (the event time the current window covers, while it fills up). Conservative (True
+        when unsure) and monotonic in ``now``: replay skips the evaluations between data
+        that this proves idle. Keep it in step with every use of the time in :meth:`evaluate`.
+        """
+        current_s = self.settings.current_s
+        span_used = self.settings.business_enabled  # the covered span only scales ROI's cost
+        for state in self.models.values():
+            if span_used and state.windows and last - state.first_bucket < current_s:  # still growing
+                return True
+            for w in state.windows.values():
+                if w.would_change(now):
+                    return True
+            for w in state.segments.values():
+                if w.would_change(now):
+                    return True
+        return False
 
     def evaluate(self, now: float | None = None) -> Snapshot:
         """Metrics of every owned model, per variant and over all variants."""
@@ -254,13 +283,28 @@ class Aggregator:
             memo: dict[Any, Any] = {}
             windows = sorted(state.windows.items())
             cap = spec.max_categories  # window aggregates are exact sums: capped for reading
+            keep = spec.protected_categories
             views = {}
+            # ROI's operating cost: for the event time the current window covers (less than its
+            # length while it fills up, so ROI does not grow with the volume merged so far), and
+            # apportioned to each variant by its share of the window's predictions.
+            span = self._covered_span(state, at)
+            n_all = sum(w.current.n_predictions for _, w in windows)
             for variant, w in windows:
-                cur = views[variant] = w.current.capped(cap)
-                ref = spec.reference if spec.reference is not None else w.reference.capped(cap)
+                cur = views[variant] = w.current.capped(cap, keep)
+                ref = spec.reference if spec.reference is not None else w.reference.capped(cap, keep)
+                share = cur.n_predictions / n_all if n_all else 0.0
                 snap.samples.extend(
                     evaluate_model(
-                        spec, variant, cur, ref, self.settings, self.baselines.get(name), memo=memo
+                        spec,
+                        variant,
+                        cur,
+                        ref,
+                        self.settings,
+                        self.baselines.get(name),
+                        memo=memo,
+                        window_seconds=span,
+                        operating_share=share,
                     )
                 )
             if len(windows) == 1:
@@ -268,8 +312,8 @@ class Aggregator:
                 # (equal values, so equal metrics), and the memo skips recomputing feature drift.
                 w = windows[0][1]
                 cur_all = views[windows[0][0]]
-                ref_all = spec.reference if spec.reference is not None else w.reference.capped(cap)
-                rates = bucket_error_rates(b.confusion for _, b in w.buckets())
+                ref_all = spec.reference if spec.reference is not None else w.reference.capped(cap, keep)
+                errors = bucket_errors(b.confusion for _, b in w.buckets())
             else:
                 cur_all, ref_all = BucketSummary(category_cap=None), BucketSummary(category_cap=None)
                 per_bucket: dict[float, np.ndarray] = {}  # confusion counts per bucket, over variants
@@ -280,9 +324,9 @@ class Aggregator:
                     for start, b in w.buckets():
                         conf = per_bucket.get(start)
                         per_bucket[start] = b.confusion if conf is None else conf + b.confusion
-                cur_all = cur_all.capped(cap)
-                ref_all = spec.reference if spec.reference is not None else ref_all.capped(cap)
-                rates = bucket_error_rates(per_bucket[k] for k in sorted(per_bucket))
+                cur_all = cur_all.capped(cap, keep)
+                ref_all = spec.reference if spec.reference is not None else ref_all.capped(cap, keep)
+                errors = bucket_errors(per_bucket[k] for k in sorted(per_bucket))
             snap.samples.extend(
                 evaluate_model(
                     spec,
@@ -291,8 +335,9 @@ class Aggregator:
                     ref_all,
                     self.settings,
                     self.baselines.get(name),
-                    rates,
                     memo=memo,
+                    window_seconds=span,
+                    bucket_errors=errors,
                 )
             )
             self._counters(snap, name, state)
@@ -302,14 +347,27 @@ class Aggregator:
             snap.samples.extend(ab_samples(name, totals, self.ab, self.settings.costs))
         return snap
 
+    def _covered_span(self, state: ModelState, at: float) -> float:
+        """Event time the current window covers at ``at``: since the oldest merged bucket, at most
+        the window length (the length itself once the model has been monitored that long)."""
+        current_s = self.settings.current_s
+        if not math.isfinite(state.first_bucket):
+            return current_s
+        return float(min(current_s, max(at - state.first_bucket, 0.0)))
+
     def _segment_samples(self, snap: Snapshot, state: ModelState) -> None:
         """Segment gauges and the cardinality-overflow counters of one model."""
         spec, model = state.spec, state.spec.name
-        cap = spec.max_categories
+        cap, keep = spec.max_categories, spec.protected_categories
         for (seg_field, value), w in sorted(state.segments.items()):
             snap.samples.extend(
                 segment_samples(
-                    spec, seg_field, value, w.current.capped(cap), w.reference.capped(cap), self.settings
+                    spec,
+                    seg_field,
+                    value,
+                    w.current.capped(cap, keep),
+                    w.reference.capped(cap, keep),
+                    self.settings,
                 )
             )
 

@@ -24,14 +24,15 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import cast
 
 import numpy as np
 import orjson
 
 from streamon.core.cardinality import MISSING as MISSING  # re-exported: first defined here
+from streamon.core.cardinality import NOTHING, fold_counter
 from streamon.core.cardinality import OTHER as OTHER
-from streamon.core.cardinality import fold_counter
 from streamon.core.sketch import LogSketch
 
 FORMAT_VERSION = 1
@@ -43,6 +44,7 @@ _LATENCY_EDGES_MS = np.array(LATENCY_BUCKETS_S) * 1000.0
 # Values of one categorical feature kept per summary (the bottom-K by stable hash);
 # the others fold into OTHER. limits.max_category_values overrides it per deployment.
 MAX_CATEGORIES = 1000
+_UNPROTECTED: Mapping[str, frozenset[str]] = MappingProxyType({})
 
 # Names of the count vectors (feature vectors are "bins:<feature>" and "missing:<feature>").
 N_PREDICTIONS = "predictions"  # [count, predicted_positive]
@@ -123,6 +125,8 @@ class BucketSummary:
     categories: dict[str, Counter[str]] = field(default_factory=dict)
     # Bottom-K cap on the values of each categorical feature; None = uncapped (exact sums).
     category_cap: int | None = field(default=MAX_CATEGORIES, compare=False)
+    # Per feature, values the cap never folds (the reference profile's categories).
+    protected: Mapping[str, frozenset[str]] = field(default_factory=lambda: _UNPROTECTED, compare=False)
 
     # ------------------------------------------------------------------ reading
 
@@ -233,7 +237,8 @@ class BucketSummary:
         counter.update(batch)
         cap = self.category_cap
         if cap is not None and len(counter) > cap:  # hashes only past the cap: the hot path stays fast
-            fold_counter(counter, cap)  # a bad producer must not make memory or series explode
+            # A bad producer must not make memory or series explode, nor evict a reference category.
+            fold_counter(counter, cap, self.protected.get(name, NOTHING))
 
     def add_labels(
         self,
@@ -269,7 +274,8 @@ class BucketSummary:
             counter = self.categories.setdefault(name, Counter())
             counter.update(cats)
             if cap is not None and len(counter) > cap:
-                fold_counter(counter, cap)  # truncate(merge(parts)) == truncate(whole)
+                # truncate(merge(parts)) == truncate(whole)
+                fold_counter(counter, cap, self.protected.get(name, NOTHING))
         return self
 
     def __isub__(self, other: BucketSummary) -> BucketSummary:
@@ -304,10 +310,12 @@ class BucketSummary:
             sketches={k: s.copy() for k, s in self.sketches.items()},
             categories={k: Counter(c) for k, c in self.categories.items()},
             category_cap=self.category_cap,
+            protected=self.protected,
         )
 
-    def capped(self, cap: int | None) -> BucketSummary:
-        """This summary with every categorical feature cut to ``cap`` values (self if none is over).
+    def capped(self, cap: int | None, protected: Mapping[str, frozenset[str]] | None = None) -> BucketSummary:
+        """This summary with every categorical feature cut to ``cap`` values (self if none is over),
+        ``protected`` (default: this summary's) values kept.
 
         Counts and sketches are shared, not copied: the result is for reading.
 
@@ -318,12 +326,15 @@ class BucketSummary:
         """
         if cap is None or all(len(c) <= cap for c in self.categories.values()):
             return self
+        keep = self.protected if protected is None else protected
         cats = {}
         for name, c in self.categories.items():
             c = Counter(c)
-            fold_counter(c, cap)
+            fold_counter(c, cap, keep.get(name, NOTHING))
             cats[name] = c
-        return BucketSummary(counts=self.counts, sketches=self.sketches, categories=cats, category_cap=cap)
+        return BucketSummary(
+            counts=self.counts, sketches=self.sketches, categories=cats, category_cap=cap, protected=keep
+        )
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, BucketSummary):

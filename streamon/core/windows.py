@@ -156,6 +156,19 @@ class Windowed(Generic[S]):
         for coarse in [c for c in self._coarse if c < ref_lo]:
             self.reference = _minus(self.reference, self._coarse.pop(coarse))
 
+    def would_change(self, now: float) -> bool:
+        """True if :meth:`advance` to ``now`` would move or drop a bucket (change an aggregate).
+
+        Monotonic in ``now``: once true it stays true for every later ``now``. Replay uses it
+        to skip evaluations that could not see anything new.
+        """
+        if self.now is not None and now <= self.now:
+            return False
+        lo = floor_to(now, self.bucket_s) - self.current_s + self.bucket_s  # = current_start at now
+        if self._fine and min(self._fine) < lo:
+            return True
+        return bool(self._coarse) and min(self._coarse) < lo - self.reference_s
+
     # ------------------------------------------------------------------ reading
 
     def fine(self, start: float) -> S | None:

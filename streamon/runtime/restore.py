@@ -22,6 +22,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Top
 from streamon.config import Settings
 from streamon.core.stage1 import PartitionProcessor
 from streamon.kafka_client import kafka_client_config
+from streamon.logs import librdkafka_logger
 from streamon.runtime.store import RocksStore
 
 log = logging.getLogger("streamon.restore")
@@ -31,6 +32,7 @@ def _reader(settings: Settings) -> Consumer:
     return Consumer(
         {
             **kafka_client_config(settings),
+            "logger": librdkafka_logger(settings.kafka.client),  # JSON lines, never raw text
             "group.id": f"streamon-restore-{uuid.uuid4().hex[:8]}",  # never commits
             "enable.auto.commit": False,
             "isolation.level": "read_committed",

@@ -1,7 +1,7 @@
 """RocksDB-backed join store of one input partition (rocksdict).
 
-Holds the pending predictions and waiting labels of one partition (see
-:mod:`streamon.core.join`) plus an offset marker: the input offsets the store's
+Holds the pending predictions, waiting labels, their expiry index and the join's
+counters of one partition (see :mod:`streamon.core.join`) plus an offset marker: the input offsets the store's
 content corresponds to. The marker is written in the same RocksDB write batch as the
 join changes, after the Kafka transaction carrying their effects has committed, so
 on restart the store is never ahead of the committed offsets; when it is behind, the
@@ -15,9 +15,36 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
-from rocksdict import Options, Rdict, WriteBatch
+from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch, WriteBufferManager
 
 MARKER = b"\x00offsets"  # sorts before every record prefix
+
+# One memory budget for all the join stores of a process (a worker opens one per input
+# partition): RocksDB's defaults (64 MB memtables x 2 and a 32 MB block cache per store)
+# would grow a worker by up to ~160 MB per partition. Shared, the stores use at most
+# these, however many predictions are pending (docs/benchmarks.md, bench_join_memory.py).
+BLOCK_CACHE_BYTES = 16 << 20  # data blocks read (point lookups of labels)
+MEMTABLE_BYTES = 16 << 20  # unflushed writes of every store together
+_shared: tuple[Cache, WriteBufferManager] | None = None
+
+
+def _options() -> Options:
+    global _shared
+    if _shared is None:
+        _shared = (Cache(BLOCK_CACHE_BYTES), WriteBufferManager(MEMTABLE_BYTES, False))
+    cache, buffers = _shared
+    opts = Options(raw_mode=True)
+    opts.create_if_missing(True)
+    opts.set_write_buffer_manager(buffers)
+    opts.set_write_buffer_size(8 << 20)
+    table = BlockBasedOptions()
+    table.set_block_cache(cache)
+    # Most lookups are misses (the duplicate check of every new prediction id): a bloom
+    # filter answers them without reading a data block. Filters and indexes stay outside
+    # the cache (~1.5 bytes per record): evicting them made every lookup read the disk.
+    table.set_bloom_filter(10, False)
+    opts.set_block_based_table_factory(table)
+    return opts
 
 
 class RocksStore:
@@ -26,9 +53,7 @@ class RocksStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        opts = Options(raw_mode=True)
-        opts.create_if_missing(True)
-        self._db = Rdict(str(path), opts)
+        self._db = Rdict(str(path), _options())
 
     def get(self, key: bytes) -> bytes | None:
         value = self._db.get(key)
@@ -43,8 +68,10 @@ class RocksStore:
                 batch.put(key, value)
         self._db.write(batch)
 
-    def items(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        for key, value in self._db.items(from_key=prefix):
+    def items(self, prefix: bytes, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        """Entries under ``prefix`` in key order (RocksDB's), from ``start`` when given."""
+        lo = start if start is not None and start > prefix else prefix
+        for key, value in self._db.items(from_key=lo):
             if not key.startswith(prefix):
                 break
             yield bytes(key), bytes(value)

@@ -32,7 +32,8 @@ STREAMON = str(Path(sys.executable).parent / "streamon")
 OPERATIONAL_PREFIXES = ("system_", "streamon_events", "streamon_rebalances", "streamon_transaction",
                         "streamon_consumer_lag", "streamon_join_store", "streamon_labels_orphaned",
                         "streamon_label_corrections", "streamon_end_to_end", "streamon_late_deltas",
-                        "streamon_batch")  # fmt: skip
+                        "streamon_batch", "streamon_restore", "streamon_last_commit",
+                        "streamon_worker_stalled")  # fmt: skip
 
 
 def free_port() -> int:

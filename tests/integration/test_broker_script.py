@@ -1,4 +1,4 @@
-"""deploy/kafka/broker.py: start, readiness, idempotent start, stop, clear errors."""
+"""deploy/kafka/broker.py: start, readiness, idempotent start, stop, crash + restart, clear errors."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import os
 import ssl
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -131,3 +132,62 @@ def test_generated_certificate_verifies_for_127_0_0_1_and_localhost(tmp_path):
         _handshake(ssl.create_default_context(cafile=str(ca)), server, "example.com")
     with pytest.raises(ssl.SSLCertVerificationError):
         _handshake(ssl.create_default_context(), server, "127.0.0.1")  # the system CAs do not know it
+
+
+def test_crash_and_restart_keep_committed_messages_cluster_and_port(tmp_path):
+    from confluent_kafka import Consumer, Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    state = tmp_path / "state"
+    info = broker_script.start(state, properties=broker_script.FAST_RECOVERY)
+    try:
+        bootstrap = info.bootstrap
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        admin.create_topics([NewTopic("kept", 2, 1)])["kept"].result(timeout=30)
+        producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": "kept-tx"})
+        producer.init_transactions(30)
+        producer.begin_transaction()
+        for i in range(40):
+            producer.produce("kept", key=str(i).encode(), value=f"m{i}".encode())
+        producer.commit_transaction(30)
+
+        crashed = run("crash", "--state-dir", str(state))
+        assert crashed.returncode == 0 and crashed.stdout.strip() == "killed"
+        assert not broker_script.pid_alive(info.pid)
+        down = run("status", "--state-dir", str(state))
+        assert down.returncode == 3 and "start --keep-data" in down.stderr
+        assert Path(info.data_dir).exists()
+
+        back = run("start", "--keep-data", "--state-dir", str(state))
+        assert back.returncode == 0, back.stderr
+        assert back.stdout.strip() == bootstrap  # clients reconnect to the address they had
+        after = broker_script.read_state(state)
+        assert after is not None and after.pid != info.pid
+        assert (after.data_dir, after.cluster_id) == (info.data_dir, info.cluster_id)
+
+        def committed_values() -> list[bytes]:
+            c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"g-{time.monotonic_ns()}",
+                          "auto.offset.reset": "earliest", "isolation.level": "read_committed"})  # fmt: skip
+            c.subscribe(["kept"])
+            got: list[bytes] = []
+            for _ in range(60):
+                got += [m.value() for m in c.consume(100, timeout=0.5) if m.error() is None]
+                if len(got) >= 40:
+                    break
+            c.close()
+            return got
+
+        assert sorted(committed_values()) == sorted(f"m{i}".encode() for i in range(40))
+        # The transaction coordinator recovered too: the same id fences and commits again.
+        producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": "kept-tx"})
+        producer.init_transactions(30)
+
+        # restart = graceful stop keeping the data, then start on it.
+        again = run("restart", "--state-dir", str(state))
+        assert again.returncode == 0, again.stderr
+        assert again.stdout.strip() == bootstrap
+        assert broker_script.read_state(state).cluster_id == info.cluster_id  # type: ignore[union-attr]
+        assert len(committed_values()) == 40
+    finally:
+        broker_script.stop(state)
+    assert not Path(info.data_dir).exists()

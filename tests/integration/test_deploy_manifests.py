@@ -16,9 +16,10 @@ deploy/k8s/*.yaml:
   probe ports, volumes, ConfigMap keys, ServiceMonitor ports, PDB).
 
 Both tools are built by ``bash deploy/tools/install-k8svalidate.sh`` and
-``bash deploy/tools/install-composecheck.sh`` (CI runs them; Go >= 1.24 and the Go module
-proxy) into ``$STREAMON_TOOLS_BIN`` (default ~/.cache/streamon/tools/bin). promtool comes
-from ``bash deploy/install-tools.sh``. Without them these tests FAIL: they are not skipped.
+``bash deploy/tools/install-composecheck.sh`` (``make test`` runs them first, through
+``deploy/install-tools.sh``; Go and the Go module proxy) into ``$STREAMON_TOOLS_BIN``
+(default ~/.cache/streamon/tools/bin). promtool comes from ``bash deploy/install-tools.sh``.
+Without them these tests FAIL: they are not skipped.
 
 On top of the tools: the workers are scalable and scraped under the names Prometheus uses,
 every mounted file exists, every streamon command line parses with the real CLI, the configs

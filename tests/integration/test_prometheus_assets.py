@@ -13,7 +13,7 @@
   severity, category, summary and description.
 
 promtool and amtool come from Debian's prometheus / prometheus-alertmanager packages
-(`bash deploy/install-tools.sh`, which CI runs). Without them these tests FAIL: they are
+(`bash deploy/install-tools.sh`, which `make test` runs first). Without them these tests FAIL: they are
 not skipped.
 """
 
@@ -65,7 +65,7 @@ def _tool(name: str) -> str:
     if path is None:
         pytest.fail(
             f"{name} is not installed: run `bash deploy/install-tools.sh` (Debian packages prometheus "
-            f"and prometheus-alertmanager); CI runs it before `make test`",
+            f"and prometheus-alertmanager); `make test` runs it first",
             pytrace=False,
         )
     return path

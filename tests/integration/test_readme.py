@@ -1,9 +1,8 @@
-"""The README's two commands, verbatim: `make demo` runs the demo, `make test` is what CI runs."""
+"""The README's `make demo`, verbatim (tests/unit/test_setup.py: `make test` is what CI runs)."""
 
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import threading
@@ -12,24 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.unit.test_setup import quickstart_commands
+
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def quickstart_commands() -> list[str]:
-    text = (ROOT / "README.md").read_text()
-    section = text.split("## Quickstart", 1)[1]
-    block = re.search(r"```bash\n(.*?)```", section, re.S)
-    assert block, "README's Quickstart has no bash block"
-    return [line.split("#", 1)[0].strip() for line in block.group(1).splitlines() if line.strip()]
-
-
-def test_readme_has_exactly_two_commands_and_ci_runs_the_test_one():
-    commands = quickstart_commands()
-    assert commands == ["make demo", "make test"]
-    ci = (ROOT / ".ci" / "run").read_text().splitlines()
-    assert commands[1] in [line.strip() for line in ci if not line.strip().startswith("#")]
 
 
 def test_make_demo_verbatim_shows_alerts_and_stops_on_ctrl_c():

@@ -230,3 +230,114 @@ def test_sigterm_commits_and_leaves(kafka_bootstrap, setup, tmp_path):
     assert worker.terminate(timeout=60) == 0
     committed = h.committed_total(kafka_bootstrap, settings.kafka.group_id, [t.predictions, t.labels])
     assert committed >= len(preds) + len(labels)
+
+
+class _Untouchable:
+    """Stands where a Kafka client was: any use of it fails the test."""
+
+    def __getattr__(self, name: str):
+        raise AssertionError(f"/metrics used a Kafka client ({name})")
+
+
+def _samples(text: str, name: str) -> dict[tuple, float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        tuple(sorted(s.labels.items())): s.value
+        for fam in text_string_to_metric_families(text)
+        for s in fam.samples
+        if s.name == name
+    }
+
+
+def test_health_lag_and_scrape_tell_the_truth_about_a_stalled_worker(kafka_bootstrap, tmp_path):
+    """A worker that consumed its input but commits nothing (its batch never flushes before
+    kafka.stall_timeout) is stalled: /healthz and /readyz answer 503, the step says why
+    (exit code 4), and the lag is the committed one (high watermark - committed offset),
+    not the fetch position's (which is at the end). /metrics touches no Kafka client."""
+    import requests
+
+    from streamon.errors import WorkerStalledError
+    from streamon.runtime.worker import Worker
+
+    d = h.settings_dict(kafka_bootstrap, partitions=1)
+    d["kafka"].update(batch_size=100_000, flush_interval=3600, stall_timeout=2)
+    _, settings = h.write_config(tmp_path, d)
+    t = settings.kafka.topics
+    w = Worker(settings, tmp_path / "state", instance_id="stalled", metrics_port=0)
+    try:
+        w.start()
+        deadline = time.monotonic() + 60
+        while not w.ready and time.monotonic() < deadline:
+            w.step()
+        assert w.ready
+        assert requests.get(w.http.url("/readyz"), timeout=5).status_code == 200
+        preds, labels = h.traffic(300, seed=5)
+        h.produce(kafka_bootstrap, t.predictions, preds)
+        h.produce(kafka_bootstrap, t.labels, labels)
+        stalled = None
+        # Until the statistics (every 5 s) have the high watermarks and the batch is all read.
+        while time.monotonic() < deadline:
+            try:
+                w.step()
+            except WorkerStalledError as exc:
+                stalled = exc
+            lag = _samples(_scrape(w), "streamon_consumer_lag_messages")
+            if stalled and sum(lag.values()) == len(preds) + len(labels):
+                break
+        assert stalled is not None and stalled.exit_code == 4
+        assert "stage 1 has had work but committed nothing" in str(stalled)
+        assert requests.get(w.http.url("/healthz"), timeout=5).status_code == 503
+        assert requests.get(w.http.url("/readyz"), timeout=5).status_code == 503
+        # The main loop is not running now and the clients are out of reach: /metrics answers.
+        clients = w.c1, w.c2, w.p1, w.p2, w.admin
+        w.c1 = w.c2 = w.p1 = w.p2 = w.admin = _Untouchable()  # type: ignore[assignment]
+        try:
+            text = _scrape(w)
+        finally:
+            w.c1, w.c2, w.p1, w.p2, w.admin = clients  # type: ignore[assignment]
+        lag = _samples(text, "streamon_consumer_lag_messages")
+        assert lag == {
+            (("partition", "0"), ("topic", t.labels)): float(len(labels)),
+            (("partition", "0"), ("topic", t.predictions)): float(len(preds)),
+        }
+        stalled_s = _samples(text, "streamon_worker_stalled_seconds")
+        assert stalled_s[(("stage", "1"),)] >= 2.0
+        assert _samples(text, "streamon_last_commit_timestamp_seconds")[(("stage", "1"),)] == 0.0
+    finally:
+        w.close()
+
+
+def _scrape(w) -> str:
+    import requests
+
+    r = requests.get(w.http.url("/metrics"), timeout=5)
+    assert r.status_code == 200, r.text
+    return r.text
+
+
+def test_librdkafka_debug_lines_are_json_log_lines(kafka_bootstrap, tmp_path):
+    """With ``debug`` in kafka.client, librdkafka's own lines reach stderr through the JSON
+    logger (and its secret scrubber), from every client: both consumers, both producers, the
+    admin client and the restore readers. Nothing raw."""
+    import re
+
+    d = h.settings_dict(kafka_bootstrap, partitions=1)
+    d["kafka"]["client"] = {"debug": "broker"}
+    config, _ = h.write_config(tmp_path, d)
+    worker = h.WorkerProc(config, tmp_path / "state", "debug").start()
+    try:
+        h.wait_ready([worker], timeout=60, settle=1.0)
+    finally:
+        assert worker.terminate(60) == 0
+    lines = worker.log.read_text().splitlines() if worker.log else []
+    docs = []
+    for line in lines:
+        assert line.startswith("{"), f"not a JSON log line: {line[:200]!r}"
+        docs.append(orjson.loads(line))
+    from_librdkafka = [doc["message"] for doc in docs if doc["logger"] == "streamon.librdkafka"]
+    clients = {m for text in from_librdkafka for m in re.findall(r"\[(rdkafka#\w+-\d+)\]", text)}
+    consumers = {c for c in clients if "consumer" in c}
+    producers = {c for c in clients if "producer" in c}
+    # c1, c2 and at least one restore reader; p1, p2 and the admin client (a producer handle).
+    assert len(consumers) >= 3 and len(producers) >= 3, sorted(clients)

@@ -12,7 +12,18 @@ import orjson
 import pytest
 from scipy import stats
 
+from streamon.abreport import (
+    OUTCOMES,
+    Arm,
+    ExperimentData,
+    _narrower_note,
+    analyse,
+    fixed_sample_size,
+    print_report,
+)
 from streamon.cli import main
+from streamon.core.abmetrics import outcome_values
+from streamon.core.business import BusinessCosts
 from streamon.simulate import SimulationSpec, TrafficSource
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -218,3 +229,133 @@ def test_bad_arguments_are_one_line(
     )
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and err.startswith("error: ") and fragment in err
+
+
+# --------------------------------------------------------------------------- decision aids
+
+
+def _arm(name: str, tp: int, fp: int, tn: int, fn: int) -> Arm:
+    """An arm whose labelled predictions were all made at one time: one look."""
+    values = outcome_values(COSTS)
+    arm = Arm(name)
+    arm.counts = dict(zip(OUTCOMES, (tp, fp, tn, fn), strict=True))
+    arm.n = sum(arm.counts.values())
+    per: list[float] = []
+    for kind, count in arm.counts.items():
+        per += [values[kind]] * count
+        arm.labelled_at += [(START, OUTCOMES.index(kind))] * count
+    arm.value.update(np.array(per))
+    return arm
+
+
+def _analyse(a: Arm, b: Arm) -> dict[str, Any]:
+    return analyse(ExperimentData("exp", None, "test", {"A": a, "B": b}), COSTS, alpha=0.05)
+
+
+COSTS = BusinessCosts(50, 1000, 25, 1000, 200, 10000)  # = configs/monitoring_config.yaml
+
+
+def test_recommendation_follows_the_always_valid_test_never_the_fixed_one() -> None:
+    a = _arm("A", 60, 20, 1900, 20)
+    # B misses 30 more frauds: the fixed-horizon Welch test calls it (p = 0.007), the always-valid
+    # one does not yet (p = 0.12): keep collecting.
+    test = _analyse(a, _arm("B", 60, 20, 1900, 50))["tests"][0]
+    value = test["business_value"]
+    assert value["significant"] and value["p_value"] < 0.01
+    assert not value["sequential"]["significant"] and value["sequential"]["p_value"] > 0.05
+    rec = test["recommendation"]
+    assert rec["decision"] == "keep_collecting" and rec["arm"] is None
+    size = value["sample_size"]
+    assert rec["line"].startswith("keep collecting: the always-valid test has not separated B from A")
+    assert f"needs {size['needed_per_arm']:,} labelled predictions per arm" in rec["line"]
+    # Clearly worse, or clearly better: keep the control, or ship the treatment.
+    worse = _analyse(a, _arm("B", 60, 20, 1900, 60))["tests"][0]["recommendation"]
+    assert worse["decision"] == "keep" and worse["arm"] == "A" and worse["line"].startswith("keep A: ")
+    better = _analyse(_arm("A", 60, 20, 1900, 60), _arm("B", 60, 20, 1900, 20))["tests"][0]["recommendation"]
+    assert better["decision"] == "ship" and better["arm"] == "B" and better["line"].startswith("ship B: ")
+    # Too few labels: nothing is decided, whatever the numbers.
+    tiny = _analyse(_arm("A", 1, 1, 20, 1), _arm("B", 1, 1, 20, 5))["tests"][0]["recommendation"]
+    assert tiny["decision"] == "keep_collecting" and "fewer than 30 labelled" in tiny["line"]
+
+
+def test_sample_size_gives_the_requested_power_at_the_observed_effect() -> None:
+    z = stats.norm.ppf(0.975)
+    # Means: at n per arm the Welch-like z-test has 80% power against the observed difference.
+    n = fixed_sample_size(False, 221.3, 219.3, 140.0**2, 145.0**2, 0.05)
+    assert stats.norm.cdf(2.0 / math.sqrt((140.0**2 + 145.0**2) / n) - z) == pytest.approx(0.8, abs=1e-9)
+    # Rates: the pooled-null z-test (as two_proportion_ztest) has 80% power at n per arm.
+    pa, pb = 0.05, 0.07
+    n = fixed_sample_size(True, pa, pb, 0.0, 0.0, 0.05)
+    pbar = (pa + pb) / 2
+    power = stats.norm.cdf(
+        (abs(pb - pa) * math.sqrt(n) - z * math.sqrt(2 * pbar * (1 - pbar)))
+        / math.sqrt(pa * (1 - pa) + pb * (1 - pb))
+    )
+    assert power == pytest.approx(0.8, abs=1e-9)
+    assert fixed_sample_size(True, 0.05, 0.05, 0.0, 0.0, 0.05) == math.inf
+
+    test = _analyse(_arm("A", 60, 20, 1900, 20), _arm("B", 60, 20, 1900, 50))["tests"][0]
+    size = test["business_value"]["sample_size"]
+    assert size["needed_per_arm"] == math.ceil(
+        fixed_sample_size(
+            False,
+            test["business_value"]["control"],
+            test["business_value"]["treatment"],
+            test["business_value"]["var_control"],
+            test["business_value"]["var_treatment"],
+            0.05,
+        )
+    )
+    assert size["more"] == {"A": size["needed_per_arm"] - 2000, "B": size["needed_per_arm"] - 2030}
+    assert size["negligible_effect"] is False
+    # An effect of about zero is flagged as such, with the (huge) number still given.
+    same = _analyse(_arm("A", 60, 20, 1900, 20), _arm("B", 60, 20, 1901, 20))["tests"][0]
+    flat = same["business_value"]["sample_size"]
+    assert flat["negligible_effect"] is True and flat["needed_per_arm"] > 1_000_000
+    assert "about zero" in same["recommendation"]["line"]
+    # Exactly no difference: no sample size detects it.
+    equal = _analyse(_arm("A", 60, 20, 1900, 20), _arm("B", 60, 20, 1900, 20))["tests"][0]
+    assert equal["error_rate"]["sample_size"]["needed_per_arm"] is None
+
+
+def test_a_confidence_sequence_narrower_than_the_fixed_ci_is_explained(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Arm B degrades half-way: early looks (no difference) cut the sequence of later ones.
+    pp, lp, _, _ = _traffic(
+        tmp_path, 600, rate=30, drift=("degrade",), drift_after_s=300, drift_variants=("B",), seed=2
+    )
+    report = _report(capsys, pp, lp, "--look-every", "1m")
+    (test,) = report["tests"]
+    explained = 0
+    for key in ("error_rate", "detection_rate", "business_value"):
+        r, seq = test[key], test[key]["sequential"]
+        narrower = seq["cs_high"] - seq["cs_low"] < r["ci_high"] - r["ci_low"]
+        assert (r["narrower_note"] is not None) == narrower, key
+        # At the last look alone the sequence is wider than the fixed CI (2 ln(1/alpha) >= z^2).
+        assert seq["last_look_cs_high"] - seq["last_look_cs_low"] > r["ci_high"] - r["ci_low"]
+        if narrower:
+            explained += 1
+            assert f"intersection of the intervals of all {seq['looks']} looks" in r["narrower_note"]
+    assert explained >= 1  # the error rate's and the detection rate's, in this stream
+    print_report(report)
+    flat = " ".join(capsys.readouterr().out.split())
+    assert "why: error rate: the confidence sequence is narrower than the fixed CI" in flat
+    assert "recommendation: keep A: value/pred" in flat
+    assert "sample size: B vs A: detection rate: the fixed-horizon test needs" in flat
+
+
+def test_a_sequence_that_excludes_the_latest_estimate_says_the_difference_changed() -> None:
+    fixed = {"diff": -51.4, "ci_low": -54.0, "ci_high": -48.7}
+    seq = {
+        "looks": 20,
+        "cs_low": -47.02,
+        "cs_high": -46.89,
+        "last_look_cs_low": -55.8,
+        "last_look_cs_high": -46.9,
+    }
+    note = _narrower_note("business_value", fixed, seq, 0.05)
+    assert note is not None and "excludes the latest estimate -51.40" in note
+    assert "the difference changed during the experiment" in note
+    wide = {**seq, "cs_low": -60.0, "cs_high": -40.0}
+    assert _narrower_note("business_value", fixed, wide, 0.05) is None

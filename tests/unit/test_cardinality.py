@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -250,3 +252,117 @@ def test_window_aggregates_are_exact_after_expiry() -> None:
     for start, bucket in w.every_bucket():
         again.add(start, bucket)
     assert again.current.capped(cap) == expected_cur and again.reference.capped(cap) == expected_ref
+
+
+# ---------------------------------------------------------------------- protected values
+
+REAL_CATEGORIES = [f"ref{i}" for i in range(8)]
+N_REAL = 1_000
+
+
+def _protected_stream(n_junk: int) -> list[bytes]:
+    """``n_junk`` junk variants (a third with junk category values) interleaved with real
+    predictions: no variant (= "default"), categories of the reference profile."""
+    out = []
+    every = (n_junk + N_REAL) // N_REAL
+    for i in range(n_junk + N_REAL):
+        real = i % every == 0
+        doc: dict[str, object] = {"prediction_id": f"p{i}", "model": "m", "ts": T0 + 5.0 + i % 50,
+                                  "score": (i % 97) / 97}  # fmt: skip
+        cat = f"junk-cat-{i}" if not real and i % 3 == 0 else REAL_CATEGORIES[i % len(REAL_CATEGORIES)]
+        doc["features"] = {"x": float(i % 13), "cat": cat}
+        if not real:
+            doc["variant"] = f"junk-{i}"
+        out.append(orjson.dumps(doc))
+    return out
+
+
+def _profile(tmp: Path) -> Path:
+    from streamon.core.events import Prediction
+    from streamon.core.profile import FeatureSpec as Feature
+    from streamon.core.profile import ModelSpec, build_profile, profile_to_bytes
+
+    spec = ModelSpec("m", features=[Feature("x", "numeric"), Feature("cat", "categorical")])
+    ref = [
+        Prediction(f"r{i}", "m", ts=T0, score=0.5, predicted=0,
+                   features={"x": float(i % 13), "cat": REAL_CATEGORIES[i % len(REAL_CATEGORIES)]})
+        for i in range(400)
+    ]  # fmt: skip
+    path = tmp / "ref.profile.json"
+    path.write_bytes(profile_to_bytes([build_profile(spec, ref, {})]))
+    return path
+
+
+def _run_protected(raws: list[bytes], profile: Path, n_partitions: int, batches: int) -> tuple[Snapshot, Any]:
+    model = {
+        "name": "m",
+        "features": [{"name": "x", "type": "numeric"}, {"name": "cat", "type": "categorical"}],
+    }
+    limits = {"max_variants_per_model": MAX_VARIANTS, "max_category_values": MAX_CATEGORIES}
+    engine = build_engine(Settings.from_dict({"models": [model], "limits": limits}), profile=profile)
+    procs = [engine.partition_processor(source=f"predictions:{i}") for i in range(n_partitions)]
+    agg = engine.aggregator()
+    for b in range(batches):
+        for i, proc in enumerate(procs):
+            proc.process(raws[b * n_partitions + i :: n_partitions * batches], [], now=T0 + 600)
+            for partial in proc.take_partials():
+                agg.apply(partial)
+    return agg.evaluate(T0 + 60.0), agg
+
+
+def test_junk_cannot_evict_protected_values(tmp_path: Path) -> None:
+    """100k junk variants: the default variant and the reference profile's categories keep
+    their own series and counts; the junk fills only the other slots (bottom-K by hash) and
+    is counted as overflow."""
+    n_junk = 100_000
+    snap, agg = _run_protected(_protected_stream(n_junk), _profile(tmp_path), n_partitions=3, batches=2)
+    in_window = {
+        dict(s.labels)["variant"]: s.value for s in snap.series("streamon_predictions_in_window")
+        if dict(s.labels)["window"] == "current"
+    }  # fmt: skip
+    every = (n_junk + N_REAL) // N_REAL
+    junk = [f"junk-{i}" for i in range(n_junk + N_REAL) if i % every]
+    assert in_window["default"] == N_REAL
+    assert set(in_window) == {"default", OTHER, "all"} | bottom_k(junk, MAX_VARIANTS - 1)
+    assert snap.value("streamon_cardinality_overflow_total", model="m", label="variant") == (
+        len(junk) - (MAX_VARIANTS - 1)
+    )
+    # Every reference category survives the cap in the junk-filled __other__ window.
+    state = agg.models["m"]
+    cats = state.windows[OTHER].current.capped(MAX_CATEGORIES, state.spec.protected_categories)
+    assert set(REAL_CATEGORIES) <= set(cats.categories["cat"])
+    assert len(cats.categories["cat"]) == MAX_CATEGORIES + 1  # + __other__
+    assert snap.value("streamon_cardinality_overflow_total", model="m", label="category:cat") > 0
+
+
+def test_protected_values_split_invariant(tmp_path: Path) -> None:
+    raws, profile = _protected_stream(6_000), _profile(tmp_path)
+    one, _ = _run_protected(raws, profile, n_partitions=1, batches=1)
+    many, _ = _run_protected(raws, profile, n_partitions=3, batches=4)
+    assert render(one) == render(many)
+    assert (
+        one.value("streamon_predictions_in_window", model="m", variant="default", window="current") == N_REAL
+    )
+
+
+def test_protected_bottom_k_is_merge_invariant() -> None:
+    import random
+
+    rnd = random.Random(1)
+    protected = frozenset({"a", "b", "c"})
+    for _ in range(200):
+        values = [f"v{rnd.randrange(60)}" for _ in range(rnd.randrange(1, 40))]
+        values += rnd.sample(sorted(protected), rnd.randrange(0, 4))
+        k = rnd.randrange(1, 8)
+        whole = bottom_k(values, k, protected)
+        present = protected & set(values)
+        assert present <= whole and len(whole) == max(min(k, len(set(values))), len(present))
+        parts = [values[i::3] for i in range(3)]
+        merged = set().union(*(bottom_k(p, k, protected) for p in parts))
+        assert bottom_k(merged, k, protected) == whole
+        b = BottomK(k, protected)
+        order = values[:]
+        rnd.shuffle(order)
+        for v in order:
+            b.offer(v)
+        assert b.kept == whole

@@ -89,3 +89,45 @@ def test_installed_console_script(tmp_path: Path) -> None:
     assert bad.returncode == 2 and bad.stdout == ""
     assert bad.stderr.startswith(f"error: config {bad_file}: windows.current: not a duration")
     assert bad.stderr.count("\n") == 1
+
+
+PROFILED = "models: [{name: m, reference_profile: ref.profile.json, features: [{name: x, type: numeric}]}]\n"
+
+
+def test_missing_reference_profile_is_one_error_line_saying_how_to_build_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    file = tmp_path / "c.yaml"
+    file.write_text(PROFILED)
+    code, out, err = _run(capsys, str(file))
+    assert code == 2 and out == ""
+    profile = tmp_path / "ref.profile.json"  # resolved against the config's directory
+    assert err == (
+        f"error: config {file}: models.0.reference_profile: {profile} not found: build it with "
+        f"`streamon reference build --config {file} --input REFERENCE.jsonl --out {profile}`\n"
+    )
+
+
+def test_reference_profile_is_checked_as_replay_and_the_worker_load_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from streamon.config import load_config
+    from streamon.core.profile import profile_to_bytes
+    from streamon.engine import build_engine
+
+    file = tmp_path / "c.yaml"
+    file.write_text(PROFILED)
+    profile = tmp_path / "ref.profile.json"
+    # A profile of another model: the worker would refuse it at start.
+    other = tmp_path / "other.yaml"
+    other.write_text("models: [{name: other, features: [{name: x, type: numeric}]}]\n")
+    profile.write_bytes(profile_to_bytes(list(build_engine(load_config(other)).models.values())))
+    code, out, err = _run(capsys, str(file))
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert err.startswith(f"error: reference profile {profile} has no model 'm'"), err
+    # The profile of this config's model passes.
+    unpinned = tmp_path / "unpinned.yaml"
+    unpinned.write_text(PROFILED.replace(", reference_profile: ref.profile.json", ""))
+    profile.write_bytes(profile_to_bytes(list(build_engine(load_config(unpinned)).models.values())))
+    code, out, err = _run(capsys, str(file))
+    assert code == 0 and err == "" and "m: 1 features, threshold 0.5, reference profile" in out

@@ -195,6 +195,15 @@ def test_unreachable_broker_fails_fast_with_a_clear_line(command: str) -> None:
     assert not any("Traceback" in line for line in lines)
 
 
+def test_unreachable_broker_line_names_the_address_and_what_to_do() -> None:
+    _code, lines, _elapsed = _unreachable("worker")
+    (error,) = [line for line in lines if line.startswith("error: ")]
+    assert "cannot reach Kafka at 127.0.0.1:1 (" in error
+    assert "KafkaError{" not in error  # librdkafka's reason, not the repr of its error object
+    for hint in ("kafka.bootstrap_servers", "python3 deploy/kafka/broker.py start", "streamon demo"):
+        assert hint in error, error
+
+
 @pytest.mark.parametrize(
     "command",
     [

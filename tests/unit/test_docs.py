@@ -6,6 +6,7 @@ alert rules, relative links) and fails listing every item the docs miss.
 
 from __future__ import annotations
 
+import ast
 import re
 import types
 from collections.abc import Iterator
@@ -35,6 +36,53 @@ def _report(what: str, missing: list[str]) -> str:
 # ---------------------------------------------------------------------- (1) metrics
 
 
+# The metric families (streamon.core.catalogue's docstring); the docs' tables are read by them.
+METRIC_NAME = re.compile(r"(?:ml|streamon|system)_[a-z0-9_]+")
+
+
+def documented_metrics() -> list[str]:
+    """The metric names in the first column of docs/metrics.md's tables (`name` cells)."""
+    names = []
+    for line in _read("metrics.md").splitlines():
+        if line.startswith("|"):
+            first_cell = line.split("|")[1]
+            names += [n for n in re.findall(r"`([^`]+)`", first_cell) if METRIC_NAME.fullmatch(n)]
+    return names
+
+
+def produced_metric_names() -> set[str]:
+    """Metric names that the code making samples names: the string constants of streamon/core
+    (the evaluation) and streamon/runtime (the workers' own samples), the catalogue excluded.
+
+    The exporter renders only catalogue names (any other raises), so a metric is exported
+    when it is in the catalogue AND some code makes a sample of it. The top-level modules
+    only read metrics by name (default alert rules, demo, doctor), so they do not count.
+    """
+    names: set[str] = set()
+    for package in ("core", "runtime"):
+        for path in sorted((ROOT / "streamon" / package).rglob("*.py")):
+            if path.name == "catalogue.py":
+                continue
+            names |= {
+                node.value
+                for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+                if isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and METRIC_NAME.fullmatch(node.value)
+            }
+    return names
+
+
+def test_metric_name_readers_see_every_family() -> None:
+    assert len(documented_metrics()) >= 50, "the docs' metric tables were not found"
+    assert {"ml_model_accuracy", "streamon_batch_seconds", "system_cpu_usage_percent"} <= set(
+        documented_metrics()
+    )
+    assert "streamon_events_processed_total" in produced_metric_names()  # the worker's samples
+    assert "ml_model_accuracy" in produced_metric_names()  # evaluate's name tables
+    assert not [n for n in METRICS if not METRIC_NAME.fullmatch(n)], "a metric outside the families"
+
+
 def test_every_metric_is_documented() -> None:
     text = _read("metrics.md")
     missing = [
@@ -43,6 +91,18 @@ def test_every_metric_is_documented() -> None:
         if not re.search(rf"(?<![A-Za-z0-9_]){re.escape(name)}(?![A-Za-z0-9_])", text)
     ]
     assert not missing, _report("catalogue metrics missing from docs/metrics.md", missing)
+
+
+def test_every_documented_metric_is_exported() -> None:
+    documented = documented_metrics()
+    produced = produced_metric_names()
+    problems = [f"{name}: not in streamon.core.catalogue" for name in documented if name not in METRICS]
+    problems += [
+        f"{name}: no code makes a sample of it"
+        for name in dict.fromkeys([*documented, *METRICS])
+        if name not in produced
+    ]
+    assert not problems, _report("documented or catalogued metrics that are never exported", problems)
 
 
 # ---------------------------------------------------------------------- (2) config keys
@@ -157,3 +217,17 @@ def test_relative_links_point_at_existing_files() -> None:
             if file_part and not (path.parent / file_part).exists():
                 broken.append(f"{path.relative_to(ROOT)}: {target}")
     assert not broken, _report("relative links pointing at missing files", broken)
+
+
+def test_named_tests_exist() -> None:
+    """Every ``tests/...py::test_name`` the docs cite (the fault table of
+    failure-semantics.md) names a test function that exists."""
+    missing = []
+    for page in sorted(DOCS.glob("*.md")):
+        for path, name in re.findall(r"`(tests/[\w/]+\.py)::(\w+)`", page.read_text(encoding="utf-8")):
+            source = ROOT / path
+            text = source.read_text(encoding="utf-8") if source.exists() else ""
+            if not re.search(rf"^(?:async )?def {name}\(", text, re.MULTILINE):
+                missing.append(f"{page.name}: {path}::{name}")
+    assert re.search(r"`tests/[\w/]+\.py::\w+`", _read("failure-semantics.md"))  # the pattern still matches
+    assert not missing, _report("cited tests", missing)

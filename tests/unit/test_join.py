@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 from streamon.core.events import Label, Prediction
 from streamon.core.join import Joiner, LabelDelta, MemoryStore, StagedStore
@@ -159,7 +160,7 @@ def test_restore_rebuilds_pending_counts_and_expiry() -> None:
     # From here on a restored joiner (on a copy of the store) makes the same decisions as the
     # original: the expiry index was rebuilt correctly.
     store_b = MemoryStore()
-    store_b.data = dict(store.data)
+    store_b.write(dict(store.data))
     c = joiner(store_b)
     c.restore()
     steps = [195.0, 250.0, 289.0, 291.0, 1005.0, 1100.0, 1300.0]
@@ -235,3 +236,167 @@ def test_joiner_over_staged_store_discard_then_replay() -> None:
     j3 = joiner(base)
     assert j3.restore() == 1
     assert j3.add_label(Label("p1", 1, ts=3.0)) == []  # already joined: a duplicate
+
+
+# ---------------------------------------------------------------------- the index in the store
+
+
+def _stream(seed: int, n: int = 600) -> list[list[Prediction | Label]]:
+    """Batches of predictions and labels: labels before and after their predictions, corrections,
+    labels whose prediction never comes, and late predictions (behind the watermark)."""
+    rnd = random.Random(seed)
+    events: list[tuple[float, Prediction | Label]] = []
+    for i in range(n):
+        ts = 5.0 * i
+        late = rnd.random() < 0.05
+        events.append((ts, pred(f"p{i}", ts - (HORIZON * 1.5 if late else 0.0), score=rnd.random())))
+        if rnd.random() < 0.7:  # a label, before (negative delay) or after its prediction
+            events.append((ts + rnd.uniform(-60, 400), Label(f"p{i}", rnd.randint(0, 1), ts=ts + 1)))
+        if rnd.random() < 0.1:  # a correction
+            events.append((ts + rnd.uniform(0, 800), Label(f"p{i}", rnd.randint(0, 1), ts=ts + 2)))
+        if rnd.random() < 0.1:  # its prediction never comes
+            events.append((ts, Label(f"ghost{i}", 1, ts=ts)))
+    events.sort(key=lambda e: e[0])
+    batches, size = [], 0
+    while size < len(events):
+        step = rnd.randint(1, 40)
+        batches.append([e for _, e in events[size : size + step]])
+        size += step
+    return batches
+
+
+def _feed(j: Joiner, batch: list[Prediction | Label]) -> tuple[list[LabelDelta], tuple[int, int]]:
+    out: list[LabelDelta] = []
+    for e in batch:
+        out += j.add_prediction(e) if isinstance(e, Prediction) else j.add_label(e)
+    return out, j.expire()
+
+
+def _state(j: Joiner) -> tuple[object, ...]:
+    return (j.pending_predictions, j.pending_labels, j.watermark, j.stats)
+
+
+def _records(store: MemoryStore) -> tuple[int, int, int]:
+    return tuple(sum(1 for _ in store.items(p)) for p in (b"p:", b"l:", b"x:"))  # type: ignore[return-value]
+
+
+def test_restart_continues_exactly_from_the_store() -> None:
+    """A new Joiner over the same store (a restart) after any batch decides exactly like an
+    uninterrupted one: same deltas, expiries, orphans, pending counts, watermark and store."""
+    for seed in range(4):
+        batches = _stream(seed)
+        whole = joiner()
+        expected = [_feed(whole, b) for b in batches]
+        assert whole.stats.orphaned > 0 and whole.stats.expired_unlabelled > 0
+        store = MemoryStore()
+        j = joiner(store)
+        rnd = random.Random(100 + seed)
+        for b, want in zip(batches, expected, strict=True):
+            if rnd.random() < 0.3:
+                j = joiner(store)  # restart: nothing but the store carries over
+            assert _feed(j, b) == want
+        assert _state(j) == _state(whole)
+        assert store.data == whole.store.data  # type: ignore[attr-defined]
+        # The pending counts are the records in the store; one index entry per record.
+        p, lab, x = _records(store)
+        assert (p, lab, x) == (j.pending_predictions, j.pending_labels, p + lab)
+
+
+def test_staged_store_commit_discard_and_restart_over_the_index() -> None:
+    """The worker's way: writes staged per batch, committed, some batches aborted (discarded,
+    counters reloaded, replayed), restarts in between: the same result as one clean run."""
+    batches = _stream(7)
+    whole = joiner()
+    expected = [_feed(whole, b) for b in batches]
+    base = MemoryStore()
+    staged = StagedStore(base)
+    j = joiner(staged)  # type: ignore[arg-type]
+    rnd = random.Random(5)
+    for b, want in zip(batches, expected, strict=True):
+        if rnd.random() < 0.2:  # the Kafka transaction of this batch fails: discard, replay
+            _feed(j, b)
+            staged.discard()
+            assert j.restore() == j.pending_predictions + j.pending_labels
+        assert _feed(j, b) == want
+        staged.commit({b"\x00offsets": b"{}"})
+        if rnd.random() < 0.2:
+            staged = StagedStore(base)
+            j = joiner(staged)  # type: ignore[arg-type]
+    assert _state(j) == _state(whole)
+    assert {k: v for k, v in base.data.items() if k != b"\x00offsets"} == whole.store.data  # type: ignore[attr-defined]
+
+
+def test_joiner_holds_nothing_per_pending_record() -> None:
+    store = MemoryStore()
+    j = joiner(store)
+    before = {k: type(v) for k, v in vars(j).items()}
+    for i in range(2000):
+        j.add_prediction(pred(f"p{i}", ts=float(i % 50)))
+        j.add_label(Label(f"ghost{i}", 1, ts=1.0))
+    j.expire()
+    assert {k: type(v) for k, v in vars(j).items()} == before
+    assert not [v for v in vars(j).values() if isinstance(v, list | dict | set | tuple)]
+    assert (j.pending_predictions, j.pending_labels) == (2000, 2000) == _records(store)[:2]
+
+
+def test_store_without_index_is_reindexed_once() -> None:
+    """A store written before the index existed (records only): indexed on open, then as if new."""
+    a = joiner()
+    for i in range(30):
+        a.add_prediction(pred(f"p{i}", ts=10.0 * i))
+    a.add_label(Label("ghost", 1, ts=100.0))
+    a.expire()
+    legacy = MemoryStore()
+    legacy.write({k: v for k, v in a.store.data.items() if k.startswith((b"p:", b"l:"))})  # type: ignore[attr-defined]
+    b = joiner(legacy)
+    assert (b.pending_predictions, b.pending_labels, b.watermark) == (30, 1, 290.0)
+    for j in (a, b):
+        j.add_prediction(pred("late", ts=HORIZON + 150.0))
+    assert a.expire() == b.expire() == (16, 1)
+    assert _records(legacy) == _records(a.store)  # type: ignore[arg-type]
+
+
+def test_changed_label_horizon_reindexes_the_predictions() -> None:
+    store = MemoryStore()
+    a = joiner(store)
+    a.add_prediction(pred("p", ts=0.0))
+    a.add_prediction(pred("w", ts=HORIZON / 2))
+    a.expire()
+    b = Joiner(store, label_horizon_s=HORIZON / 4, orphan_grace_s=GRACE)
+    assert b.expire() == (1, 0)  # p (0 + HORIZON/4) is past the watermark HORIZON/2 now
+    assert not b.contains_prediction("p") and b.pending_predictions == 1
+
+
+def test_staged_items_merge_in_key_order() -> None:
+    base = MemoryStore()
+    base.write({b"x:1": b"a", b"x:3": b"c", b"x:5": b"e", b"y:0": b"-"})
+    staged = StagedStore(base)
+    staged.write({b"x:2": b"B", b"x:3": None, b"x:6": b"F", b"x:0": b"Z"})
+    assert list(staged.items(b"x:")) == [(b"x:0", b"Z"), (b"x:1", b"a"), (b"x:2", b"B"),
+                                         (b"x:5", b"e"), (b"x:6", b"F")]  # fmt: skip
+    assert [k for k, _ in staged.items(b"x:", start=b"x:2")] == [b"x:2", b"x:5", b"x:6"]
+
+
+def test_rocksdb_store_with_reopens_matches_memory(tmp_path: Path) -> None:
+    """The worker's stack (StagedStore over RocksStore, committed per batch, reopened on restart)
+    makes the decisions of the in-memory run (= streamon replay)."""
+    from streamon.runtime.store import RocksStore
+
+    batches = _stream(11)
+    whole = joiner()
+    expected = [_feed(whole, b) for b in batches]
+    path = tmp_path / "store"
+    rocks = RocksStore(path)
+    staged = StagedStore(rocks)
+    j = joiner(staged)  # type: ignore[arg-type]
+    for i, (b, want) in enumerate(zip(batches, expected, strict=True)):
+        assert _feed(j, b) == want
+        staged.commit(RocksStore.marker({"predictions": i}))
+        if i % 25 == 24:
+            rocks.close()
+            rocks = RocksStore(path)
+            staged = StagedStore(rocks)
+            j = joiner(staged)  # type: ignore[arg-type]
+    assert _state(j) == _state(whole)
+    assert dict(rocks.items(b"")) == {**whole.store.data, b"\x00offsets": rocks.get(b"\x00offsets")}  # type: ignore[attr-defined]
+    rocks.close()

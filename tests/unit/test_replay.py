@@ -52,17 +52,21 @@ models:
       - {name: days_since_last_transaction, type: numeric}
 """
 
-# (line number in the predictions file, content, reason reported)
+# (line number in the predictions file, content, "field: reason" reported after "file:line: ")
 GARBAGE = [
-    (3, b"this is not json", "invalid_json"),
+    (3, b"this is not json", "invalid_json ("),
     (
         50,
         b'{"prediction_id": "g1", "model": "fraud-detector", "ts": 1767225700, "score": 7}',
-        "score_out_of_range",
+        "score: score_out_of_range (",
     ),
-    (51, b'{"prediction_id": "g2", "model": "nope", "ts": 1767225700, "score": 0.5}', "unknown_model"),
-    (400, b'{"model": "fraud-detector", "ts": 1767225700, "score": 0.5}', "missing_field"),
-    (777, b"[1, 2, 3]", "not_an_object"),
+    (
+        51,
+        b'{"prediction_id": "g2", "model": "nope", "ts": 1767225700, "score": 0.5}',
+        "model: unknown_model (",
+    ),
+    (400, b'{"model": "fraud-detector", "ts": 1767225700, "score": 0.5}', "prediction_id: missing_field ("),
+    (777, b"[1, 2, 3]", "not_an_object ("),
 ]
 DRIFT_START = "2026-01-01T02:00:00Z"  # TrafficSpec start + drift_at
 BLANK_LINE = 11  # a blank line is skipped silently (and still counts as a line)

@@ -394,7 +394,8 @@ def test_report_prints_the_sequential_table(tmp_path: Path, capsys: pytest.Captu
     assert code == 0, err
     assert "Sequential tests, valid under continuous monitoring (mSPRT, tau 0.3, a look every 1h" in out
     assert "always-valid p" in out and "95% conf. sequence" in out
-    assert out.count("B vs A") == 6  # three fixed-horizon rows, three sequential rows
+    # three fixed-horizon rows, three sequential rows (the sample-size lines name the pair too)
+    assert out.count("│ B vs A") == 6
 
 
 @pytest.mark.parametrize(

@@ -355,3 +355,143 @@ def test_ctrl_c_stops_cleanly(mock_cluster: str, tmp_path: Path) -> None:
     out, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
     assert out.startswith("stopped: sent ") and "Traceback" not in err
+
+
+# --------------------------------------------------------------------------- --out: files
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    from streamon.cli import main
+
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _jsonl(path: Path) -> list[dict[str, Any]]:
+    return [orjson.loads(line) for line in path.read_bytes().splitlines()]
+
+
+CONFIG = str(ROOT / "configs" / "monitoring_config.yaml")
+FILE_ARGS = (
+    "--rate",
+    "50",
+    "--count",
+    "3000",
+    "--variants",
+    "A,B",
+    "--drift",
+    "sudden",
+    "--drift-after",
+    "30",
+)
+
+
+def test_out_writes_files_that_replay_reference_build_and_ab_report_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "data"
+    start = "2026-01-01T00:00:00Z"
+    code, stdout, err = _cli(capsys, "simulate", "--config", CONFIG, "--out", str(out), *FILE_ARGS,
+                             "--seed", "5", "--start", start)  # fmt: skip
+    assert code == 0, err
+    preds, labels = _jsonl(out / "predictions.jsonl"), _jsonl(out / "labels.jsonl")
+    reference = _jsonl(out / "reference.jsonl")
+    assert len(preds) == 3000 and len(reference) == 3000 and 0 < len(labels) <= 3000
+    assert f"wrote 3,000 predictions ({start} to 2026-01-01T00:01:00Z)" in stdout
+    pv, lv = _schema("prediction"), _schema("label")
+    assert all(not list(pv.iter_errors(p)) for p in preds)
+    assert all(not list(lv.iter_errors(lab)) for lab in labels)
+    t0 = 1_767_225_600.0
+    assert [p["ts"] for p in preds] == sorted(p["ts"] for p in preds) and t0 <= preds[0]["ts"] < t0 + 1
+    assert [lab["ts"] for lab in labels] == sorted(lab["ts"] for lab in labels)  # in arrival order
+    assert {lab["prediction_id"] for lab in labels} <= {p["prediction_id"] for p in preds}
+    # Sudden drift 30 s of event time after the start, as in the Kafka mode.
+    amount = lambda ps: np.median([p["features"]["transaction_amount"] for p in ps])  # noqa: E731
+    assert amount([p for p in preds if p["ts"] >= t0 + 30]) > 2.5 * amount(
+        [p for p in preds if p["ts"] < t0 + 30]
+    )
+    # The reference: before the stream, undrifted, every event labelled.
+    assert all(r["ts"] < t0 and r["label"] in (0, 1) for r in reference)
+    assert 0.5 < amount(reference) / amount([p for p in preds if p["ts"] < t0 + 30]) < 2.0
+    # Deterministic: the same seed and start give the same bytes; another seed other events.
+    again = tmp_path / "again"
+    other = tmp_path / "other"
+    assert _cli(capsys, "simulate", "--config", CONFIG, "--out", str(again), *FILE_ARGS, "--seed", "5",
+                "--start", start)[0] == 0  # fmt: skip
+    assert _cli(capsys, "simulate", "--config", CONFIG, "--out", str(other), *FILE_ARGS, "--seed", "6",
+                "--start", start)[0] == 0  # fmt: skip
+    for name in ("predictions.jsonl", "labels.jsonl", "reference.jsonl"):
+        assert (out / name).read_bytes() == (again / name).read_bytes()
+        assert (out / name).read_bytes() != (other / name).read_bytes()
+    # What the README's commands do with them.
+    profile = tmp_path / "ref.json"
+    code, stdout, err = _cli(capsys, "reference", "build", "--config", CONFIG, "--input",
+                             str(out / "reference.jsonl"), "--out", str(profile))  # fmt: skip
+    assert code == 0 and "fraud-detector: 3000 predictions" in stdout, err
+    code, stdout, err = _cli(capsys, "replay", "--config", CONFIG, "--predictions",
+                             str(out / "predictions.jsonl"), "--labels", str(out / "labels.jsonl"),
+                             "--reference", str(profile))  # fmt: skip
+    assert code == 0, err
+    assert f"replayed 3,000 predictions and {len(labels):,} labels" in stdout and "0 bad lines" in stdout
+    code, stdout, err = _cli(capsys, "ab", "report", "--experiment", "exp-1", "--config", CONFIG,
+                             "--predictions", str(out / "predictions.jsonl"), "--labels",
+                             str(out / "labels.jsonl"), "--json")  # fmt: skip
+    assert code == 0, err
+    assert [a["n"] for a in orjson.loads(stdout)["arms"]] == [
+        sum(p["variant"] == v for p in preds) for v in ("A", "B")
+    ]
+
+
+def test_out_default_start_puts_every_event_in_the_past_and_duration_counts_event_time(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = time.time()
+    code, _, err = _cli(capsys, "simulate", "--config", CONFIG, "--out", str(tmp_path), "--rate", "20",
+                        "--duration", "30", "--label-delay", "10", "--reference-count", "100")  # fmt: skip
+    assert code == 0, err
+    preds, labels = _jsonl(tmp_path / "predictions.jsonl"), _jsonl(tmp_path / "labels.jsonl")
+    assert len(preds) == 600 and len(_jsonl(tmp_path / "reference.jsonl")) == 100
+    newest = max(e["ts"] for e in preds + labels)
+    assert newest <= before  # a worker takes them: nothing from the future
+    assert before - newest < 3600  # nor too old for windows.max_event_age
+    assert preds[-1]["ts"] - preds[0]["ts"] == pytest.approx(30, abs=0.5)
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--bootstrap-servers", "127.0.0.1:1"], "give --out or --bootstrap-servers, not both"),
+        (["--start", "yesterday"], "--start 'yesterday': give epoch seconds or an RFC 3339 time"),
+        (["--count", "0"], "--count must be > 0"),
+        (["--count", "5", "--duration", "5"], "give --duration or --count, not both"),
+    ],
+)
+def test_out_errors_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], fragment: str
+) -> None:
+    code, out, err = _cli(capsys, "simulate", "--config", CONFIG, "--out", str(tmp_path / "d"), *args)
+    assert code == 2 and out == "", err
+    assert err.count("\n") == 1 and err.startswith("error: ") and fragment in err
+    code, _, err = _cli(capsys, "simulate", "--config", CONFIG, "--start", "0", "--duration", "1")
+    assert code == 2 and "--start and --reference-count need --out" in err
+
+
+def test_out_ramps_gradual_drift_in_event_time(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _cli(capsys, "simulate", "--config", CONFIG, "--out", str(tmp_path), "--rate", "100",
+                        "--count", "6000", "--drift", "gradual", "--drift-after", "20", "--drift-ramp", "40",
+                        "--start", "1800000000", "--reference-count", "0")  # fmt: skip
+    assert code == 0, err
+    preds = _jsonl(tmp_path / "predictions.jsonl")
+    # Drifted events: amount x2.5 + 40, so above 40; undrifted amounts are lognormal (median ~33).
+    share = [
+        np.mean([p["features"]["transaction_amount"] > 40 for p in preds if lo <= p["ts"] - 1.8e9 < lo + 20])
+        for lo in (0, 20, 40)
+    ]
+    # P(amount > 40) is ~0.43 undrifted and 1 drifted; the drifted share ramps 0 -> 0.5 -> 1.
+    assert share[0] < 0.5 < share[1] < 0.75 < share[2]
+    assert (tmp_path / "reference.jsonl").read_bytes() == b""

@@ -1,0 +1,1 @@
+"""Fault suite: workers under broker and worker failures (see conftest.py)."""

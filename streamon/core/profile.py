@@ -2,7 +2,8 @@
 
 A profile pins the reference distribution of a model: inner bin edges of each numeric
 feature (quantiles of the reference, numpy's default interpolation, outer bins open),
-the categories of each categorical feature, and a :class:`BucketSummary` of the
+the categories of each categorical feature, the A/B variants of the reference events
+(protected from the cardinality cap, like the categories), and a :class:`BucketSummary` of the
 reference events counted with those bins (score histograms, sketches and, when the
 reference file carries labels, confusion counts for a performance baseline).
 """
@@ -59,14 +60,16 @@ class ModelSpec:
     variants: frozenset[str] | None = None  # explicit allowlist of A/B variants
     max_variants: int = 20
     max_categories: int = MAX_CATEGORIES
+    # Variants of the reference events (a pinned profile): protected from the cap like an allowlist.
+    reference_variants: frozenset[str] = NOTHING
     _protected: tuple[object, dict[str, frozenset[str]]] | None = field(
         default=None, init=False, repr=False, compare=False
     )
 
     @property
     def protected_variants(self) -> frozenset[str]:
-        """Variants the cap never folds: the allowlist and the default variant."""
-        return (self.variants or NOTHING) | {DEFAULT_VARIANT}
+        """Variants the cap never folds: the allowlist, the default variant and the reference's."""
+        return (self.variants or NOTHING) | self.reference_variants | {DEFAULT_VARIANT}
 
     @property
     def protected_categories(self) -> dict[str, frozenset[str]]:
@@ -202,6 +205,8 @@ def build_profile(
     """A copy of ``spec`` pinned to the reference ``predictions`` (and their ``labels``, if any)."""
     edges = {name: numeric_edges(numeric_column(predictions, name), bins) for name in spec.numeric}
     cats = {name: top_categories(categorical_column(predictions, name)) for name in spec.categorical}
+    # The reference's A/B arms (most frequent first, at most the cap): kept by the cap later.
+    variants = top_categories((p.variant or None for p in predictions), spec.max_variants)
     pinned = ModelSpec(
         name=spec.name,
         threshold=spec.threshold,
@@ -214,6 +219,7 @@ def build_profile(
         variants=spec.variants,
         max_variants=spec.max_variants,
         max_categories=spec.max_categories,
+        reference_variants=frozenset(variants) - {DEFAULT_VARIANT},
     )
     reference = summarise(pinned, predictions)
     labelled = [p for p in predictions if p.prediction_id in labels]
@@ -229,20 +235,20 @@ def build_profile(
 
 
 def profile_to_bytes(specs: list[ModelSpec]) -> bytes:
-    doc = {
-        "version": PROFILE_VERSION,
-        "models": {
-            s.name: {
-                "score_bins": s.score_bins,
-                "relative_accuracy": s.relative_accuracy,
-                "features": [[f.name, f.kind] for f in s.features],
-                "edges": {k: v.tolist() for k, v in s.edges.items()},
-                "categories": s.categories,
-                "reference": (s.reference or BucketSummary()).to_bytes().hex(),
-            }
-            for s in specs
-        },
-    }
+    models: dict[str, dict[str, object]] = {}
+    for s in specs:
+        m: dict[str, object] = {
+            "score_bins": s.score_bins,
+            "relative_accuracy": s.relative_accuracy,
+            "features": [[f.name, f.kind] for f in s.features],
+            "edges": {k: v.tolist() for k, v in s.edges.items()},
+            "categories": s.categories,
+            "reference": (s.reference or BucketSummary()).to_bytes().hex(),
+        }
+        if s.reference_variants:  # an optional key: profiles without it read as before
+            m["variants"] = sorted(s.reference_variants)
+        models[s.name] = m
+    doc = {"version": PROFILE_VERSION, "models": models}
     return orjson.dumps(doc, option=orjson.OPT_INDENT_2)
 
 
@@ -261,5 +267,6 @@ def profile_from_bytes(data: bytes) -> dict[str, ModelSpec]:
             edges={k: np.asarray(v, dtype=np.float64) for k, v in m["edges"].items()},
             categories={k: list(v) for k, v in m["categories"].items()},
             reference=BucketSummary.from_bytes(bytes.fromhex(m["reference"])),
+            reference_variants=frozenset(str(v) for v in m.get("variants", ())),
         )
     return out

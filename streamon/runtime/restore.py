@@ -7,7 +7,8 @@ the events were first processed). A worker that takes a partition over with no l
 store replays from the start of the retained input, so the input topics must retain
 at least the label horizon. Chosen over a changelog topic because it adds nothing to
 the hot path (a changelog doubles the bytes produced per prediction); its cost,
-restore time, is measured in docs/benchmarks.md.
+restore time, is measured in docs/benchmarks.md. Opening a store needs no restore of its
+own: the join's expiry index, watermark and counters are in it (see streamon.core.join).
 """
 
 from __future__ import annotations

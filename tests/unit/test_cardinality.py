@@ -260,9 +260,10 @@ REAL_CATEGORIES = [f"ref{i}" for i in range(8)]
 N_REAL = 1_000
 
 
-def _protected_stream(n_junk: int) -> list[bytes]:
+def _protected_stream(n_junk: int, arms: tuple[str, ...] = ()) -> list[bytes]:
     """``n_junk`` junk variants (a third with junk category values) interleaved with real
-    predictions: no variant (= "default"), categories of the reference profile."""
+    predictions: no variant (= "default"; or the ``arms`` in turn), categories of the
+    reference profile."""
     out = []
     every = (n_junk + N_REAL) // N_REAL
     for i in range(n_junk + N_REAL):
@@ -273,18 +274,20 @@ def _protected_stream(n_junk: int) -> list[bytes]:
         doc["features"] = {"x": float(i % 13), "cat": cat}
         if not real:
             doc["variant"] = f"junk-{i}"
+        elif arms:
+            doc["variant"] = arms[(i // every) % len(arms)]
         out.append(orjson.dumps(doc))
     return out
 
 
-def _profile(tmp: Path) -> Path:
+def _profile(tmp: Path, arms: tuple[str, ...] = ()) -> Path:
     from streamon.core.events import Prediction
     from streamon.core.profile import FeatureSpec as Feature
     from streamon.core.profile import ModelSpec, build_profile, profile_to_bytes
 
     spec = ModelSpec("m", features=[Feature("x", "numeric"), Feature("cat", "categorical")])
     ref = [
-        Prediction(f"r{i}", "m", ts=T0, score=0.5, predicted=0,
+        Prediction(f"r{i}", "m", ts=T0, score=0.5, predicted=0, variant=arms[i % len(arms)] if arms else "",
                    features={"x": float(i % 13), "cat": REAL_CATEGORIES[i % len(REAL_CATEGORIES)]})
         for i in range(400)
     ]  # fmt: skip
@@ -366,3 +369,21 @@ def test_protected_bottom_k_is_merge_invariant() -> None:
         for v in order:
             b.offer(v)
         assert b.kept == whole
+
+
+def test_variants_of_the_reference_profile_are_protected(tmp_path: Path) -> None:
+    """A/B arms seen in the reference events are kept like an allowlist, the junk takes the rest."""
+    from streamon.engine import load_profile
+
+    arms = ("arm-a", "arm-b")
+    profile = _profile(tmp_path, arms)
+    assert load_profile(profile)["m"].reference_variants == frozenset(arms)
+    snap, _ = _run_protected(_protected_stream(20_000, arms), profile, n_partitions=3, batches=2)
+    in_window = {
+        dict(s.labels)["variant"]: s.value for s in snap.series("streamon_predictions_in_window")
+        if dict(s.labels)["window"] == "current"
+    }  # fmt: skip
+    every = (20_000 + N_REAL) // N_REAL
+    junk = [f"junk-{i}" for i in range(20_000 + N_REAL) if i % every]
+    assert in_window["arm-a"] + in_window["arm-b"] == N_REAL
+    assert set(in_window) == {*arms, OTHER, "all"} | bottom_k(junk, MAX_VARIANTS - len(arms))

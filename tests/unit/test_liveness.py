@@ -206,3 +206,24 @@ def test_watchdog_sees_sigterm_while_the_main_thread_is_blocked() -> None:
     assert proc.returncode == EXIT_STALLED
     assert "stop requested" in out
     assert "shutdown did not finish within 0.5s after SIGTERM" in err
+
+
+def test_default_stall_rule_fires_per_worker_and_stage() -> None:
+    from streamon.config import default_settings
+    from streamon.core.alerts import AlertEngine
+    from streamon.core.evaluate import Sample, Snapshot
+    from streamon.engine import build_engine
+
+    rules = [r for r in build_engine(default_settings()).rules if r.alert == "StreamonWorkerStalled"]
+    engine = AlertEngine(tuple(rules))
+
+    def at(t: float, seconds: float) -> list[dict]:
+        sample = Sample("streamon_worker_stalled_seconds", (("stage", "1"), ("worker", "w1")), seconds)
+        return engine.evaluate(Snapshot(t, [sample]))
+
+    assert at(0.0, 30.0) == []
+    (event,) = at(5.0, 75.0)
+    assert event["status"] == "firing" and event["labels"]["stage"] == "1"
+    assert event["description"] == "Stage 1 has had work but committed nothing for 75s"
+    (resolved,) = at(10.0, 0.0)
+    assert resolved["status"] == "resolved"

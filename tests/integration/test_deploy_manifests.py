@@ -11,9 +11,10 @@ docker-compose.yml, Dockerfile, .dockerignore:
 
 deploy/k8s/*.yaml:
   ``k8svalidate`` (deploy/tools/k8svalidate) decodes every document STRICTLY into the
-  Kubernetes API Go types and the Prometheus operator's ServiceMonitor (unknown fields,
-  duplicate keys and wrong types fail) and checks references across the files (selectors,
-  probe ports, volumes, ConfigMap keys, ServiceMonitor ports, PDB).
+  Kubernetes API Go types, the Prometheus operator's ServiceMonitor and Go types mirroring
+  KEDA's ScaledObject / TriggerAuthentication (unknown fields, duplicate keys and wrong types
+  fail) and checks references across the files (selectors, probe ports, volumes, ConfigMap
+  keys, ServiceMonitor ports, PDB, the ScaledObject's target, trigger and partition cap).
 
 Both tools are built by ``bash deploy/tools/install-k8svalidate.sh`` and
 ``bash deploy/tools/install-composecheck.sh`` (``make test`` runs them first, through
@@ -702,3 +703,246 @@ def test_k8s_and_compose_run_the_same_image_layout(
     compose_worker = _parse_streamon_argv(_worker_argv(compose["services"]["worker"]))
     for key in ("config_path", "state_dir"):
         assert k8s_worker[key] == compose_worker[key]
+
+
+# ------------------------------------------------------------------ KEDA autoscaling
+
+SCALED_OBJECT_FILE = "worker-scaledobject.yaml"
+
+
+def _scaled_object(k8s: dict[tuple[str, str], dict[str, Any]]) -> dict[str, Any]:
+    return k8s[("ScaledObject", "streamon-worker")]
+
+
+def _input_partitions(k8s_config_file: Path) -> int:
+    """kafka.partitions of the ConfigMap's config, which must agree with the example config."""
+    from streamon.config import load_config
+
+    partitions = load_config(k8s_config_file).kafka.partitions
+    assert partitions == load_config(MONITORING_CONFIG).kafka.partitions
+    return partitions
+
+
+def test_k8s_scaled_object_passes_strict_validation_with_the_partition_cap(
+    k8svalidate: Path, k8s_config_file: Path
+) -> None:
+    partitions = _input_partitions(k8s_config_file)
+    proc = _run(k8svalidate, "-partitions", str(partitions), K8S)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "1 ScaledObject" in proc.stdout
+
+
+def test_k8s_validator_rejects_broken_scaled_objects(
+    k8svalidate: Path, k8s_config_file: Path, tmp_path: Path
+) -> None:
+    partitions = _input_partitions(k8s_config_file)
+    cases = {
+        "unknown-field": (
+            "  pollingInterval: 30",
+            "  pollingInterval: 30\n  pollInterval: 30",
+            'unknown field "spec.pollInterval"',
+        ),
+        "unknown-behavior-field": (
+            "          stabilizationWindowSeconds: 300\n",
+            "          stabilizationWindowSeconds: 300\n          stabilisationWindowSeconds: 300\n",
+            'unknown field "spec.advanced.horizontalPodAutoscalerConfig.behavior.scaleUp.'
+            'stabilisationWindowSeconds"',
+        ),
+        "wrong-type": ("  minReplicaCount: 3\n", "  minReplicaCount: three\n", "minReplicaCount"),
+        "above-partitions": (
+            f"  maxReplicaCount: {partitions}\n",
+            f"  maxReplicaCount: {partitions + 1}\n",
+            f"spec.maxReplicaCount {partitions + 1} exceeds the input partition count {partitions}",
+        ),
+        "no-max": (f"  maxReplicaCount: {partitions}\n", "", "spec.maxReplicaCount is not set"),
+        "min-above-max": (
+            "  minReplicaCount: 3\n",
+            f"  minReplicaCount: {partitions + 1}\n",
+            f"spec.minReplicaCount {partitions + 1} exceeds spec.maxReplicaCount {partitions}",
+        ),
+        "idle-not-below-min": (
+            "  minReplicaCount: 3\n",
+            "  minReplicaCount: 3\n  idleReplicaCount: 3\n",
+            "spec.idleReplicaCount 3 must be below spec.minReplicaCount 3",
+        ),
+        "no-consumer-group": (
+            "        consumerGroup: streamon\n",
+            "",
+            "consumerGroup (or consumerGroupFromEnv) is required",
+        ),
+        "misspelt-metadata": (
+            '        lagThreshold: "100000"\n',
+            '        lagThreshhold: "100000"\n',
+            'unknown key "lagThreshhold" of the kafka scaler',
+        ),
+        "bad-lag-threshold": (
+            'lagThreshold: "100000"',
+            'lagThreshold: "100k"',
+            'lagThreshold "100k" is not a positive integer',
+        ),
+        "bad-reset-policy": (
+            "offsetResetPolicy: earliest",
+            "offsetResetPolicy: beginning",
+            'offsetResetPolicy "beginning" is not earliest or latest',
+        ),
+        "bad-bool": (
+            'allowIdleConsumers: "false"',
+            'allowIdleConsumers: "no"',
+            'allowIdleConsumers "no" is not a boolean',
+        ),
+        "target": (
+            "    kind: Deployment\n    name: streamon-worker\n",
+            "    kind: Deployment\n    name: streamon-workers\n",
+            'Deployment "streamon-workers" is not among the manifests',
+        ),
+        "target-kind": (
+            "    kind: Deployment\n    name: streamon-worker\n",
+            "    kind: StatefulSet\n    name: streamon-worker\n",
+            'StatefulSet "streamon-worker" is not among the manifests',
+        ),
+        "missing-auth": (
+            "      # authenticationRef:\n      #   name: streamon-kafka\n",
+            "      authenticationRef:\n        name: streamon-kafka\n",
+            'TriggerAuthentication "streamon-kafka" is not among the manifests',
+        ),
+        "bad-policy": (
+            "              periodSeconds: 600",
+            "              periodSeconds: 3600",
+            "periodSeconds in 1..1800",
+        ),
+    }
+    for name, (old, new, expect) in cases.items():
+        d = _mutated(tmp_path, name, old, new, SCALED_OBJECT_FILE)
+        proc = _run(k8svalidate, "-partitions", str(partitions), d)
+        assert proc.returncode == 1, f"{name}: accepted\n{proc.stdout}"
+        assert expect in proc.stdout, f"{name}: {proc.stdout}"
+    # A second HPA on the same Deployment would fight the one KEDA makes.
+    d = tmp_path / "second-hpa"
+    shutil.copytree(K8S, d)
+    hpa = {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "streamon-worker"},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "streamon-worker"},
+            "minReplicas": 1,
+            "maxReplicas": partitions,
+        },
+    }
+    (d / "hpa.yaml").write_text(yaml.safe_dump(hpa))
+    proc = _run(k8svalidate, d)
+    assert proc.returncode == 1 and 'Deployment "streamon-worker" is also scaled by' in proc.stdout, (
+        proc.stdout
+    )
+
+
+def _with_trigger_authentication() -> str:
+    """worker-scaledobject.yaml with its commented TriggerAuthentication and reference enabled."""
+    text = (K8S / SCALED_OBJECT_FILE).read_text()
+    ref = "      # authenticationRef:\n      #   name: streamon-kafka\n"
+    assert ref in text
+    text = text.replace(ref, "      authenticationRef:\n        name: streamon-kafka\n")
+    head, sep, tail = text.partition("# ---\n")
+    assert sep, "the TriggerAuthentication block starts with '# ---'"
+    lines = [line[2:] if line.startswith("# ") else line.lstrip("#") for line in tail.splitlines()]
+    # Comments after a value stay comments in YAML; only the leading '# ' is removed.
+    return head + "---\n" + "\n".join(lines) + "\n"
+
+
+def test_k8s_scaled_object_sasl_variant_is_valid(
+    k8svalidate: Path, k8s_config_file: Path, tmp_path: Path
+) -> None:
+    partitions = _input_partitions(k8s_config_file)
+    for name in ("configmap.yaml", "worker.yaml"):
+        shutil.copy(K8S / name, tmp_path / name)
+    (tmp_path / SCALED_OBJECT_FILE).write_text(_with_trigger_authentication())
+    proc = _run(k8svalidate, "-partitions", str(partitions), tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "1 TriggerAuthentication" in proc.stdout and "1 ScaledObject" in proc.stdout
+    docs = {d["kind"]: d for d in _yaml_docs(tmp_path / SCALED_OBJECT_FILE)}
+    params = {r["parameter"] for r in docs["TriggerAuthentication"]["spec"]["secretTargetRef"]}
+    assert {"sasl", "username", "password"} <= params
+    # A parameter the kafka scaler does not have is refused.
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for name in ("configmap.yaml", "worker.yaml"):
+        shutil.copy(K8S / name, bad / name)
+    (bad / SCALED_OBJECT_FILE).write_text(
+        _with_trigger_authentication().replace("parameter: username", "parameter: user")
+    )
+    proc = _run(k8svalidate, bad)
+    assert (
+        proc.returncode == 1 and 'parameter "user" is not a parameter of the kafka scaler' in proc.stdout
+    ), proc.stdout
+
+
+def test_k8s_scaled_object_scales_the_statefulset_variant_of_the_docs(
+    k8svalidate: Path, k8s_config_file: Path, tmp_path: Path
+) -> None:
+    """With the StatefulSet of docs/deployment.md, the ScaledObject targets it by kind."""
+    text = (ROOT / "docs" / "deployment.md").read_text()
+    (block,) = [b for b in re.findall(r"```yaml\n(.*?)```", text, re.S) if "kind: StatefulSet" in b]
+    shutil.copy(K8S / "configmap.yaml", tmp_path / "configmap.yaml")
+    # The Service and PDB of worker.yaml, without its Deployment.
+    worker_docs = [d for d in _yaml_docs(K8S / "worker.yaml") if d["kind"] != "Deployment"]
+    (tmp_path / "worker.yaml").write_text(yaml.safe_dump_all(worker_docs, sort_keys=False))
+    (tmp_path / "statefulset.yaml").write_text(block)
+    so = (K8S / SCALED_OBJECT_FILE).read_text()
+    old = "    kind: Deployment\n    name: streamon-worker\n"
+    assert old in so
+    (tmp_path / SCALED_OBJECT_FILE).write_text(
+        so.replace(old, "    kind: StatefulSet\n    name: streamon-worker\n")
+    )
+    proc = _run(k8svalidate, "-partitions", str(_input_partitions(k8s_config_file)), tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "1 ScaledObject" in proc.stdout and "1 StatefulSet" in proc.stdout
+
+
+def test_k8s_scaled_object_matches_the_config_and_the_workers(
+    k8s: dict[tuple[str, str], dict[str, Any]], k8s_config_file: Path
+) -> None:
+    from streamon.config import load_config
+
+    settings = load_config(k8s_config_file)
+    so = _scaled_object(k8s)
+    spec = so["spec"]
+    # Scales the worker workload: the one whose pods are static members (--instance-id).
+    ref = spec["scaleTargetRef"]
+    workload = k8s[(ref.get("kind", "Deployment"), ref["name"])]
+    assert workload is k8s[("Deployment", "streamon-worker")]
+    argv = _k8s_argv(_container(workload))
+    assert argv[0] == "worker" and "--instance-id" in argv
+    # Bounds: the cap is the input partition count, in the config and in the manifest's comment.
+    partitions = _input_partitions(k8s_config_file)
+    assert spec["maxReplicaCount"] == partitions
+    assert 1 <= spec["minReplicaCount"] <= spec["maxReplicaCount"]
+    assert spec["minReplicaCount"] <= workload["spec"]["replicas"] <= spec["maxReplicaCount"]
+    assert "idleReplicaCount" not in spec, "stage 2 runs in the workers: never scale to zero"
+    text = (K8S / SCALED_OBJECT_FILE).read_text()
+    assert f"= kafka.partitions ({partitions})" in text
+    # The trigger reads the stage-1 group's lag on the predictions topic.
+    (trigger,) = spec["triggers"]
+    meta = trigger["type"], trigger["metadata"]
+    assert meta[0] == "kafka"
+    m = meta[1]
+    assert m["consumerGroup"] == settings.kafka.group_id
+    assert m["topic"] == settings.kafka.topics.predictions
+    assert m["bootstrapServers"] == settings.kafka.bootstrap_servers
+    assert m["offsetResetPolicy"] == "earliest"
+    assert m["allowIdleConsumers"] == "false"
+    # lagThreshold above the lag the commit cadence alone leaves (a batch per partition).
+    assert int(m["lagThreshold"]) > settings.kafka.batch_size * partitions
+    # One pod per step, the next step only after a restore could have finished
+    # (max.poll.interval of 10 minutes); scale-down slower still.
+    behavior = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+    for direction, min_period in (("scaleUp", 600), ("scaleDown", 600)):
+        rules = behavior[direction]
+        assert rules["policies"] == [
+            {"type": "Pods", "value": 1, "periodSeconds": rules["policies"][0]["periodSeconds"]}
+        ]
+        assert rules["policies"][0]["periodSeconds"] >= min_period, direction
+    assert behavior["scaleUp"]["stabilizationWindowSeconds"] > 0
+    assert (
+        behavior["scaleDown"]["stabilizationWindowSeconds"]
+        >= behavior["scaleUp"]["stabilizationWindowSeconds"]
+    )

@@ -26,9 +26,14 @@
 //     selects a workload; an integer minAvailable below the workload's replicas
 //     (otherwise no voluntary eviction is ever possible and node drains hang);
 //   - ServiceMonitor: the selector selects a Service of the set and each endpoint's
-//     port is a port name of that Service; PodMonitor likewise for container ports.
+//     port is a port name of that Service; PodMonitor likewise for container ports;
+//   - KEDA ScaledObject / TriggerAuthentication (keda.go: mirrored types, not KEDA's
+//     module): the scale target is a Deployment / StatefulSet of the set, replica bounds,
+//     HPA behaviour, the kafka trigger's metadata keys and values, authenticationRef names a
+//     TriggerAuthentication of the set; with -partitions N, maxReplicaCount (and the
+//     target's replicas) <= N.
 //
-// Usage: k8svalidate [-allow-namespace] [-q] PATH...   (files, or directories of *.yaml / *.yml)
+// Usage: k8svalidate [-allow-namespace] [-q] [-partitions N] PATH...   (files, or directories of *.yaml / *.yml)
 // Exit status 0 when everything is valid, 1 on any error (each printed on one line), 2 on usage.
 package main
 
@@ -100,6 +105,7 @@ func newScheme() *runtime.Scheme {
 	for _, add := range []func(*runtime.Scheme) error{
 		corev1.AddToScheme, appsv1.AddToScheme, policyv1.AddToScheme, autoscalingv2.AddToScheme,
 		batchv1.AddToScheme, networkingv1.AddToScheme, rbacv1.AddToScheme, monitoringv1.AddToScheme,
+		addKedaToScheme,
 	} {
 		if err := add(s); err != nil {
 			panic(err)
@@ -438,8 +444,9 @@ func containerPortNames(t corev1.PodTemplateSpec) map[string]bool {
 func main() {
 	allowNamespace := flag.Bool("allow-namespace", false, "accept metadata.namespace")
 	quiet := flag.Bool("q", false, "print nothing when everything is valid")
+	partitions := flag.Int("partitions", 0, "the input topics' partition count: no KEDA ScaledObject may scale its workload above it")
 	flag.Usage = func() {
-		fmt.Fprintln(os.Stderr, "usage: k8svalidate [-allow-namespace] [-q] PATH...  (files or directories of *.yaml)")
+		fmt.Fprintln(os.Stderr, "usage: k8svalidate [-allow-namespace] [-q] [-partitions N] PATH...  (files or directories of *.yaml)")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -663,6 +670,8 @@ func main() {
 			}
 		}
 	}
+
+	c.checkKeda(docs, workloads, *partitions)
 
 	if len(c.errs) > 0 {
 		for _, e := range c.errs {

@@ -18,8 +18,9 @@ a. adding a batch of 10k events x 10 features (8 numeric, 2 categorical) + label
    batch from :class:`Prediction` objects through :func:`summarise` (columns built from
    the objects);
 b. one :meth:`Aggregator.evaluate` of a model with 100 features over a 24h window of
-   1-minute buckets (rolling 7d reference), plus the share of it that is the KS tests
-   (``drift.ks_from_sketches``) and river's ADWIN;
+   1-minute buckets (rolling 7d reference), next to the same evaluation with the
+   per-statistic drift code it replaced (interleaved, ratio printed), plus the share of it
+   that is the feature drift (``evaluate.features_drift``) and river's ADWIN;
 c. ``streamon replay`` (in process: :func:`replay_files`) over JSONL from
    :mod:`streamon.traffic`, against ``orjson.loads`` of the same lines;
 d. state held by an :class:`Aggregator` after 10k / 100k / 1M (/ 10M) events over the same
@@ -36,6 +37,7 @@ import dataclasses
 import gc
 import math
 import platform
+import struct
 import subprocess
 import sys
 import tempfile
@@ -53,7 +55,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from streamon.config import load_config  # noqa: E402
-from streamon.core import drift  # noqa: E402
 from streamon.core.concept_drift import MAX_STREAM, detect_concept_drift_counts  # noqa: E402
 from streamon.core.evaluate import EvalSettings, bucket_errors, estimation, evaluate_model  # noqa: E402
 from streamon.core.events import Prediction  # noqa: E402
@@ -255,24 +256,57 @@ def eval_fixture(per_minute: int, drifted: int, n_templates: int) -> tuple[Aggre
     return agg, end + 59
 
 
+def _old_evaluation() -> Callable[[Callable[[], Any]], Callable[[], Any]]:
+    """Run a function with the per-statistic drift code the one-pass version replaced.
+
+    The frozen copy lives in tests/unit/test_drift_batch.py (the oracle that pins the new
+    code's output bit for bit); here it is only swapped in to time it side by side.
+    """
+    from streamon.core import evaluate as ev
+    from streamon.core import stage2
+    from tests.unit.test_drift_batch import old_bucket_errors, old_features_drift
+
+    def wrap(fn: Callable[[], Any]) -> Callable[[], Any]:
+        def run() -> Any:
+            saved = ev.features_drift, stage2.bucket_errors
+            ev.features_drift, stage2.bucket_errors = old_features_drift, old_bucket_errors
+            try:
+                return fn()
+            finally:
+                ev.features_drift, stage2.bucket_errors = saved
+
+        return run
+
+    return wrap
+
+
 def bench_evaluate(quick: bool) -> list[Row]:
+    from streamon.core.evaluate import features_drift
+
+    old = _old_evaluation()
     rows: list[Row] = []
     per_minute = 200
     for drifted in (0, 10):
         agg, now = eval_fixture(per_minute, drifted, 6 if quick else 24)
         state = agg.models["m"]
-        w = state.windows["default"]
+        spec, w = state.spec, state.windows["default"]
         agg.evaluate(now)  # warm up
 
-        # The KS test exactly as the evaluation runs it (drift.ks_from_sketches: statistic
-        # and p-value, once per numeric feature), timed alone on the same sketches.
-        pairs = [(w.reference.sketches[name], w.current.sketches[name]) for name in state.spec.numeric]
+        # The feature drift of one evaluation alone (PSI, JS, chi-square, KS, Wasserstein of
+        # the 100 features), on the same summaries, new and old.
+        feats = [(f.name, f.kind) for f in spec.features]
+        cur = w.current.capped(spec.max_categories, spec.protected_categories)
+        ref = w.reference.capped(spec.max_categories, spec.protected_categories)
         errors = bucket_errors(b.confusion for _, b in w.buckets())
         fed = int(sum(errors[1]))
 
-        def ks_tests(pairs: list[tuple[LogSketch, LogSketch]] = pairs) -> None:
-            for ref, cur in pairs:
-                drift.ks_from_sketches(ref, cur)
+        def drift_new(
+            spec: ModelSpec = spec,
+            feats: list[tuple[str, str]] = feats,
+            cur: BucketSummary = cur,
+            ref: BucketSummary = ref,
+        ) -> None:
+            features_drift(spec, feats, cur, ref, 10)
 
         def adwin(errors: tuple[list[int], list[int]] = errors) -> None:
             detect_concept_drift_counts(*errors)  # the error stream, as the evaluation feeds it
@@ -280,17 +314,39 @@ def bench_evaluate(quick: bool) -> list[Row]:
         def evaluate(agg: Aggregator = agg, now: float = now) -> None:
             agg.evaluate(now)
 
-        repeat = 2 if quick else 5
-        t = interleaved({"evaluate": evaluate, "ks": ks_tests, "adwin": adwin}, repeat)
+        def drift_old(
+            spec: ModelSpec = spec,
+            feats: list[tuple[str, str]] = feats,
+            cur: BucketSummary = cur,
+            ref: BucketSummary = ref,
+        ) -> None:
+            from tests.unit.test_drift_batch import old_features_drift
+
+            old_features_drift(spec, feats, cur, ref, 10)
+
+        repeat = 3 if quick else 9
+        t = interleaved(
+            {"evaluate": evaluate, "evaluate_old": old(evaluate), "drift": drift_new, "drift_old": drift_old,
+             "adwin": adwin},
+            repeat,
+        )  # fmt: skip
         n_samples = len(agg.evaluate(now).samples)
+        bits = [(x.name, x.labels, struct.pack("<d", x.value)) for x in agg.evaluate(now).samples]
+        old_samples = old(lambda agg=agg, now=now: agg.evaluate(now).samples)()
+        same = bits == [(x.name, x.labels, struct.pack("<d", x.value)) for x in old_samples]
         label = "no drift" if not drifted else f"{drifted} of 90 numeric features drifted 5%"
+        ratio = t["evaluate_old"] / t["evaluate"]
         rows.append(
             ("b. evaluate", f"100 features, 24h x 1-min buckets, {per_minute}/min, {label}",
-             f"{t['evaluate'] * 1e3:.1f} ms per evaluation ({n_samples} samples)", "<= 20 ms")
+             f"{t['evaluate'] * 1e3:.1f} ms per evaluation ({n_samples} samples); "
+             f"per-statistic code: {t['evaluate_old'] * 1e3:.1f} ms",
+             f"<= 20 ms; {ratio:.2f}x faster; samples equal: {'yes' if same else 'NO'}")
         )  # fmt: skip
         rows.append(
-            ("b. evaluate", "  of which the KS tests (drift.ks_from_sketches, 90 features)",
-             f"{t['ks'] * 1e3:.1f} ms", f"evaluation minus it: {(t['evaluate'] - t['ks']) * 1e3:.1f} ms")
+            ("b. evaluate", "  of which feature drift (features_drift, 100 features, one pass)",
+             f"{t['drift'] * 1e3:.1f} ms; per-statistic code: {t['drift_old'] * 1e3:.1f} ms",
+             f"{t['drift_old'] / t['drift']:.2f}x; "
+             f"evaluation minus it: {(t['evaluate'] - t['drift']) * 1e3:.1f} ms")
         )  # fmt: skip
         share = t["adwin"] / t["evaluate"]
         stream = min(fed, MAX_STREAM)

@@ -9,6 +9,7 @@ An empty side gives NaN: "no data" must not read as "no drift".
 from __future__ import annotations
 
 import math
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -17,7 +18,23 @@ from scipy.special import rel_entr
 
 from streamon.core.sketch import LogSketch
 
-__all__ = ["chi_square", "js_distance", "ks_from_sketches", "psi", "wasserstein_from_sketches"]
+__all__ = [
+    "SketchArrays",
+    "check_counts",
+    "chi2_p_values",
+    "chi_square",
+    "chi_square_statistic_of",
+    "js_distance",
+    "js_of",
+    "ks_from_sketches",
+    "ks_p_values",
+    "ks_wasserstein",
+    "psi",
+    "psi_js_rows",
+    "psi_of",
+    "sorted_unique",
+    "wasserstein_from_sketches",
+]
 
 DEFAULT_FLOOR = 1e-4
 
@@ -27,9 +44,23 @@ def _counts(reference_counts: npt.ArrayLike, current_counts: npt.ArrayLike) -> t
     c = np.asarray(current_counts, dtype=np.float64)
     if r.ndim != 1 or r.shape != c.shape:
         raise ValueError(f"count arrays must be 1-D of equal length, got shapes {r.shape} and {c.shape}")
-    if not (np.isfinite(r).all() and np.isfinite(c).all()) or (r < 0).any() or (c < 0).any():
-        raise ValueError("counts must be finite and non-negative")
+    check_counts(r, c)
     return r, c
+
+
+def check_counts(*arrays: npt.NDArray[Any]) -> None:
+    """Raise ValueError unless every count in ``arrays`` is finite and non-negative.
+
+    An evaluation checks all its count vectors with one call (concatenated), then computes
+    every statistic with the unchecked ``*_of`` functions below.
+    """
+    if not arrays:
+        return
+    flat = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+    if flat.dtype.kind == "f" and not np.isfinite(flat).all():
+        raise ValueError("counts must be finite and non-negative")
+    if flat.size and flat.min() < 0:
+        raise ValueError("counts must be finite and non-negative")
 
 
 def psi(
@@ -47,11 +78,17 @@ def psi(
     0.0
     """
     r, c = _counts(reference_counts, current_counts)
-    if r.sum() == 0 or c.sum() == 0:
+    return psi_of(r, c, floor)
+
+
+def psi_of(r: npt.NDArray[np.float64], c: npt.NDArray[np.float64], floor: float = DEFAULT_FLOOR) -> float:
+    """:func:`psi` of float count arrays already checked (:func:`check_counts`)."""
+    rt, ct = r.sum(), c.sum()
+    if rt == 0 or ct == 0:
         return math.nan
-    rs = np.maximum(r / r.sum(), floor)
-    cs = np.maximum(c / c.sum(), floor)
-    return float(np.sum((cs - rs) * np.log(cs / rs)))
+    rs = np.maximum(r / rt, floor)
+    cs = np.maximum(c / ct, floor)
+    return float(((cs - rs) * np.log(cs / rs)).sum())
 
 
 def js_distance(reference_counts: npt.ArrayLike, current_counts: npt.ArrayLike) -> float:
@@ -65,12 +102,45 @@ def js_distance(reference_counts: npt.ArrayLike, current_counts: npt.ArrayLike) 
     0.0
     """
     r, c = _counts(reference_counts, current_counts)
-    if r.sum() == 0 or c.sum() == 0:
+    return js_of(r, c)
+
+
+def js_of(r: npt.NDArray[np.float64], c: npt.NDArray[np.float64]) -> float:
+    """:func:`js_distance` of float count arrays already checked (:func:`check_counts`)."""
+    rt, ct = r.sum(), c.sum()
+    if rt == 0 or ct == 0:
         return math.nan
-    p, q = r / r.sum(), c / c.sum()
+    p, q = r / rt, c / ct
     m = (p + q) / 2.0
-    js = (np.sum(rel_entr(p, m)) + np.sum(rel_entr(q, m))) / math.log(2.0)
+    js = (rel_entr(p, m).sum() + rel_entr(q, m).sum()) / math.log(2.0)
     return math.sqrt(max(float(js) / 2.0, 0.0))  # rounding can leave a -1e-17 for equal inputs
+
+
+def psi_js_rows(
+    r: npt.NDArray[np.float64], c: npt.NDArray[np.float64], floor: float = DEFAULT_FLOOR
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """:func:`psi_of` and :func:`js_of` of every row of two checked 2-D count arrays, in one pass.
+
+    Every element goes through the same operations as in the 1-D functions, and each row is
+    summed by one reduction over its contiguous last axis, as ``np.sum`` sums a 1-D row, so
+    each result is bit-identical to the per-row call (rows of equal length only: the caller
+    groups count vectors by length). NaN for a row with an empty side.
+    """
+    rt = r.sum(axis=1, keepdims=True)
+    ct = c.sum(axis=1, keepdims=True)
+    empty = (rt[:, 0] == 0) | (ct[:, 0] == 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p, q = r / rt, c / ct
+        rs = np.maximum(p, floor)
+        cs = np.maximum(q, floor)
+        psi_rows = ((cs - rs) * np.log(cs / rs)).sum(axis=1)
+        m = (p + q) / 2.0
+        half = (rel_entr(p, m).sum(axis=1) + rel_entr(q, m).sum(axis=1)) / math.log(2.0) / 2.0
+    # max(x, 0.0) as Python computes it (x kept unless 0.0 > x), then the square root.
+    js_rows = np.sqrt(np.where(half < 0.0, 0.0, half))
+    psi_rows[empty] = math.nan
+    js_rows[empty] = math.nan
+    return psi_rows, js_rows
 
 
 def chi_square(
@@ -88,31 +158,153 @@ def chi_square(
     (4.0, 0.0455)
     """
     r, c = _counts(reference_counts, current_counts)
-    n = c.sum()
-    if r.sum() == 0 or n == 0:
+    statistic = chi_square_statistic_of(r, c, floor)
+    if math.isnan(statistic):
         return math.nan, math.nan
-    shares = np.maximum(r / r.sum(), floor)
+    return statistic, float(chi2_p_values(np.array([statistic]), np.array([r.size - 1]))[0])
+
+
+def chi_square_statistic_of(
+    r: npt.NDArray[np.float64], c: npt.NDArray[np.float64], floor: float = DEFAULT_FLOOR
+) -> float:
+    """The statistic of :func:`chi_square` of checked float count arrays (NaN if a side is empty)."""
+    rt, n = r.sum(), c.sum()
+    if rt == 0 or n == 0:
+        return math.nan
+    shares = np.maximum(r / rt, floor)
     expected = shares / shares.sum() * n
-    statistic = float(np.sum((c - expected) ** 2 / expected))
-    dof = r.size - 1
-    p_value = float(stats.chi2.sf(statistic, dof)) if dof > 0 else math.nan
-    return statistic, p_value
+    return float(np.sum((c - expected) ** 2 / expected))
+
+
+def chi2_p_values(statistics: npt.NDArray[np.float64], dof: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
+    """``chi2.sf(statistic, dof)`` of many tests in one call; NaN where ``dof < 1`` or a statistic is NaN."""
+    out = np.full(statistics.shape, math.nan)
+    ok = (dof > 0) & ~np.isnan(statistics)
+    if ok.any():
+        out[ok] = stats.chi2.sf(statistics[ok], dof[ok])
+    return out
+
+
+class SketchArrays(NamedTuple):
+    """A sketch's buckets as arrays, computed once and read by every statistic of a feature.
+
+    ``values`` ascending bucket representatives, ``counts`` their counts, ``cum`` the cumulative
+    counts with a leading 0 (``cum[i]`` = values below bucket ``i``), ``n`` the total.
+    """
+
+    relative_accuracy: float
+    values: npt.NDArray[np.float64]
+    counts: npt.NDArray[np.int64]
+    cum: npt.NDArray[np.int64]
+    n: int
+
+    @classmethod
+    def of(cls, sketch: LogSketch | None, relative_accuracy: float = 0.01) -> SketchArrays:
+        """The arrays of ``sketch`` (an empty summary of ``relative_accuracy`` for None).
+
+        >>> s = LogSketch(); s.add([1.0, 2.0, 2.0]); a = SketchArrays.of(s); a.cum.tolist(), a.n
+        ([0, 1, 3], 3)
+        """
+        if sketch is None:
+            sketch = LogSketch(relative_accuracy)
+        values, counts = sketch.buckets()
+        cum = np.concatenate([[0], np.cumsum(counts)])
+        return cls(sketch.relative_accuracy, values, counts, cum, int(cum[-1]))
+
+    def cdf(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """:meth:`LogSketch.cdf` (for a non-empty summary)."""
+        result: npt.NDArray[np.float64] = self.cum[self.values.searchsorted(x, side="right")] / self.n
+        return result
+
+    def quantile(self, qs: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """:meth:`LogSketch.quantile` of an array of ``q`` in [0, 1] (for a non-empty summary)."""
+        rank = np.floor(qs * (self.n - 1))
+        out: npt.NDArray[np.float64] = self.values[self.cum[1:].searchsorted(rank, side="right")]
+        return out
+
+    def mean_std(self) -> tuple[float, float]:
+        """Count-weighted mean and standard deviation of the bucket values (for a non-empty summary).
+
+        The operations of ``np.average(values, weights=counts)`` (twice), without its overhead.
+        """
+        total = self.counts.sum(dtype=np.float64)
+        mean = float(np.multiply(self.values, self.counts, dtype=np.float64).sum() / total)
+        var = np.multiply((self.values - mean) ** 2, self.counts, dtype=np.float64).sum() / total
+        return mean, float(np.sqrt(var))
+
+    def counts_between(self, edges: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
+        """Counts in the bins ``(-inf, e_0], (e_0, e_1], ..., (e_last, inf)``."""
+        below = self.cum[self.values.searchsorted(edges, side="right")]
+        bounds = np.concatenate(([0], below, [self.n]))
+        out: npt.NDArray[np.int64] = bounds[1:] - bounds[:-1]  # = np.diff
+        return out
 
 
 def _common_grid(
-    ref: LogSketch, cur: LogSketch
+    ref: SketchArrays, cur: SketchArrays
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]] | None:
-    """Union of both sketches' bucket values and each CDF on it; None if either is empty."""
+    """Union of both summaries' bucket values and each CDF on it; None if either is empty."""
     if ref.relative_accuracy != cur.relative_accuracy:
         raise ValueError("sketches must have the same relative accuracy to be compared")
-    if ref.is_empty or cur.is_empty:
+    if ref.n == 0 or cur.n == 0:
         return None
-    grid = np.union1d(ref.buckets()[0], cur.buckets()[0])
+    grid = sorted_unique(np.concatenate((ref.values, cur.values)))  # = np.union1d, less overhead
     return grid, ref.cdf(grid), cur.cdf(grid)
+
+
+def sorted_unique(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """``np.unique`` of NaN-free values (the same array): sort, keep the first of each run.
+
+    Sorts ``values`` in place: callers pass a fresh array.
+    """
+    values.sort()
+    keep = np.empty(values.shape, dtype=bool)
+    keep[:1] = True
+    np.not_equal(values[1:], values[:-1], out=keep[1:])
+    out: npt.NDArray[np.float64] = values[keep]
+    return out
 
 
 # Effective sample size above which the KS p-value uses the limiting distribution.
 KS_LIMIT_N = 100_000  # scipy switches to its slow exact series about here
+
+
+def ks_wasserstein(ref: SketchArrays, cur: SketchArrays) -> tuple[float, float, float]:
+    """(KS statistic, Wasserstein distance, KS effective size) from ONE grid and CDF pair.
+
+    See :func:`ks_from_sketches` and :func:`wasserstein_from_sketches`, which this computes
+    together; the p-value is :func:`ks_p_values` of the last two. NaN if either side is empty.
+    """
+    common = _common_grid(ref, cur)
+    if common is None:
+        return math.nan, math.nan, math.nan
+    grid, f_ref, f_cur = common
+    gap = np.abs(f_ref - f_cur)
+    d = float(gap.max())
+    w = float((gap[:-1] * (grid[1:] - grid[:-1])).sum())  # grid[1:] - grid[:-1] = np.diff(grid)
+    n, m = sorted([float(ref.n), float(cur.n)], reverse=True)
+    return d, w, n * m / (n + m)
+
+
+def ks_p_values(
+    statistics: npt.NDArray[np.float64], sizes: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
+    """KS p-values of many tests in one call: ``statistics`` D, ``sizes`` n*m/(n+m) (unrounded).
+
+    The effective size is rounded; below 1 (or for a NaN input) the p-value is NaN. Up to
+    ``KS_LIMIT_N`` it is ``scipy.stats.kstwo.sf(D, n_eff)``, above it the limiting Kolmogorov
+    distribution ``scipy.special.kolmogorov(sqrt(n_eff) * D)`` (see :func:`ks_from_sketches`).
+    """
+    n_eff = np.round(sizes)
+    out = np.full(statistics.shape, math.nan)
+    ok = n_eff >= 1  # False for NaN
+    big = ok & (n_eff > KS_LIMIT_N)
+    small = ok & ~big
+    if big.any():
+        out[big] = special.kolmogorov(np.sqrt(n_eff[big]) * statistics[big])
+    if small.any():
+        out[small] = stats.kstwo.sf(statistics[small], n_eff[small])
+    return np.clip(out, 0.0, 1.0)
 
 
 def ks_from_sketches(ref: LogSketch, cur: LogSketch) -> tuple[float, float]:
@@ -136,20 +328,10 @@ def ks_from_sketches(ref: LogSketch, cur: LogSketch) -> tuple[float, float]:
     >>> d, p = ks_from_sketches(a, b); round(d, 2), p < 1e-9
     (0.5, True)
     """
-    common = _common_grid(ref, cur)
-    if common is None:
+    d, _, size = ks_wasserstein(SketchArrays.of(ref), SketchArrays.of(cur))
+    if math.isnan(d):
         return math.nan, math.nan
-    _, f_ref, f_cur = common
-    d = float(np.max(np.abs(f_ref - f_cur)))
-    n, m = sorted([float(ref.count), float(cur.count)], reverse=True)
-    n_eff = np.round(n * m / (n + m))
-    if n_eff < 1:  # one value on each side: no p-value (scipy's would be NaN, with a warning)
-        return d, math.nan
-    if n_eff > KS_LIMIT_N:
-        p = float(special.kolmogorov(math.sqrt(n_eff) * d))
-    else:
-        p = float(stats.kstwo.sf(d, n_eff))
-    return d, float(np.clip(p, 0.0, 1.0))
+    return d, float(ks_p_values(np.array([d]), np.array([size]))[0])
 
 
 def wasserstein_from_sketches(ref: LogSketch, cur: LogSketch) -> float:
@@ -164,8 +346,4 @@ def wasserstein_from_sketches(ref: LogSketch, cur: LogSketch) -> float:
     >>> abs(wasserstein_from_sketches(a, b) - 10.0) <= 0.01 * (50.5 + 60.5)
     True
     """
-    common = _common_grid(ref, cur)
-    if common is None:
-        return math.nan
-    grid, f_ref, f_cur = common
-    return float(np.sum(np.abs(f_ref - f_cur)[:-1] * np.diff(grid)))
+    return ks_wasserstein(SketchArrays.of(ref), SketchArrays.of(cur))[1]

@@ -22,7 +22,6 @@ from streamon.core.concept_drift import detect_concept_drift, detect_concept_dri
 from streamon.core.degradation import degradation
 from streamon.core.estimate import estimation_gauges
 from streamon.core.profile import ModelSpec
-from streamon.core.sketch import LogSketch
 from streamon.core.summary import (
     FN,
     FP,
@@ -149,113 +148,117 @@ _PERF_NAMES = {
 }
 
 
-class _Frozen(LogSketch):
-    """A read-only copy of a sketch that computes ``buckets()`` and ``count`` once.
-
-    The drift statistics of one feature read them about ten times (quantile edges, bin
-    counts, KS and Wasserstein grids and CDFs); the values are the sketch's own, so every
-    statistic is unchanged. The cached arrays are read-only: a caller that tried to
-    modify them would fail loudly instead of corrupting the cache.
-    """
-
-    __slots__ = ("_frozen_buckets", "_frozen_count")
-    _frozen_buckets: tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]
-    _frozen_count: int
-
-    @classmethod
-    def of(cls, sketch: LogSketch | None, relative_accuracy: float) -> _Frozen:
-        out = cls(sketch.relative_accuracy if sketch is not None else relative_accuracy)
-        if sketch is not None:
-            LogSketch.__iadd__(out, sketch)  # a copy, through the public merge
-        out._frozen_count = LogSketch.count.fget(out)  # type: ignore[attr-defined]
-        values, counts = LogSketch.buckets(out)
-        values.flags.writeable = counts.flags.writeable = False
-        out._frozen_buckets = (values, counts)
-        return out
-
-    @property
-    def count(self) -> int:
-        return self._frozen_count
-
-    def buckets(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
-        return self._frozen_buckets
-
-    def __iadd__(self, other: LogSketch) -> LogSketch:
-        raise TypeError("a frozen sketch is read-only")
-
-    def __isub__(self, other: LogSketch) -> LogSketch:
-        raise TypeError("a frozen sketch is read-only")
-
-    def add(self, values: npt.ArrayLike) -> None:
-        raise TypeError("a frozen sketch is read-only")
-
-
-def _sketch_bins(ref: LogSketch, cur: LogSketch, bins: int) -> tuple[np.ndarray, np.ndarray]:
-    """Counts of ``ref`` and ``cur`` over quantile bins of ``ref``, for a rolling reference.
+def _sketch_bins(
+    ref: drift.SketchArrays, cur: drift.SketchArrays, quantiles: npt.NDArray[np.float64]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Counts of ``ref`` and ``cur`` over bins of ``ref``'s ``quantiles``, for a rolling reference.
 
     Edges are the reference's quantiles to within the sketch's relative accuracy,
     snapped to bucket representatives, so both count vectors are exact for them.
     """
-    edges = np.unique(ref.quantile(np.linspace(0.0, 1.0, bins + 1)[1:-1]))
+    edges = drift.sorted_unique(ref.quantile(quantiles))  # ascending: quantiles of sorted values
+    return ref.counts_between(edges), cur.counts_between(edges)
 
-    def counts(sk: LogSketch) -> np.ndarray:
-        values, cnt = sk.buckets()
-        cum = np.concatenate([[0], np.cumsum(cnt)])
-        below = cum[np.searchsorted(values, edges, side="right")]
-        return np.diff(np.concatenate([[0], below, [sk.count]]))
 
-    return counts(ref), counts(cur)
+def _inner_quantiles(bins: int) -> npt.NDArray[np.float64]:
+    return np.linspace(0.0, 1.0, bins + 1)[1:-1]
+
+
+def features_drift(
+    spec: ModelSpec,
+    features: Sequence[tuple[str, str]],
+    cur: BucketSummary,
+    ref: BucketSummary,
+    bins: int,
+) -> list[dict[str, float]]:
+    """:func:`feature_drift` of every ``(name, kind)`` in ``features``, in one pass.
+
+    Per feature the sketches' buckets are read once and KS and Wasserstein share one grid and
+    CDF pair; the count vectors of all features are checked once, and the p-values of all
+    features come from one vectorised scipy call per test. Every value is the one the
+    per-statistic functions of :mod:`streamon.core.drift` give.
+    """
+    quantiles = _inner_quantiles(bins)
+    outs: list[dict[str, float]] = []
+    binned: list[tuple[np.ndarray, np.ndarray]] = []
+    chi: list[tuple[int, np.ndarray, np.ndarray]] = []  # (feature index, ref counts, cur counts)
+    ks: list[tuple[int, float, float]] = []  # (feature index, D, n*m/(n+m))
+    for i, (name, kind) in enumerate(features):
+        out: dict[str, float] = {}
+        if kind == "categorical":
+            cats = spec.categories.get(name)
+            ref_counter: Mapping[str, int] = ref.categories.get(name, {})
+            if cats is None:  # rolling reference: its own categories, most frequent first
+                cats = [
+                    k
+                    for k, _ in sorted(ref_counter.items(), key=lambda kv: (-kv[1], kv[0]))
+                    if not k.startswith("__")
+                ]
+            r = category_counts(ref_counter, cats)
+            c = category_counts(cur.categories.get(name, {}), cats)
+            out["chi2_p"] = math.nan
+            if r.sum() and c.sum():
+                chi.append((i, r, c))
+            total = c.sum()
+            out["missing"] = c[-1] / total if total else math.nan
+        else:
+            cur_sk = drift.SketchArrays.of(cur.sketches.get(name), spec.relative_accuracy)
+            ref_sk = drift.SketchArrays.of(ref.sketches.get(name), spec.relative_accuracy)
+            if name in spec.edges:
+                r = ref.vector(f"bins:{name}", len(spec.edges[name]) + 1)
+                c = cur.vector(f"bins:{name}", len(spec.edges[name]) + 1)
+            elif ref_sk.n:
+                r, c = _sketch_bins(ref_sk, cur_sk, quantiles)
+            else:
+                r = c = np.zeros(1, dtype=np.int64)
+            miss_r = ref.vector(f"missing:{name}", 2)
+            miss_c = cur.vector(f"missing:{name}", 2)
+            # The missing bin is a bin like any other: a surge of missing values is drift.
+            r = np.concatenate((r, miss_r[:1]))
+            c = np.concatenate((c, miss_c[:1]))
+            out["missing"] = miss_c[0] / miss_c[1] if miss_c[1] else math.nan
+            if not ref_sk.n or not cur_sk.n:
+                out["ks"] = out["ks_p"] = out["wasserstein"] = math.nan
+            else:
+                d, w, size = drift.ks_wasserstein(ref_sk, cur_sk)
+                out["ks"], out["ks_p"], out["wasserstein"] = d, math.nan, w  # p-value: below
+                ks.append((i, d, size))
+                out["ref_std"] = ref_sk.mean_std()[1]
+        binned.append((r, c))
+        outs.append(out)
+
+    # Input checks once for the whole evaluation, then the unchecked statistics.
+    drift.check_counts(*(v for pair in binned for v in pair))
+    by_length: dict[int, list[int]] = {}  # PSI and JS of equally long count vectors: one 2-D pass
+    for i, (r, c) in enumerate(binned):
+        if r.shape != c.shape:  # e.g. bins counted with other edges than the profile's
+            raise ValueError(f"count arrays must be 1-D of equal length, got shapes {r.shape} and {c.shape}")
+        by_length.setdefault(r.size, []).append(i)
+    for rows in by_length.values():
+        r2 = np.array([binned[i][0] for i in rows], dtype=np.float64)
+        c2 = np.array([binned[i][1] for i in rows], dtype=np.float64)
+        psi_rows, js_rows = drift.psi_js_rows(r2, c2)
+        for i, p, j in zip(rows, psi_rows.tolist(), js_rows.tolist(), strict=True):
+            outs[i]["psi"], outs[i]["js"] = p, j
+    if chi:
+        statistics = np.array(
+            [drift.chi_square_statistic_of(r.astype(np.float64), c.astype(np.float64)) for _, r, c in chi]
+        )
+        dof = np.array([r.size - 1 for _, r, _ in chi], dtype=np.int64)
+        for (i, _, _), p in zip(chi, drift.chi2_p_values(statistics, dof).tolist(), strict=True):
+            outs[i]["chi2_p"] = p
+    if ks:
+        p_values = drift.ks_p_values(np.array([d for _, d, _ in ks]), np.array([n for _, _, n in ks]))
+        for (i, _, _), p in zip(ks, p_values.tolist(), strict=True):
+            outs[i]["ks_p"] = p
+    return outs
 
 
 def feature_drift(
     spec: ModelSpec, name: str, kind: str, cur: BucketSummary, ref: BucketSummary, bins: int
 ) -> dict[str, float]:
     """PSI, JS and (categorical) chi-square or (numeric) KS / Wasserstein of one feature."""
-    out: dict[str, float] = {}
-    if kind == "categorical":
-        cats = spec.categories.get(name)
-        ref_counter: Mapping[str, int] = ref.categories.get(name, {})
-        if cats is None:  # rolling reference: its own categories, most frequent first
-            cats = [
-                k
-                for k, _ in sorted(ref_counter.items(), key=lambda kv: (-kv[1], kv[0]))
-                if not k.startswith("__")
-            ]
-        r = category_counts(ref_counter, cats)
-        c = category_counts(cur.categories.get(name, {}), cats)
-        out["chi2_p"] = drift.chi_square(r, c)[1] if r.sum() and c.sum() else math.nan
-        total = c.sum()
-        out["missing"] = c[-1] / total if total else math.nan
-    else:
-        cur_sk = _Frozen.of(cur.sketches.get(name), spec.relative_accuracy)
-        ref_sk = _Frozen.of(ref.sketches.get(name), spec.relative_accuracy)
-        if name in spec.edges:
-            r = ref.vector(f"bins:{name}", len(spec.edges[name]) + 1)
-            c = cur.vector(f"bins:{name}", len(spec.edges[name]) + 1)
-        elif not ref_sk.is_empty:
-            r, c = _sketch_bins(ref_sk, cur_sk, bins)
-        else:
-            r = c = np.zeros(1, dtype=np.int64)
-        miss_r = ref.vector(f"missing:{name}", 2)
-        miss_c = cur.vector(f"missing:{name}", 2)
-        # The missing bin is a bin like any other: a surge of missing values is drift.
-        r = np.append(r, miss_r[0])
-        c = np.append(c, miss_c[0])
-        out["missing"] = miss_c[0] / miss_c[1] if miss_c[1] else math.nan
-        if ref_sk.is_empty or cur_sk.is_empty:
-            out["ks"] = out["ks_p"] = out["wasserstein"] = math.nan
-        else:
-            out["ks"], out["ks_p"] = drift.ks_from_sketches(ref_sk, cur_sk)
-            out["wasserstein"] = drift.wasserstein_from_sketches(ref_sk, cur_sk)
-            values, counts = ref_sk.buckets()
-            mean = float(np.average(values, weights=counts))
-            out["ref_std"] = float(np.sqrt(np.average((values - mean) ** 2, weights=counts)))
-    if r.sum() == 0 or c.sum() == 0:
-        out["psi"] = out["js"] = math.nan
-    else:
-        out["psi"] = drift.psi(r, c)
-        out["js"] = drift.js_distance(r, c)
-    return out
+    return features_drift(spec, [(name, kind)], cur, ref, bins)[0]
 
 
 def drift_flag(method: str, d: dict[str, float], threshold: float) -> float:
@@ -406,20 +409,24 @@ def evaluate_model(
         return samples
     few = min(current.n_predictions, reference.n_predictions) < settings.min_drift_samples
     wanted = settings.drift_features
-    for f in spec.features:
-        if wanted is not None and f.name not in wanted:
-            continue
-        memo_key = (f.name, f.kind, id(current), id(reference), settings.drift_bins)
-        d = dict(memo[memo_key]) if memo is not None and memo_key in memo else None
-        if d is None:
-            d = feature_drift(spec, f.name, f.kind, current, reference, settings.drift_bins)
-            if memo is not None:  # keeps the summaries alive, so their ids stay theirs
-                memo[memo_key] = d
-                memo[(id(current), id(reference))] = (current, reference)
+    monitored = [f for f in spec.features if wanted is None or f.name in wanted]
+    keys = [(f.name, f.kind, id(current), id(reference), settings.drift_bins) for f in monitored]
+    known = {k: memo[k] for k in keys if k in memo} if memo is not None else {}
+    todo = [(f.name, f.kind) for f, k in zip(monitored, keys, strict=True) if k not in known]
+    if todo:  # all features not in the memo, in one pass (one vectorised p-value call per test)
+        fresh = features_drift(spec, todo, current, reference, settings.drift_bins)
+        todo_keys = [k for k in keys if k not in known]
+        known.update(zip(todo_keys, fresh, strict=True))
+        if memo is not None:  # keeps the summaries alive, so their ids stay theirs
+            memo.update(zip(todo_keys, fresh, strict=True))
+            memo[(id(current), id(reference))] = (current, reference)
+    methods = settings.drift_methods
+    append = samples.append
+    for f, memo_key in zip(monitored, keys, strict=True):
+        d = dict(known[memo_key])
         if few:  # a handful of events says nothing about a distribution
             d = {k: (v if k == "missing" else math.nan) for k, v in d.items()}
-        methods = settings.drift_methods
-        stats = {  # method -> (exported metric, value, value compared with the threshold, breached?)
+        stats = {  # method -> (exported metric, value)
             "psi": ("ml_data_drift_psi_score", d["psi"]),
             "js_divergence": ("ml_data_drift_js_divergence", d["js"]),
         }
@@ -428,19 +435,17 @@ def evaluate_model(
         else:
             stats["ks_test"] = ("ml_data_drift_ks_statistic", d["ks"])
             stats["wasserstein"] = ("ml_data_drift_wasserstein_distance", d["wasserstein"])
-        add("streamon_feature_missing_ratio", d["missing"], feature=f.name)
+        # The labels add(..., feature=f.name) gives, built once per feature.
+        labels = (("model", model), ("variant", variant), ("window", "current"), ("feature", f.name))
+        append(Sample("streamon_feature_missing_ratio", labels, float(d["missing"])))
         for method, (name, value) in stats.items():
             if method not in methods:
                 continue  # switched off in data_drift.methods
-            add(name, value, feature=f.name)
+            append(Sample(name, labels, float(value)))
             if method == "ks_test":
-                add("ml_data_drift_ks_p_value", d["ks_p"], feature=f.name)
-            add(
-                "streamon_feature_drift_detected",
-                drift_flag(method, d, methods[method]),
-                feature=f.name,
-                method=method,
-            )
+                append(Sample("ml_data_drift_ks_p_value", labels, float(d["ks_p"])))
+            flag = drift_flag(method, d, methods[method])
+            append(Sample("streamon_feature_drift_detected", (*labels, ("method", method)), flag))
     sd = score_drift(spec, current, reference) if not few else {"psi": math.nan, "js": math.nan}
     add("ml_data_drift_psi_score", sd["psi"], feature=SCORE_FEATURE)
     add("ml_data_drift_js_divergence", sd["js"], feature=SCORE_FEATURE)
@@ -480,9 +485,16 @@ def bucket_errors(confusions: Iterable[np.ndarray]) -> tuple[list[int], list[int
     >>> bucket_errors([np.array([5, 1, 3, 1]), np.zeros(4, dtype=np.int64)])
     ([2, 0], [10, 0])
     """
+    rows = list(confusions)
+    try:  # one stack of 4-vectors: column sums in numpy (exact int64, as the loop below)
+        m = np.array(rows, dtype=np.int64) if rows else np.zeros((0, 4), dtype=np.int64)
+    except (ValueError, TypeError):
+        m = np.zeros((0, 0), dtype=np.int64)
+    if m.ndim == 2 and m.shape[1] == 4:
+        return (m[:, FP] + m[:, FN]).tolist(), m.sum(axis=1).tolist()
     errors: list[int] = []
     labelled: list[int] = []
-    for c in confusions:
+    for c in rows:
         errors.append(int(c[FP]) + int(c[FN]))
         labelled.append(int(c.sum()))
     return errors, labelled

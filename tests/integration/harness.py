@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 import requests
 import yaml
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from streamon.config import Settings, default_settings
@@ -219,7 +219,13 @@ def committed_total(bootstrap: str, group: str, topics: list[str]) -> int:
     try:
         md = c.list_topics(timeout=10)
         tps = [TopicPartition(t, p) for t in topics for p in md.topics[t].partitions]
-        return sum(max(tp.offset, 0) for tp in c.committed(tps, timeout=30))
+        try:
+            return sum(max(tp.offset, 0) for tp in c.committed(tps, timeout=30))
+        except KafkaException as exc:
+            # A fresh broker's group coordinator may still be loading: nothing committed yet.
+            if exc.args[0].retriable() or exc.args[0].code() == KafkaError.NOT_COORDINATOR:
+                return 0
+            raise
     finally:
         c.close()
 

@@ -193,7 +193,9 @@ def test_static_membership_restart_gets_its_partitions_back(scenario: Any) -> No
     later = _gauges(w2)
     assert len(_assigned(w2)) == n2 and _assigned(w2)[-1] == theirs
     assert later[("streamon_rebalances_total", "")] == before[("streamon_rebalances_total", "")]
-    assert later[("streamon_restored_messages_total", "")] == 0
+    # (it may have restored at its first assignment, when it joined after w1 had committed)
+    restored = ("streamon_restored_messages_total", "")
+    assert later[restored] == before[restored]
     # ... and the restarted worker's stores were current: its restore read nothing from the
     # topics (the gap is consumed as ordinary input).
     assert _gauges(w1)[("streamon_restored_messages_total", "")] == 0

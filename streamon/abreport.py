@@ -340,6 +340,27 @@ def sequential_looks(
     return out
 
 
+def _proportion_json(res: Any, looks: Any) -> dict[str, Any]:
+    """A two-proportion z-test's row of the JSON report, with its sequential result."""
+    return {
+        "test": "two_proportion_ztest",
+        "control": res.rate_a,
+        "treatment": res.rate_b,
+        "diff": res.diff,
+        "statistic": res.z,
+        "p_value": res.p_value,
+        "ci_low": res.ci_low,
+        "ci_high": res.ci_high,
+        "effect_size": res.effect_size,
+        "effect_size_kind": "cohens_h",
+        "significant": res.significant,
+        "status": res.status,
+        "sequential": _sequential_json(*looks),
+        "var_control": res.rate_a * (1 - res.rate_a),
+        "var_treatment": res.rate_b * (1 - res.rate_b),
+    }
+
+
 def _sequential_json(r: SequentialResult | None, last: SequentialResult | None = None) -> dict[str, Any]:
     if r is None:
         return {"test": "msprt", "status": "insufficient_data", "looks": 0}
@@ -555,40 +576,8 @@ def analyse(
             "control": ctrl_name,
             "treatment": name,
             "status": status,
-            "error_rate": {
-                "test": "two_proportion_ztest",
-                "control": err.rate_a,
-                "treatment": err.rate_b,
-                "diff": err.diff,
-                "statistic": err.z,
-                "p_value": err.p_value,
-                "ci_low": err.ci_low,
-                "ci_high": err.ci_high,
-                "effect_size": err.effect_size,
-                "effect_size_kind": "cohens_h",
-                "significant": err.significant,
-                "status": err.status,
-                "sequential": _sequential_json(*seq["error_rate"]),
-                "var_control": err.rate_a * (1 - err.rate_a),
-                "var_treatment": err.rate_b * (1 - err.rate_b),
-            },
-            "detection_rate": {
-                "test": "two_proportion_ztest",
-                "control": det.rate_a,
-                "treatment": det.rate_b,
-                "diff": det.diff,
-                "statistic": det.z,
-                "p_value": det.p_value,
-                "ci_low": det.ci_low,
-                "ci_high": det.ci_high,
-                "effect_size": det.effect_size,
-                "effect_size_kind": "cohens_h",
-                "significant": det.significant,
-                "status": det.status,
-                "sequential": _sequential_json(*seq["detection_rate"]),
-                "var_control": det.rate_a * (1 - det.rate_a),
-                "var_treatment": det.rate_b * (1 - det.rate_b),
-            },
+            "error_rate": _proportion_json(err, seq["error_rate"]),
+            "detection_rate": _proportion_json(det, seq["detection_rate"]),
             "business_value": {
                 "test": "welch_ttest",
                 "control": val.mean_a,

@@ -417,29 +417,18 @@ def _simulate_to_files(
     reference_count: int | None,
 ) -> None:
     """``simulate --out``: the files, with a progress bar on stderr."""
-    import math
     import time
 
     from streamon.config import format_duration
     from streamon.core.events import parse_ts
     from streamon.errors import InputError
     from streamon.progress import progress
-    from streamon.simulate import DEFAULT_FILE_COUNT, default_file_start, write_files
+    from streamon.simulate import DEFAULT_FILE_COUNT, check_request, default_file_start, write_files
 
-    unknown = [m for m in spec.models if m not in settings.model_names]
-    if unknown:
-        raise InputError(
-            f"model {unknown[0]!r} is not in the config (configured: {', '.join(settings.model_names)})"
-        )
-    if duration is not None and count is not None:
-        raise InputError("give --duration or --count, not both")
+    check_request(settings, spec, duration, count)
     if duration is not None:
-        if not (math.isfinite(duration) and duration > 0):
-            raise InputError(f"--duration must be > 0 seconds (got {duration:g})")
         count = max(1, round(spec.rate * duration))
     n = DEFAULT_FILE_COUNT if count is None else count
-    if n <= 0:
-        raise InputError(f"--count must be > 0 (got {n})")
     n_ref = n if reference_count is None else reference_count
     if start is None:
         begin = default_file_start(spec, n, time.time())

@@ -534,16 +534,8 @@ def parse_drift(values: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(kinds))
 
 
-def run_simulation(
-    settings: Settings,
-    spec: SimulationSpec,
-    duration: float | None,
-    count: int | None,
-    wait_for_labels: bool,
-    echo: Callable[[str], None],
-    stop: threading.Event | None = None,
-) -> SimStats:
-    """``streamon simulate``: check the cluster, prepare the topics, produce until done."""
+def check_request(settings: Any, spec: SimulationSpec, duration: float | None, count: int | None) -> None:
+    """The checks every simulate run makes of its models and bounds (Kafka and files alike)."""
     unknown = [m for m in spec.models if m not in settings.model_names]
     if unknown:
         raise InputError(
@@ -555,6 +547,19 @@ def run_simulation(
         raise InputError(f"--duration must be > 0 seconds (got {duration:g})")
     if count is not None and count <= 0:
         raise InputError(f"--count must be > 0 (got {count})")
+
+
+def run_simulation(
+    settings: Settings,
+    spec: SimulationSpec,
+    duration: float | None,
+    count: int | None,
+    wait_for_labels: bool,
+    echo: Callable[[str], None],
+    stop: threading.Event | None = None,
+) -> SimStats:
+    """``streamon simulate``: check the cluster, prepare the topics, produce until done."""
+    check_request(settings, spec, duration, count)
     k = settings.kafka
     sink = KafkaSink(k.bootstrap_servers, kafka_client_config(settings))
     sink.ensure_topics(k.topics.predictions, k.topics.labels, k.partitions, k.replication_factor)

@@ -339,7 +339,10 @@ class Worker:
         self._watchdog.watch_signals()
 
     def close(self) -> None:
-        """Finish: the current batch is committed or aborted; leave both groups, close stores.
+        """Finish: the current batch is committed or aborted; close the consumers and the stores.
+
+        A dynamic member leaves its groups; a static one (``--instance-id``) keeps its
+        partitions for the session timeout, so its restart gets them back.
 
         Bounded: with the brokers gone each call gives up after its timeout, and the watchdog
         ends the process once kafka.shutdown_grace has passed.

@@ -16,6 +16,7 @@ A worker either makes progress or says why not and exits non-zero (exit code 4, 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -228,6 +229,8 @@ def _problem(path: Path, exc: OSError) -> str:
         return f"state dir {path} is on a read-only file system: give --state-dir a writable directory"
     if exc.errno in (errno.EACCES, errno.EPERM):
         return f"state dir {path} is not writable ({reason}): fix its permissions or use another --state-dir"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"state dir {path} is full ({reason}): free space on it or give --state-dir another directory"
     if exc.errno == errno.ENOTDIR:
         return f"state dir {path} cannot be created ({reason}: a parent is a file): use another --state-dir"
     return f"state dir {path} cannot be used ({reason}): choose another --state-dir"
@@ -269,6 +272,7 @@ def lock_state_dir(path: Path) -> StateDirLock:
         probe.write_bytes(b"")  # the lock file may pre-exist: prove a new file can be made
         probe.unlink()
     except OSError as exc:
-        handle.close()
+        with contextlib.suppress(OSError):  # on a full disk the close's flush fails again
+            handle.close()
         raise InputError(_problem(path, exc)) from None
     return StateDirLock(path, handle)

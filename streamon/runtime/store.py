@@ -10,6 +10,7 @@ worker replays the source topics from the marker (see :mod:`streamon.runtime.res
 
 from __future__ import annotations
 
+import logging
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +18,10 @@ from pathlib import Path
 import orjson
 from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch, WriteBufferManager
 
+from streamon.errors import StreamonError
+
 MARKER = b"\x00offsets"  # sorts before every record prefix
+log = logging.getLogger("streamon.store")
 
 # One memory budget for all the join stores of a process (a worker opens one per input
 # partition): RocksDB's defaults (64 MB memtables x 2 and a 32 MB block cache per store)
@@ -52,8 +56,21 @@ class RocksStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._failed = False  # a write failed: RocksDB refuses every later write and the close
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = Rdict(str(path), _options())
+        try:
+            self._db = Rdict(str(path), _options())
+        except Exception as exc:  # rocksdict raises a bare Exception carrying RocksDB's status
+            raise self._error("open", exc) from None
+
+    def _error(self, doing: str, exc: Exception) -> StreamonError:
+        """One line for the operator: a full disk, a read-only or broken state dir while running.
+        Every write follows the Kafka commit it belongs to: a restart on a fixed directory
+        replays from Kafka what the store missed."""
+        return StreamonError(
+            f"state dir {self.path.parent}: cannot {doing} the join store {self.path.name} ({exc}): "
+            "free space on it or fix it, then restart the worker (it replays what the store missed)"
+        )
 
     def get(self, key: bytes) -> bytes | None:
         value = self._db.get(key)
@@ -66,7 +83,11 @@ class RocksStore:
                 batch.delete(key)
             else:
                 batch.put(key, value)
-        self._db.write(batch)
+        try:
+            self._db.write(batch)
+        except Exception as exc:  # e.g. "IO error: No space left on device: While appending to file: ..."
+            self._failed = True
+            raise self._error("write", exc) from None
 
     def items(self, prefix: bytes, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
         """Entries under ``prefix`` in key order (RocksDB's), from ``start`` when given."""
@@ -92,7 +113,14 @@ class RocksStore:
         return sum(f.stat().st_size for f in self.path.glob("*") if f.is_file())
 
     def close(self) -> None:
-        self._db.close()
+        """Close, even on a full disk: a failed close (RocksDB flushing its memtable) loses
+        nothing, every write that returned is in the write-ahead log, so it is only logged
+        (and not at all after a failed write, which already raised)."""
+        try:
+            self._db.close()
+        except Exception as exc:
+            if not self._failed:
+                log.warning("%s", self._error("close", exc))
 
     def destroy(self) -> None:
         self.close()

@@ -135,6 +135,24 @@ def test_state_dir_read_only(read_only_dir: tuple[Path, str]) -> None:
     assert expected in str(err.value) or "not writable" in str(err.value)
 
 
+def test_state_dir_on_a_full_disk(tmp_path: Path) -> None:
+    """The start-up check on a file system with no space left says so (not "cannot be used")."""
+    mount = tmp_path / "full"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True)
+    assert done.returncode == 0, f"cannot mount a tmpfs (needs root): {done.stderr.decode().strip()}"
+    try:
+        with open(mount / "filler", "wb", buffering=0) as f, pytest.raises(OSError):
+            while True:
+                f.write(b"\0" * 65536)
+        path = mount / "state"
+        with pytest.raises(InputError, match="is full") as err:
+            lock_state_dir(path)
+        assert str(path) in str(err.value) and "No space left on device" in str(err.value)
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
 @pytest.mark.parametrize("kind", ["file", "locked"])
 def test_worker_command_state_dir_problem_is_one_line(tmp_path: Path, kind: str) -> None:
     """Checked before Kafka is contacted: one `error:` line naming the path, exit 2."""

@@ -27,6 +27,8 @@ worker read the topics in (``tail=False`` to leave event time alone). ``check`` 
 host and lag rules are left out), (iv) no worker was alive with lag > 0 and its
 ``streamon_last_commit_timestamp_seconds`` older than ``kafka.stall_timeout`` (+5 s slack).
 ``scenario.running_exits`` lists the exits of workers that were past their start.
+``session_scenario(d)`` makes one from a settings dict ``d`` on the shared session broker,
+for faults in the data or on the worker's host (no broker to crash, none to start).
 ``helpers.stream()`` makes a small stream with a few orphan labels. Keep streams small (a
 few thousand events) and windows short: the whole suite has a budget of about 8 minutes.
 """
@@ -40,7 +42,13 @@ from typing import Any
 
 import pytest
 
-from tests.integration.faults.helpers import FaultBroker, Scenario, make_scenario, scenario_settings
+from tests.integration.faults.helpers import (
+    FaultBroker,
+    Scenario,
+    SessionBroker,
+    make_scenario,
+    scenario_settings,
+)
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +76,22 @@ def scenario(broker: FaultBroker, tmp_path: Path) -> Iterator[Callable[..., Scen
 
     def make(**kw: Any) -> Scenario:
         sc = make_scenario(broker, tmp_path / f"sc{len(made)}", scenario_settings(broker.bootstrap, **kw))
+        made.append(sc)
+        return sc
+
+    yield make
+    for sc in made:
+        sc.close()
+
+
+@pytest.fixture
+def session_scenario(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Callable[[dict[str, Any]], Scenario]]:
+    """``session_scenario(d)`` -> a Scenario on the shared session broker, from the settings
+    dict ``d`` (``scenario_settings(kafka_bootstrap, ...)`` or any config); closed after the test."""
+    made: list[Scenario] = []
+
+    def make(d: dict[str, Any]) -> Scenario:
+        sc = make_scenario(SessionBroker(kafka_bootstrap), tmp_path / f"sc{len(made)}", d)
         made.append(sc)
         return sc
 

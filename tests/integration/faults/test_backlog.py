@@ -4,13 +4,15 @@ A stage-1 batch of such a backlog touches a bucket per minute of event time, ~1.
 partial each: one message per model and partition grew past what a producer accepts
 (librdkafka's message.max.bytes, 1,000,000) and every transaction aborted, forever. The
 partials are now split to kafka.max_partial_bytes; this drains it, aborts nothing and
-equals ``streamon replay``. Runs on the shared session broker (no broker fault here).
+equals ``streamon replay``, with the fault suite's four checks (``session_scenario``). Runs on
+the shared session broker (no broker fault here).
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ from streamon.core.stage1 import Partial
 from streamon.engine import build_engine
 from streamon.traffic import TrafficSpec, generate
 from tests.integration import harness as h
+from tests.integration.faults.helpers import Scenario
 
 pytestmark = pytest.mark.integration
 
@@ -62,20 +65,24 @@ def metric(worker: h.WorkerProc, name: str, **labels: str) -> float:
 
 def backlog(n: int, days: float, seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     span = days * 86400
-    # Ends an hour before now: inside windows.max_event_age, none in the future.
-    spec = TrafficSpec(n=n, rate=n / span, start=time.time() - span - 3600, label_delay_s=1800.0, seed=seed)
+    # Ends a day before now: inside windows.max_event_age, and its labels (delayed up to hours)
+    # and the scenario's tail (windows.orphan_grace after them) all lie in the past.
+    spec = TrafficSpec(n=n, rate=n / span, start=time.time() - span - 86400, label_delay_s=1800.0, seed=seed)
     return generate(spec)
 
 
-def test_a_backlog_of_days_drains_with_the_shipped_limits(kafka_bootstrap: str, tmp_path: Path) -> None:
+def test_a_backlog_of_days_drains_with_the_shipped_limits(
+    kafka_bootstrap: str, tmp_path: Path, session_scenario: Callable[[dict[str, Any]], Scenario]
+) -> None:
     d = shipped_settings(kafka_bootstrap)
     assert "max_partial_bytes" not in d["kafka"]  # the default applies, as for every shipped config
-    # 3 partitions instead of the shipped 6, for speed (the batch size, flush interval and
-    # byte limits stay as shipped): 3000 predictions over 8 days put ~1000 in each
+    # 3 partitions instead of the shipped 6, for speed (the batch size, flush interval, stall
+    # timeout and byte limits stay as shipped): 3000 predictions over 8 days put ~1000 in each
     # partition, one per minute bucket, so a batch holding most of one partition (a
     # 5000-message consume of 6000 does) made a partial of ~1000 buckets x 1.4 kB.
     d["kafka"]["partitions"] = d["kafka"]["partials_partitions"] = 3
-    config, settings = h.write_config(tmp_path, d)
+    sc = session_scenario(d)
+    settings = sc.settings
     k = settings.kafka
     preds, labels = backlog(3000, days=8, seed=21)
     one_partition = [orjson.dumps(p) for p in preds[:: k.partitions]]
@@ -90,21 +97,19 @@ def test_a_backlog_of_days_drains_with_the_shipped_limits(kafka_bootstrap: str, 
     from streamon.runtime.topics import ensure_topics
 
     ensure_topics(AdminClient({"bootstrap.servers": kafka_bootstrap}), settings)
-    h.produce(kafka_bootstrap, k.topics.predictions, preds)
-    h.produce(kafka_bootstrap, k.topics.labels, labels)
+    sc.produce(preds, labels)
 
-    worker = h.WorkerProc(config, tmp_path / "state", "backlog-1").start()
-    try:
-        live = h.wait_metrics([worker], settings, timeout=120)
-        aborts = metric(worker, "streamon_transaction_aborts_total")
-        processed = metric(worker, "streamon_events_processed_total")
-    finally:
-        worker.terminate()
+    worker = sc.worker("backlog-1")
+    # Drained, then a small tail past windows.orphan_grace so that the orphans are final.
+    live = sc.wait_consumed(timeout=120)
+    aborts = metric(worker, "streamon_transaction_aborts_total")
+    processed = metric(worker, "streamon_events_processed_total")
+    assert sc.exits == [], sc.tails()  # one worker process drained it all
     assert aborts == 0, worker.tail()
-    assert processed == len(preds) + len(labels)
-    expected = h.replay_samples(settings, tmp_path, preds, labels)
+    assert processed == len(sc.preds) + len(sc.labels)  # the backlog and the tail, each once
     assert len(live) > 100
-    assert h.diff(live, expected) == []
+    # (i) equal to replay (ii) orphans as replay's (iii) no alert fired twice (iv) no stall.
+    sc.check(live)
 
     # The partials really were split, and every message is within the limit.
     messages = h.read_topic(kafka_bootstrap, k.topics.partials, expect=1)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, C
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration import harness as h
+from tests.integration.faults.helpers import Scenario, scenario_settings
 
 pytestmark = pytest.mark.integration
 
@@ -63,32 +65,33 @@ def setup(bootstrap: str, tmp: Path) -> tuple[Path, Any, h.WorkerProc]:
 
 
 def test_a_1mb_poison_and_empty_values_are_dead_lettered_and_the_rest_counted(
-    kafka_bootstrap: str, tmp_path: Path
+    kafka_bootstrap: str, session_scenario: Callable[[dict[str, Any]], Scenario]
 ) -> None:
-    _config, settings, worker = setup(kafka_bootstrap, tmp_path)
+    d = scenario_settings(kafka_bootstrap, partitions=2)
+    d["kafka"]["flush_interval"] = 0.3
+    sc = session_scenario(d)
+    settings = sc.settings
+    worker = sc.worker("poison-1")
+    h.wait_ready(sc.live(), timeout=60, settle=1.0)
     t = settings.kafka.topics
     preds, labels = h.traffic(1500, seed=5)
-    try:
-        h.produce(kafka_bootstrap, t.predictions, preds[:700])
-        # Junk among valid events: CPython shares one object for every b"" and every 1-byte
-        # value, so provenance by identity gave these the wrong offsets (and counts).
-        junk_p = [(b"K", POISON), (b"e1", b""), (b"x1", b"x"), (b"e2", b""), (b"x2", b"x"), (b"n", b"7")]
-        junk_l = [(b"e3", b""), (b"x3", b"x"), (b"x4", b"x"), (b"k" * 2000, b"x")]  # a key over 1 KiB
-        offsets_p = produce_raw(kafka_bootstrap, t.predictions, junk_p)
-        offsets_l = produce_raw(kafka_bootstrap, t.labels, junk_l)
-        h.produce(kafka_bootstrap, t.predictions, preds[700:])
-        h.produce(kafka_bootstrap, t.labels, labels)
-        live = h.wait_metrics([worker], settings, timeout=90)
-        aborts = metric(worker, "streamon_transaction_aborts_total")
-        invalid = {
-            (topic, reason): metric(worker, "streamon_events_invalid_total", topic=topic, reason=reason)
-            for topic in (t.predictions, t.labels)
-            for reason in ("too_large", "invalid_json", "not_an_object")
-        }
-    finally:
-        worker.terminate()
+    sc.produce(preds[:700], [])
+    # Junk among valid events: CPython shares one object for every b"" and every 1-byte
+    # value, so provenance by identity gave these the wrong offsets (and counts).
+    junk_p = [(b"K", POISON), (b"e1", b""), (b"x1", b"x"), (b"e2", b""), (b"x2", b"x"), (b"n", b"7")]
+    junk_l = [(b"e3", b""), (b"x3", b"x"), (b"x4", b"x"), (b"k" * 2000, b"x")]  # a key over 1 KiB
+    offsets_p = produce_raw(kafka_bootstrap, t.predictions, junk_p)
+    offsets_l = produce_raw(kafka_bootstrap, t.labels, junk_l)
+    sc.produce(preds[700:], labels)  # the scenario replays what it produced: not the junk
+    live = sc.wait_consumed(timeout=90)
+    aborts = metric(worker, "streamon_transaction_aborts_total")
+    invalid = {
+        (topic, reason): metric(worker, "streamon_events_invalid_total", topic=topic, reason=reason)
+        for topic in (t.predictions, t.labels)
+        for reason in ("too_large", "invalid_json", "not_an_object")
+    }
+    assert sc.exits == [], sc.tails()  # the counters are one process's
     assert aborts == 0, worker.tail()
-    assert h.diff(live, h.replay_samples(settings, tmp_path, preds, labels)) == []
     assert invalid == {
         (t.predictions, "too_large"): 1,
         (t.predictions, "invalid_json"): 4,
@@ -97,6 +100,9 @@ def test_a_1mb_poison_and_empty_values_are_dead_lettered_and_the_rest_counted(
         (t.labels, "invalid_json"): 4,
         (t.labels, "not_an_object"): 0,
     }
+    # (i) equal to replay of the valid events (ii) orphans as replay's (iii) no alert fired
+    # twice (iv) no stall. Stops the worker.
+    sc.check(live)
 
     letters = h.read_topic(kafka_bootstrap, t.dead_letter, expect=len(junk_p) + len(junk_l))
     got = {

@@ -87,18 +87,41 @@ def traffic(n: int = 12_000, **kw: Any) -> tuple[list[dict[str, Any]], list[dict
 def produce(
     bootstrap: str, topic: str, events: Iterable[dict[str, Any] | bytes], key: str = "prediction_id"
 ) -> int:
-    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20})
+    """Produce ``events`` in order: each partition holds its events in the order given.
+
+    Idempotent, so a retried request (typically the first ones, to a topic a worker is still
+    creating) cannot land after later ones: the worker would then see a prediction hours of
+    event time late, after its label's orphan grace, and orphan the label where replay,
+    which sorts by event time, joins it.
+    """
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "enable.idempotence": True})
+    placed: list[tuple[int, int] | str | None] = []  # (partition, offset) of each event, in order
+
+    def delivered(i: int) -> Any:
+        def cb(err: KafkaError | None, msg: Any) -> None:
+            placed[i] = str(err) if err is not None else (msg.partition(), msg.offset())
+
+        return cb
+
     n = 0
     for e in events:
+        placed.append(None)
         if isinstance(e, bytes):
-            p.produce(topic, key=b"junk", value=e)
+            p.produce(topic, key=b"junk", value=e, on_delivery=delivered(n))
         else:
             k = e.get(key)
-            p.produce(topic, key=str(k).encode() if k is not None else None, value=orjson.dumps(e))
+            kb = str(k).encode() if k is not None else None
+            p.produce(topic, key=kb, value=orjson.dumps(e), on_delivery=delivered(n))
         n += 1
         if n % 20_000 == 0:
             p.flush()
     p.flush(60)
+    failed = [x for x in placed if not isinstance(x, tuple)]
+    assert not failed, f"{len(failed)} of {n} events not delivered to {topic}: {failed[:3]}"
+    last: dict[int, int] = {}
+    for part, offset in placed:  # type: ignore[misc]
+        assert offset > last.get(part, -1), f"{topic} partition {part} holds the events out of order"
+        last[part] = offset
     return n
 
 
@@ -243,6 +266,66 @@ def end_offsets(bootstrap: str, topics: list[str]) -> int:
         c.close()
 
 
+def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    """The group's committed offset of each partition of ``topic`` (negative: none; {}: unknown yet)."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        md = c.list_topics(topic, timeout=10)
+        tps = [TopicPartition(topic, p) for p in md.topics[topic].partitions]
+        try:
+            return {tp.partition: tp.offset for tp in c.committed(tps, timeout=30)}
+        except KafkaException as exc:
+            if exc.args[0].retriable() or exc.args[0].code() == KafkaError.NOT_COORDINATOR:
+                return {}
+            raise
+    finally:
+        c.close()
+
+
+def committed_ends(bootstrap: str, topic: str, timeout: float = 20.0) -> dict[int, int]:
+    """Per partition, the offset just after its last committed message (0 if none): what a
+    read_committed consumer that has consumed all of it commits. Transaction markers and
+    aborted messages after that message are not counted, unlike in the high watermark."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"ends-{uuid.uuid4().hex[:6]}",
+                  "isolation.level": "read_committed", "enable.partition.eof": True,
+                  "enable.auto.commit": False})  # fmt: skip
+    try:
+        md = c.list_topics(topic, timeout=10)
+        ends = dict.fromkeys(md.topics[topic].partitions, 0)
+        starts, todo = [], set()
+        for p in ends:
+            low, high = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            if high > low:
+                starts.append(TopicPartition(topic, p, low))
+                todo.add(p)
+        c.assign(starts)
+        deadline = time.monotonic() + timeout
+        while todo and time.monotonic() < deadline:
+            for m in c.consume(1000, timeout=0.2):
+                if m.error() is not None:
+                    if m.error().code() == KafkaError._PARTITION_EOF:
+                        todo.discard(m.partition())
+                    continue
+                ends[m.partition()] = max(ends[m.partition()], m.offset() + 1)
+        assert not todo, f"could not read {topic} partitions {sorted(todo)} to their end"
+        return ends
+    finally:
+        c.close()
+
+
+def partials_applied(bootstrap: str, settings: Settings) -> bool:
+    """Stage 2 has committed, so applied, every committed partial: exact per partition.
+
+    Stage 2 commits the offset after the last partial it applied, so that is the target; a
+    sum of offsets against the high watermarks with slack for the markers let a final stage-1
+    transaction of up to two partials count as applied before stage 2 had read it.
+    """
+    t = settings.kafka.topics
+    done = committed_offsets(bootstrap, f"{settings.kafka.group_id}-aggregate", t.partials)
+    ends = committed_ends(bootstrap, t.partials)
+    return bool(done) and all(done.get(p, -1) >= end for p, end in ends.items() if end > 0)
+
+
 def wait_metrics(
     workers: list[WorkerProc], settings: Settings, timeout: float = 240.0, stable_for: float = 4.0
 ) -> dict[tuple, float]:
@@ -259,9 +342,8 @@ def wait_metrics(
         caught_up = committed_total(bootstrap, settings.kafka.group_id, inputs) >= end_offsets(
             bootstrap, inputs
         )
-        partials_done = committed_total(bootstrap, f"{settings.kafka.group_id}-aggregate", [t.partials]) >= (
-            end_offsets(bootstrap, [t.partials]) - 2 * settings.kafka.partials_partitions  # txn markers
-        )
+        # Once the input is committed, no partial is added: every one must then be applied.
+        partials_done = caught_up and partials_applied(bootstrap, settings)
         merged: dict[tuple, float] = {}
         for w in workers:
             text = w.scrape()

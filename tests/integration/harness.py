@@ -223,7 +223,8 @@ def wait_ready(workers: list[WorkerProc], timeout: float = 120.0, settle: float 
     time.sleep(settle)
 
 
-def processed(workers: list[WorkerProc], topic: str) -> float:
+def metric(workers: list[WorkerProc], name: str, **labels: str) -> float:
+    """Sum of the live workers' samples of ``name`` whose labels include ``labels``."""
     total = 0.0
     for w in workers:
         text = w.scrape()
@@ -231,9 +232,13 @@ def processed(workers: list[WorkerProc], topic: str) -> float:
             continue
         for fam in text_string_to_metric_families(text):
             for s in fam.samples:
-                if s.name == "streamon_events_processed_total" and s.labels.get("topic") == topic:
+                if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
                     total += s.value
     return total
+
+
+def processed(workers: list[WorkerProc], topic: str) -> float:
+    return metric(workers, "streamon_events_processed_total", topic=topic)
 
 
 def committed_total(bootstrap: str, group: str, topics: list[str]) -> int:

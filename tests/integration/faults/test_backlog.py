@@ -19,7 +19,6 @@ from typing import Any
 import orjson
 import pytest
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
 from streamon.core.join import MemoryStore
 from streamon.core.stage1 import Partial
@@ -51,16 +50,6 @@ def shipped_settings(bootstrap: str) -> dict[str, Any]:
         family["collection_interval"] = 21600
     d["data_drift"].pop("schedule", None)
     return d
-
-
-def metric(worker: h.WorkerProc, name: str, **labels: str) -> float:
-    text = worker.scrape() or ""
-    total = 0.0
-    for fam in text_string_to_metric_families(text):
-        for s in fam.samples:
-            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
-                total += s.value
-    return total
 
 
 def backlog(n: int, days: float, seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -102,8 +91,8 @@ def test_a_backlog_of_days_drains_with_the_shipped_limits(
     worker = sc.worker("backlog-1")
     # Drained, then a small tail past windows.orphan_grace so that the orphans are final.
     live = sc.wait_consumed(timeout=120)
-    aborts = metric(worker, "streamon_transaction_aborts_total")
-    processed = metric(worker, "streamon_events_processed_total")
+    aborts = h.metric([worker], "streamon_transaction_aborts_total")
+    processed = h.metric([worker], "streamon_events_processed_total")
     assert sc.exits == [], sc.tails()  # one worker process drained it all
     assert aborts == 0, worker.tail()
     assert processed == len(sc.preds) + len(sc.labels)  # the backlog and the tail, each once

@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration import harness as h
 from tests.integration.faults.helpers import Scenario, scenario_settings
@@ -23,16 +22,6 @@ from tests.integration.faults.helpers import Scenario, scenario_settings
 pytestmark = pytest.mark.integration
 
 POISON = b"A" * 999_960  # accepted by the broker; value + dead-letter headers exceed 1,000,000
-
-
-def metric(worker: h.WorkerProc, name: str, **labels: str) -> float:
-    text = worker.scrape() or ""
-    total = 0.0
-    for fam in text_string_to_metric_families(text):
-        for s in fam.samples:
-            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
-                total += s.value
-    return total
 
 
 def produce_raw(bootstrap: str, topic: str, values: list[tuple[bytes, bytes]]) -> list[int]:
@@ -84,9 +73,9 @@ def test_a_1mb_poison_and_empty_values_are_dead_lettered_and_the_rest_counted(
     offsets_l = produce_raw(kafka_bootstrap, t.labels, junk_l)
     sc.produce(preds[700:], labels)  # the scenario replays what it produced: not the junk
     live = sc.wait_consumed(timeout=90)
-    aborts = metric(worker, "streamon_transaction_aborts_total")
+    aborts = h.metric([worker], "streamon_transaction_aborts_total")
     invalid = {
-        (topic, reason): metric(worker, "streamon_events_invalid_total", topic=topic, reason=reason)
+        (topic, reason): h.metric([worker], "streamon_events_invalid_total", topic=topic, reason=reason)
         for topic in (t.predictions, t.labels)
         for reason in ("too_large", "invalid_json", "not_an_object")
     }
@@ -158,12 +147,12 @@ def test_a_message_that_keeps_failing_the_transaction_is_quarantined(
         h.produce(kafka_bootstrap, t.predictions, preds[600:])
         h.produce(kafka_bootstrap, t.labels, labels[len(labels) // 2 :])
         live = h.wait_metrics([worker], settings, timeout=90)
-        aborts = metric(worker, "streamon_transaction_aborts_total")
-        quarantined = metric(
-            worker, "streamon_events_invalid_total", topic=t.predictions, reason="quarantined"
+        aborts = h.metric([worker], "streamon_transaction_aborts_total")
+        quarantined = h.metric(
+            [worker], "streamon_events_invalid_total", topic=t.predictions, reason="quarantined"
         )
-        invalid_json = metric(
-            worker, "streamon_events_invalid_total", topic=t.predictions, reason="invalid_json"
+        invalid_json = h.metric(
+            [worker], "streamon_events_invalid_total", topic=t.predictions, reason="invalid_json"
         )
     finally:
         worker.terminate()

@@ -408,6 +408,12 @@ class Worker:
         if idle < self.stall_timeout:
             return None
         last = self._last_error[stage] or "no error reported"
+        if not (self._assigned1 if stage == 1 else self._assigned2):
+            return (
+                f"stage {stage} has had no partitions assigned for {idle:.0f}s since it started (its "
+                f"consumer group's join did not complete within kafka.stall_timeout {self.stall_timeout:g}s; "
+                f"last error: {last}): exiting so that a supervisor restarts the worker"
+            )
         return (
             f"stage {stage} has had work but committed nothing for {idle:.0f}s (kafka.stall_timeout "
             f"{self.stall_timeout:g}s; last error: {last}): exiting so that a supervisor restarts the worker"
@@ -434,6 +440,11 @@ class Worker:
         """Something this stage must still commit: buffered or re-read input, a failed attempt,
         or input the consumer has not fetched yet (from the statistics)."""
         if self._abort_pending[stage] or self._needs_init[stage]:
+            return True
+        # A group that has not given this worker its share since it started (the join has not
+        # completed) may be keeping input from anyone: a worker cannot see its lag before its
+        # first assignment, so waiting counts as work, and as a stall after kafka.stall_timeout.
+        if not (self._assigned1 if stage == 1 else self._assigned2):
             return True
         # A failure is work to redo until statistics taken after it can tell (a rewound consumer
         # shows its input as not fetched yet).

@@ -308,6 +308,62 @@ def test_health_lag_and_scrape_tell_the_truth_about_a_stalled_worker(kafka_boots
         w.close()
 
 
+def test_a_group_join_that_never_completes_is_a_stall(kafka_bootstrap, tmp_path):
+    """A peer in the worker's stage-1 group that stops polling (a process hung inside its
+    client, or blocked in a rebalance callback) keeps the worker's join from completing: the
+    worker never gets an assignment, so it cannot see its lag. It counts as stalled after
+    kafka.stall_timeout, /healthz says so, and the step says why (exit code 4)."""
+    import requests
+    from confluent_kafka import Consumer
+
+    from streamon.errors import WorkerStalledError
+    from streamon.runtime.worker import Worker
+
+    d = h.settings_dict(kafka_bootstrap, partitions=1)
+    d["kafka"].update(stall_timeout=3)
+    _, settings = h.write_config(tmp_path, d)
+    t = settings.kafka.topics
+    from confluent_kafka.admin import AdminClient
+
+    from streamon.runtime.topics import ensure_topics
+
+    ensure_topics(AdminClient({"bootstrap.servers": kafka_bootstrap}), settings)
+    peer = Consumer(
+        {
+            "bootstrap.servers": kafka_bootstrap,
+            "group.id": settings.kafka.group_id,
+            "partition.assignment.strategy": "range",
+            "max.poll.interval.ms": 120_000,  # the broker waits this long for its rejoin
+            "session.timeout.ms": 30_000,
+        }
+    )
+    assigned: list[int] = []
+    peer.subscribe(
+        [t.predictions, t.labels], on_assign=lambda c, parts: assigned.extend(p.partition for p in parts)
+    )
+    deadline = time.monotonic() + 60
+    while not assigned and time.monotonic() < deadline:
+        peer.poll(0.2)
+    assert assigned, "the peer never joined"
+    # From here on the peer does not poll: the rebalance the worker's join starts cannot end.
+    w = Worker(settings, tmp_path / "state", instance_id="joining", metrics_port=0)
+    try:
+        w.start()
+        stalled = None
+        while stalled is None and time.monotonic() < deadline:
+            try:
+                w.step()
+            except WorkerStalledError as exc:
+                stalled = exc
+        assert stalled is not None and stalled.exit_code == 4
+        assert "stage 1 has had no partitions assigned" in str(stalled), stalled
+        assert not w.ready
+        assert requests.get(w.http.url("/healthz"), timeout=5).status_code == 503
+    finally:
+        w.close()
+        peer.close()
+
+
 def _scrape(w) -> str:
     import requests
 

@@ -109,8 +109,12 @@ def test_a_state_dir_that_fills_up_while_running(
                     errors.append(line)
             assert len(errors) == len(sc.exits), (errors, sc.exits)
             assert all(code != 0 for _, code in sc.exits), sc.exits
+            # A restart either meets the full disk or, when its group join does not complete in
+            # time (it then never opens a store), ends as stalled: never alive but stuck.
             assert all(
-                f"state dir {state}" in line and "No space left on device" in line for line in errors
+                (f"state dir {state}" in line and "No space left on device" in line)
+                or (i > 0 and "has had no partitions assigned" in line)
+                for i, line in enumerate(errors)
             ), errors
             assert "cannot write the join store" in errors[0], errors[0]  # after a Kafka commit
             assert sc.running_exits[0] == sc.exits[0], sc.exits  # the first exit was mid-run

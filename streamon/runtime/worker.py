@@ -753,7 +753,7 @@ class Worker:
                 for partial in processor.take_partials():
                     key = partial.model.encode()
                     for value in partial.to_messages(max_partial):  # in order, one partition: key = model
-                        self.p1.produce(self.topics.partials, key=key, value=value)
+                        self._produce(self.p1, self.topics.partials, key=key, value=value)
                 if math.isfinite(processor.watermark):
                     self.ops.newest_event = max(self.ops.newest_event, processor.watermark)
             offsets = [TopicPartition(t, p, o + 1) for (t, p), o in last.items() if p in self.processors]
@@ -782,6 +782,24 @@ class Worker:
             previous = store.offsets() or {}
             self.processors[part].joiner.store.commit(RocksStore.marker({**previous, **marker}))  # type: ignore[attr-defined]
         self._observe_batch(time.perf_counter() - started)
+
+    def _produce(self, producer: Producer, topic: str, **kwargs: Any) -> None:
+        """``produce``, waiting while librdkafka's local queue is full (brokers slow or away,
+        a batch of many dead letters): its BufferError becomes a failed call after
+        call_timeout, so the stage aborts and redoes the batch like after any other failure."""
+        deadline = time.monotonic() + self.call_timeout
+        while True:
+            try:
+                producer.produce(topic, **kwargs)
+                return
+            except BufferError:
+                if time.monotonic() >= deadline:
+                    raise KafkaException(
+                        KafkaError(
+                            KafkaError._QUEUE_FULL, f"the producer's local queue stayed full ({topic})"
+                        )
+                    ) from None
+                producer.poll(0.05)  # serves delivery reports: the queue drains as the broker acks
 
     def _observe_batch(self, seconds: float) -> None:
         self.ops.batch_counts[bisect.bisect_left(BATCH_BUCKETS_S, seconds)] += 1
@@ -824,7 +842,7 @@ class Worker:
         if key is not None and len(key) > DEAD_LETTER_KEY_BYTES:
             headers.append(("streamon.source.key_bytes", str(len(key)).encode()))
             key = None
-        self.p1.produce(self.topics.dead_letter, key=key, value=value, headers=headers)
+        self._produce(self.p1, self.topics.dead_letter, key=key, value=value, headers=headers)
 
     # ------------------------------------------------------------------ stage 1: quarantine
 
@@ -1089,7 +1107,9 @@ class Worker:
             events += self.alerts.evaluate(snap)
             self.snapshot = snap
         for event in events:
-            self.p2.produce(self.topics.alerts, key=event["fingerprint"].encode(), value=orjson.dumps(event))
+            self._produce(
+                self.p2, self.topics.alerts, key=event["fingerprint"].encode(), value=orjson.dumps(event)
+            )
 
     @property
     def eval_interval_wall(self) -> float:

@@ -364,6 +364,34 @@ def test_a_group_join_that_never_completes_is_a_stall(kafka_bootstrap, tmp_path)
         peer.close()
 
 
+def test_a_full_local_produce_queue_is_waited_out(kafka_bootstrap, tmp_path):
+    """A batch of more dead letters than the producer's local queue holds (here 5 messages,
+    ``queue.buffering.max.messages``): produce meets a full queue (BufferError) and the worker
+    waits for the broker's acknowledgements instead of ending with a traceback; every bad
+    message reaches the dead-letter topic once, and the good ones are counted."""
+    d = h.settings_dict(kafka_bootstrap, partitions=1)
+    d["kafka"].update(batch_size=500, flush_interval=0.5)
+    d["kafka"]["client"] = {"queue.buffering.max.messages": 5}
+    config, settings = h.write_config(tmp_path, d)
+    t = settings.kafka.topics
+    worker = h.WorkerProc(config, tmp_path / "state", "queue").start()
+    try:
+        h.wait_ready([worker], timeout=60, settle=1.0)
+        preds, _ = h.traffic(100, seed=9)
+        bad = [f"not json {i}".encode() for i in range(120)]
+        h.produce(kafka_bootstrap, t.predictions, [*bad, *preds])
+        dead = h.read_topic(kafka_bootstrap, t.dead_letter, timeout=90, expect=len(bad))
+        assert sorted(m.value() for m in dead) == sorted(bad)
+        deadline = time.monotonic() + 60
+        while h.processed([worker], t.predictions) < len(bad) + len(preds):
+            assert time.monotonic() < deadline and worker.alive(), worker.log.read_text()[-3000:]
+            time.sleep(0.2)
+        text = worker.log.read_text()
+        assert "Traceback" not in text, text[-3000:]
+    finally:
+        worker.terminate()
+
+
 def _scrape(w) -> str:
     import requests
 

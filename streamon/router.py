@@ -452,7 +452,10 @@ def alerts_partitions(settings: Settings, timeout: float = 15.0) -> int:
     from streamon.runtime.topics import partition_counts
 
     k = settings.kafka
-    admin = AdminClient(kafka_client_config(settings))
+    from streamon.logs import librdkafka_logger
+
+    # librdkafka's own lines as JSON log lines (secrets scrubbed), like every other client.
+    admin = AdminClient({**kafka_client_config(settings), "logger": librdkafka_logger(k.client)})
     topic = k.topics.alerts
     existing = partition_counts(admin, timeout, bootstrap=k.bootstrap_servers)
     if topic in existing:

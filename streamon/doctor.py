@@ -180,7 +180,7 @@ def kafka_checks(settings: Settings, timeout: float, scrub: Callable[[str], str]
     k = settings.kafka
     t = k.topics
     bootstrap = k.bootstrap_servers
-    dependent = ("topics", "co-partitioning", "partials retention")
+    dependent = ("topics", "co-partitioning", "message size", "partials retention")
     started = time.monotonic()
     try:
         admin = _admin(settings)
@@ -249,6 +249,8 @@ def kafka_checks(settings: Settings, timeout: float, scrub: Callable[[str], str]
     else:
         yield Check("co-partitioning", "OK", f"{t.predictions} and {t.labels} both have {n_pred} partitions")
 
+    yield _message_size_check(admin, settings, counts, timeout, scrub)
+
     if t.partials not in counts:
         yield Check(
             "partials retention", "FAIL", f"not checked: {t.partials} missing", "fix the topics check first"
@@ -299,6 +301,31 @@ def kafka_checks(settings: Settings, timeout: float, scrub: Callable[[str], str]
             "OK",
             f"{t.partials} keeps {shown} >= current + reference {format_duration(needed_ms / 1000)}",
         )
+
+
+def _message_size_check(
+    admin: Any, settings: Settings, counts: Mapping[str, int], timeout: float, scrub: Callable[[str], str]
+) -> Check:
+    """The worker's own start check: the partials and dead-letter topics take the largest
+    message stage 1 produces (else every transaction carrying one fails)."""
+    from streamon.runtime.topics import check_message_limits, produce_limit
+
+    t = settings.kafka.topics
+    absent = [name for name in (t.partials, t.dead_letter) if name not in counts]
+    if absent:
+        return Check(
+            "message size", "FAIL", f"not checked: {', '.join(absent)} missing", "fix the topics check first"
+        )
+    try:
+        check_message_limits(admin, settings, timeout)
+    except StreamonError as exc:
+        problem, _, fix = scrub(str(exc)).partition(": raise it ")
+        return Check("message size", "FAIL", problem, f"raise it {fix}")
+    return Check(
+        "message size",
+        "OK",
+        f"{t.partials} and {t.dead_letter} take the {produce_limit(settings)} bytes stage 1 may send",
+    )
 
 
 # --------------------------------------------------------------------------- HTTP services

@@ -264,7 +264,7 @@ def test_every_alert_rule_and_dashboard_query_has_data(kafka_bootstrap: str, tmp
         )  # fmt: skip
         assert doctor.returncode == 0, doctor.stdout + doctor.stderr
         lines = doctor.stdout.splitlines()[1:]
-        assert [line.split(None, 1)[0] for line in lines] == ["OK"] * 6 + ["SKIP"] * 2 + ["OK"], lines
+        assert [line.split(None, 1)[0] for line in lines] == ["OK"] * 7 + ["SKIP"] * 2 + ["OK"], lines
         assert "1 streamon worker(s) up" in doctor.stdout
     finally:
         prometheus.stop()

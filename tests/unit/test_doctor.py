@@ -22,6 +22,7 @@ CHECKS = (
     "kafka",
     "topics",
     "co-partitioning",
+    "message size",
     "partials retention",
     "prometheus",
     "prometheus targets",
@@ -81,8 +82,8 @@ def test_everything_unreachable_fails_every_check_with_a_fix(tmp_path: Path) -> 
         assert len(detail) > 10 and len(fix) > 10, line
     assert "cannot reach 127.0.0.1:" in lines[0] and "kafka.bootstrap_servers" in lines[0]
     assert "not checked: Kafka is unreachable" in lines[1]
-    assert "--prometheus-url" in lines[4] and "--alertmanager-url" in lines[6]
-    assert "grafana_url" in lines[7]
+    assert "--prometheus-url" in lines[5] and "--alertmanager-url" in lines[7]
+    assert "grafana_url" in lines[8]
     for secret in (KAFKA_SECRET, GRAFANA_SECRET):
         assert secret not in result.output
     assert took < 15, f"doctor took {took:.1f}s with everything unreachable"

@@ -455,7 +455,8 @@ def alerts_partitions(settings: Settings, timeout: float = 15.0) -> int:
     from streamon.logs import librdkafka_logger
 
     # librdkafka's own lines as JSON log lines (secrets scrubbed), like every other client.
-    admin = AdminClient({**kafka_client_config(settings), "logger": librdkafka_logger(k.client)})
+    conf: dict[str, Any] = {**kafka_client_config(settings), "logger": librdkafka_logger(k.client)}
+    admin = AdminClient(conf)
     topic = k.topics.alerts
     existing = partition_counts(admin, timeout, bootstrap=k.bootstrap_servers)
     if topic in existing:

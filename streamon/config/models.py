@@ -1,0 +1,119 @@
+"""``models``: each monitored model, its features, segments and baselines."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import (
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from streamon.config._base import (
+    Float,
+    Int,
+    NonEmptyStr,
+    Probability,
+    _check_unique,
+    _config_relative_path,
+    _did_you_mean,
+    _PathError,
+    _Section,
+)
+
+# --------------------------------------------------------------------------- models
+
+_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+# Metrics a baseline may pin; degradation = relative drop of the live value against it.
+BASELINE_METRICS = ("accuracy", "precision", "recall", "specificity", "f1_score", "auc_roc", "auc_pr")
+
+
+class FeatureSpec(_Section):
+    name: NonEmptyStr
+    type: Literal["numeric", "categorical"]
+
+
+class SegmentConfig(_Section):
+    """A segment field: metrics per value of one key of the event's ``features`` object."""
+
+    field: NonEmptyStr
+    # Explicit allowlist; other values fold into "__other__". None = any value (capped).
+    values: tuple[NonEmptyStr, ...] | None = None
+    # Distinct values monitored on their own (bottom-K by stable hash); the rest are "__other__".
+    max_values: Int = Field(default=20, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _fits(self) -> SegmentConfig:
+        if self.values is not None:
+            _check_unique(list(self.values), "values", None, "segment value")
+            if len(self.values) > self.max_values:
+                raise _PathError(
+                    ("values",),
+                    f"lists {len(self.values)} values, more than max_values {self.max_values}: raise it",
+                )
+        return self
+
+
+class ModelSpec(_Section):
+    """One monitored model: its decision threshold, features and reference."""
+
+    name: NonEmptyStr
+    threshold: Probability = 0.5
+    score_bins: Int = Field(default=200, ge=2, le=100_000)
+    # Path of a profile from `streamon reference build`; relative paths are resolved against
+    # the config file's directory. None = the rolling reference window.
+    reference_profile: Path | None = None
+    baseline: dict[str, Float] = Field(default_factory=dict)
+    features: tuple[FeatureSpec, ...] = Field(min_length=1)
+    # Performance and drift per value of these feature keys (streamon_segment_* metrics).
+    segments: tuple[SegmentConfig, ...] = ()
+    # Explicit allowlist of A/B variants; others fold into "__other__". None = any (capped).
+    variants: tuple[NonEmptyStr, ...] | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        # The name is a Kafka key, a metric label and part of file names: keep it plain.
+        if not _MODEL_NAME.fullmatch(value):
+            raise ValueError(
+                "must start with a letter or digit and use only letters, digits, '.', '_', ':', '-'"
+            )
+        return value
+
+    @field_validator("reference_profile", mode="before")
+    @classmethod
+    def _profile_path(cls, value: object, info: ValidationInfo) -> object:
+        if value is None:
+            return None
+        return _config_relative_path(value, info)
+
+    @field_validator("baseline")
+    @classmethod
+    def _baseline(cls, value: dict[str, float]) -> dict[str, float]:
+        for key, number in value.items():
+            if key not in BASELINE_METRICS:
+                hint = _did_you_mean(key, BASELINE_METRICS) or f" (one of: {', '.join(BASELINE_METRICS)})"
+                raise _PathError((key,), f"unknown baseline metric{hint}")
+            # > 0: degradation divides by the baseline; <= 1: every baseline metric is a ratio.
+            if not 0.0 < number <= 1.0:
+                raise _PathError((key,), f"must be in (0, 1] (got {number:g})")
+        return value
+
+    @model_validator(mode="after")
+    def _unique(self) -> ModelSpec:
+        _check_unique([f.name for f in self.features], "features", "name", "feature name")
+        _check_unique([s.field for s in self.segments], "segments", "field", "segment field")
+        if self.variants is not None:
+            _check_unique(list(self.variants), "variants", None, "variant")
+        return self
+
+    def feature(self, name: str) -> FeatureSpec | None:
+        """The feature called ``name``, or None."""
+        for feature in self.features:
+            if feature.name == name:
+                return feature
+        return None

@@ -18,6 +18,7 @@ pass e.g. ``threshold=1`` for a reaction within tens of buckets.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -59,23 +60,44 @@ def detect_concept_drift(
     >>> detect_concept_drift([0.05] * 400, method="page_hinkley")
     ConceptDriftResult(detected=False, index=None, n=400)
     """
-    detector: drift.ADWIN | drift.PageHinkley
-    if method == "adwin":
-        detector = drift.ADWIN(**params)
-    elif method == "page_hinkley":
-        detector = drift.PageHinkley(**params)
-    else:
-        raise ValueError(f"method must be 'adwin' or 'page_hinkley', got {method!r}")
-    first: int | None = None
-    seen = 0
+    detector = _detector(method, params)
+    position: list[int] = []  # input index of each value fed
+    fed: list[float] = []
     for index, rate in enumerate(error_rates):
-        if math.isnan(rate):
-            continue
-        seen += 1
-        detector.update(rate)
-        if first is None and detector.drift_detected:
-            first = index
-    return ConceptDriftResult(detected=first is not None, index=first, n=seen)
+        if not math.isnan(rate):
+            position.append(index)
+            fed.append(rate)
+    at = _first_detection(detector, fed)
+    first = position[at] if at is not None else None
+    return ConceptDriftResult(detected=first is not None, index=first, n=len(fed))
+
+
+def _detector(method: str, params: dict[str, Any]) -> drift.ADWIN | drift.PageHinkley:
+    if method == "adwin":
+        return drift.ADWIN(**params)
+    if method == "page_hinkley":
+        return drift.PageHinkley(**params)
+    raise ValueError(f"method must be 'adwin' or 'page_hinkley', got {method!r}")
+
+
+def _first_detection(detector: drift.ADWIN | drift.PageHinkley, values: list[float]) -> int | None:
+    """Position of the first value after which ``detector`` signals drift (None if never).
+
+    Only the first detection is reported, so feeding stops there: what comes after it
+    cannot change the result. Until then river's ``ADWIN.update`` is exactly its
+    compiled helper's ``update`` (it resets only after a detection), which is called
+    directly, in C, instead of through two Python-level calls per value.
+    """
+    helper = getattr(detector, "_helper", None) if type(detector) is drift.ADWIN else None
+    update = getattr(helper, "update", None)
+    if update is None:  # Page-Hinkley, or a river whose ADWIN is built otherwise
+        for i, value in enumerate(values):
+            detector.update(value)
+            if detector.drift_detected:
+                return i
+        return None
+    # compress() pulls one update per value and stops at the first True one.
+    return next(itertools.compress(itertools.count(), map(update, values)), None)
 
 
 # Values fed per evaluation at most (a few ms of ADWIN): enough to see an error rate move
@@ -139,6 +161,7 @@ def detect_concept_drift_counts(
     False
     """
     values, bucket = error_stream(errors, labelled, max_values)
-    found = detect_concept_drift(values.tolist(), method, **params)
-    index = int(bucket[found.index]) if found.index is not None else None
-    return ConceptDriftResult(detected=found.detected, index=index, n=found.n)
+    # 0/1 values, never NaN: fed as they are, without detect_concept_drift's NaN filter.
+    at = _first_detection(_detector(method, params), values.tolist())
+    index = int(bucket[at]) if at is not None else None
+    return ConceptDriftResult(detected=index is not None, index=index, n=int(values.size))

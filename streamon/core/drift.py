@@ -189,7 +189,8 @@ class SketchArrays(NamedTuple):
     """A sketch's buckets as arrays, computed once and read by every statistic of a feature.
 
     ``values`` ascending bucket representatives, ``counts`` their counts, ``cum`` the cumulative
-    counts with a leading 0 (``cum[i]`` = values below bucket ``i``), ``n`` the total.
+    counts with a leading 0 (``cum[i]`` = values below bucket ``i``), ``n`` the total. The arrays
+    are read-only: they are kept with the sketch until it changes (:meth:`LogSketch.derived`).
     """
 
     relative_accuracy: float
@@ -207,9 +208,19 @@ class SketchArrays(NamedTuple):
         """
         if sketch is None:
             sketch = LogSketch(relative_accuracy)
+        return sketch.derived("SketchArrays", cls._build)
+
+    @classmethod
+    def _build(cls, sketch: LogSketch) -> SketchArrays:
         values, counts = sketch.buckets()
         cum = np.concatenate([[0], np.cumsum(counts)])
+        cum.flags.writeable = False
         return cls(sketch.relative_accuracy, values, counts, cum, int(cum[-1]))
+
+    @staticmethod
+    def std_of(sketch: LogSketch) -> float:
+        """``SketchArrays.of(sketch).mean_std()[1]`` of a non-empty sketch, kept with the sketch."""
+        return sketch.derived("std", lambda s: SketchArrays.of(s).mean_std()[1])
 
     def cdf(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         """:meth:`LogSketch.cdf` (for a non-empty summary)."""
@@ -234,8 +245,11 @@ class SketchArrays(NamedTuple):
 
     def counts_between(self, edges: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
         """Counts in the bins ``(-inf, e_0], (e_0, e_1], ..., (e_last, inf)``."""
-        below = self.cum[self.values.searchsorted(edges, side="right")]
-        bounds = np.concatenate(([0], below, [self.n]))
+        # [0, below..., n] filled in place: np.concatenate of lists would convert each list.
+        bounds = np.empty(edges.size + 2, dtype=np.int64)
+        bounds[0], bounds[-1] = 0, self.n
+        # indices are in [0, len(values)], all valid for cum: "clip" skips the buffered bounds check
+        self.cum.take(self.values.searchsorted(edges, side="right"), out=bounds[1:-1], mode="clip")
         out: npt.NDArray[np.int64] = bounds[1:] - bounds[:-1]  # = np.diff
         return out
 
@@ -278,10 +292,13 @@ def ks_wasserstein(ref: SketchArrays, cur: SketchArrays) -> tuple[float, float, 
     common = _common_grid(ref, cur)
     if common is None:
         return math.nan, math.nan, math.nan
-    grid, f_ref, f_cur = common
-    gap = np.abs(f_ref - f_cur)
+    grid, gap, f_cur = common
+    np.subtract(gap, f_cur, out=gap)  # in place (the same values as new arrays, fewer allocations)
+    np.abs(gap, out=gap)
     d = float(gap.max())
-    w = float((gap[:-1] * (grid[1:] - grid[:-1])).sum())  # grid[1:] - grid[:-1] = np.diff(grid)
+    steps = grid[1:] - grid[:-1]  # = np.diff(grid)
+    steps *= gap[:-1]
+    w = float(steps.sum())
     n, m = sorted([float(ref.n), float(cur.n)], reverse=True)
     return d, w, n * m / (n + m)
 

@@ -22,6 +22,7 @@ from streamon.core.concept_drift import detect_concept_drift, detect_concept_dri
 from streamon.core.degradation import degradation
 from streamon.core.estimate import estimation_gauges
 from streamon.core.profile import ModelSpec
+from streamon.core.sketch import LogSketch
 from streamon.core.summary import (
     FN,
     FP,
@@ -45,6 +46,15 @@ class Sample:
     name: str
     labels: tuple[tuple[str, str], ...]
     value: float
+
+
+def _sample(name: str, labels: tuple[tuple[str, str], ...], value: float) -> Sample:
+    """``Sample(name, labels, value)`` for the thousands an evaluation makes: a frozen
+    dataclass's ``__init__`` sets each field through ``object.__setattr__``; filling the
+    instance dict directly gives the same object in half the time."""
+    sample = object.__new__(Sample)
+    sample.__dict__.update(name=name, labels=labels, value=value)
+    return sample
 
 
 @dataclass(frozen=True)
@@ -149,15 +159,24 @@ _PERF_NAMES = {
 
 
 def _sketch_bins(
-    ref: drift.SketchArrays, cur: drift.SketchArrays, quantiles: npt.NDArray[np.float64]
+    ref_sketch: LogSketch, ref: drift.SketchArrays, cur: drift.SketchArrays, bins: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Counts of ``ref`` and ``cur`` over bins of ``ref``'s ``quantiles``, for a rolling reference.
+    """Counts of ``ref`` and ``cur`` over ``bins`` quantile bins of ``ref``, for a rolling reference.
 
     Edges are the reference's quantiles to within the sketch's relative accuracy,
-    snapped to bucket representatives, so both count vectors are exact for them.
+    snapped to bucket representatives, so both count vectors are exact for them. The
+    edges and the reference's counts are kept with its sketch until it changes.
     """
-    edges = drift.sorted_unique(ref.quantile(quantiles))  # ascending: quantiles of sorted values
-    return ref.counts_between(edges), cur.counts_between(edges)
+
+    def of_reference(_: LogSketch) -> tuple[np.ndarray, np.ndarray]:
+        # ascending: quantiles of sorted values
+        edges = drift.sorted_unique(ref.quantile(_inner_quantiles(bins)))
+        counts = ref.counts_between(edges)
+        edges.flags.writeable = counts.flags.writeable = False
+        return edges, counts
+
+    edges, ref_counts = ref_sketch.derived(f"quantile_bins:{bins}", of_reference)
+    return ref_counts, cur.counts_between(edges)
 
 
 def _inner_quantiles(bins: int) -> npt.NDArray[np.float64]:
@@ -178,7 +197,6 @@ def features_drift(
     features come from one vectorised scipy call per test. Every value is the one the
     per-statistic functions of :mod:`streamon.core.drift` give.
     """
-    quantiles = _inner_quantiles(bins)
     outs: list[dict[str, float]] = []
     binned: list[tuple[np.ndarray, np.ndarray]] = []
     chi: list[tuple[int, np.ndarray, np.ndarray]] = []  # (feature index, ref counts, cur counts)
@@ -202,13 +220,14 @@ def features_drift(
             total = c.sum()
             out["missing"] = c[-1] / total if total else math.nan
         else:
+            ref_sketch = ref.sketches.get(name)
             cur_sk = drift.SketchArrays.of(cur.sketches.get(name), spec.relative_accuracy)
-            ref_sk = drift.SketchArrays.of(ref.sketches.get(name), spec.relative_accuracy)
+            ref_sk = drift.SketchArrays.of(ref_sketch, spec.relative_accuracy)
             if name in spec.edges:
                 r = ref.vector(f"bins:{name}", len(spec.edges[name]) + 1)
                 c = cur.vector(f"bins:{name}", len(spec.edges[name]) + 1)
-            elif ref_sk.n:
-                r, c = _sketch_bins(ref_sk, cur_sk, quantiles)
+            elif ref_sketch is not None and ref_sk.n:
+                r, c = _sketch_bins(ref_sketch, ref_sk, cur_sk, bins)
             else:
                 r = c = np.zeros(1, dtype=np.int64)
             miss_r = ref.vector(f"missing:{name}", 2)
@@ -223,7 +242,8 @@ def features_drift(
                 d, w, size = drift.ks_wasserstein(ref_sk, cur_sk)
                 out["ks"], out["ks_p"], out["wasserstein"] = d, math.nan, w  # p-value: below
                 ks.append((i, d, size))
-                out["ref_std"] = ref_sk.mean_std()[1]
+                assert ref_sketch is not None  # ref_sk.n > 0
+                out["ref_std"] = drift.SketchArrays.std_of(ref_sketch)
         binned.append((r, c))
         outs.append(out)
 
@@ -341,7 +361,7 @@ def evaluate_model(
 
     def add(name: str, value: float, window: str = "current", **extra: str) -> None:
         samples.append(
-            Sample(  # = _labels(model=..., variant=..., window=..., **extra), without the call
+            _sample(  # = _labels(model=..., variant=..., window=..., **extra), without the call
                 name,
                 (("model", model), ("variant", variant), ("window", window), *extra.items()),
                 float(value),
@@ -423,7 +443,7 @@ def evaluate_model(
     methods = settings.drift_methods
     append = samples.append
     for f, memo_key in zip(monitored, keys, strict=True):
-        d = dict(known[memo_key])
+        d = known[memo_key]  # read only (shared through the memo): replaced, never modified
         if few:  # a handful of events says nothing about a distribution
             d = {k: (v if k == "missing" else math.nan) for k, v in d.items()}
         stats = {  # method -> (exported metric, value)
@@ -437,15 +457,15 @@ def evaluate_model(
             stats["wasserstein"] = ("ml_data_drift_wasserstein_distance", d["wasserstein"])
         # The labels add(..., feature=f.name) gives, built once per feature.
         labels = (("model", model), ("variant", variant), ("window", "current"), ("feature", f.name))
-        append(Sample("streamon_feature_missing_ratio", labels, float(d["missing"])))
+        append(_sample("streamon_feature_missing_ratio", labels, float(d["missing"])))
         for method, (name, value) in stats.items():
             if method not in methods:
                 continue  # switched off in data_drift.methods
-            append(Sample(name, labels, float(value)))
+            append(_sample(name, labels, float(value)))
             if method == "ks_test":
-                append(Sample("ml_data_drift_ks_p_value", labels, float(d["ks_p"])))
+                append(_sample("ml_data_drift_ks_p_value", labels, float(d["ks_p"])))
             flag = drift_flag(method, d, methods[method])
-            append(Sample("streamon_feature_drift_detected", (*labels, ("method", method)), flag))
+            append(_sample("streamon_feature_drift_detected", (*labels, ("method", method)), flag))
     sd = score_drift(spec, current, reference) if not few else {"psi": math.nan, "js": math.nan}
     add("ml_data_drift_psi_score", sd["psi"], feature=SCORE_FEATURE)
     add("ml_data_drift_js_divergence", sd["js"], feature=SCORE_FEATURE)

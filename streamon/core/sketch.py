@@ -26,7 +26,8 @@ from __future__ import annotations
 import math
 import struct
 import sys
-from typing import overload
+from collections.abc import Callable
+from typing import Any, TypeVar, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -46,6 +47,7 @@ _EMPTY_COUNTS = np.empty(0, dtype=np.int64)
 _FIXED_OVERHEAD = 120 + 4 * sys.getsizeof(np.empty(0))
 
 _Store = tuple[npt.NDArray[np.int32], npt.NDArray[np.int64]]
+T = TypeVar("T")
 
 
 def _combine(a: _Store, b: _Store, sign: int) -> _Store:
@@ -78,7 +80,7 @@ class LogSketch:
     True
     """
 
-    __slots__ = ("_alpha", "_gamma", "_kmax", "_kmin", "_log_gamma", "_neg", "_pos", "_zero")
+    __slots__ = ("_alpha", "_derived", "_gamma", "_kmax", "_kmin", "_log_gamma", "_neg", "_pos", "_zero")
 
     def __init__(self, relative_accuracy: float = 0.01) -> None:
         alpha = float(relative_accuracy)
@@ -93,6 +95,8 @@ class LogSketch:
         self._zero = 0
         self._neg: _Store = (_EMPTY_KEYS, _EMPTY_COUNTS)
         self._pos: _Store = (_EMPTY_KEYS, _EMPTY_COUNTS)
+        # What was derived from the buckets (see derived()); dropped by every change.
+        self._derived: dict[str, Any] | None = None
 
     @property
     def relative_accuracy(self) -> float:
@@ -141,6 +145,7 @@ class LogSketch:
         x = x[~np.isnan(x)]
         if x.size == 0:
             return
+        self._derived = None
         mag = np.abs(x)
         nonzero = mag >= MIN_VALUE
         keys = np.ceil(np.log(mag[nonzero]) / self._log_gamma)
@@ -173,6 +178,7 @@ class LogSketch:
         if not isinstance(other, LogSketch):
             return NotImplemented
         self._check(other)
+        self._derived = None
         self._pos = _combine(self._pos, other._pos, 1)
         self._neg = _combine(self._neg, other._neg, 1)
         self._zero += other._zero
@@ -188,6 +194,7 @@ class LogSketch:
         pos = _combine(self._pos, other._pos, -1)
         neg = _combine(self._neg, other._neg, -1)
         self._pos, self._neg, self._zero = pos, neg, self._zero - other._zero
+        self._derived = None
         return self
 
     def __add__(self, other: LogSketch) -> LogSketch:
@@ -229,19 +236,50 @@ class LogSketch:
         rep: npt.NDArray[np.float64] = 2.0 * powers / (self._gamma + 1)
         return rep
 
+    def derived(self, key: str, compute: Callable[[LogSketch], T]) -> T:
+        """``compute(self)``, kept under ``key`` until this sketch next changes.
+
+        For what is read from a sketch at every evaluation while it rarely changes (a rolling
+        reference window's aggregate changes once per bucket it gains or loses). Every
+        method that changes the sketch drops what was kept; ``compute`` must depend only on
+        the sketch's contents, and its result must not be modified (arrays are kept read-only).
+
+        >>> s = LogSketch(); s.add([1.0, 2.0])
+        >>> s.derived("n", lambda sk: sk.count), s.derived("n", lambda sk: -1)  # the kept one
+        (2, 2)
+        >>> s.add([3.0]); s.derived("n", lambda sk: sk.count)
+        3
+        """
+        kept = self._derived
+        if kept is None:
+            kept = self._derived = {}
+        elif key in kept:
+            value: T = kept[key]
+            return value
+        value = kept[key] = compute(self)
+        return value
+
     def buckets(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
-        """Non-empty buckets as (representative values ascending, counts).
+        """Non-empty buckets as (representative values ascending, counts), read-only arrays.
+
+        Computed once per state of the sketch (see :meth:`derived`).
 
         >>> s = LogSketch(); s.add([-2.0, 0.0, 3.0, 3.0]); v, c = s.buckets()
         >>> np.round(v, 1).tolist(), c.tolist()
         ([-2.0, 0.0, 3.0], [1, 1, 2])
+        >>> c.flags.writeable
+        False
         """
+        return self.derived("buckets", LogSketch._buckets)
+
+    def _buckets(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
         zero_v = np.zeros(1 if self._zero else 0)
         zero_c = np.full(zero_v.size, self._zero, dtype=np.int64)
         values = np.concatenate(
             [-self._representatives(self._neg[0][::-1]), zero_v, self._representatives(self._pos[0])]
         )
         counts = np.concatenate([self._neg[1][::-1], zero_c, self._pos[1]])
+        values.flags.writeable = counts.flags.writeable = False  # shared by every reader
         return values, counts
 
     def cdf(self, x: npt.ArrayLike) -> npt.NDArray[np.float64]:

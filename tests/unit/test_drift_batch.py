@@ -400,3 +400,18 @@ def test_count_vectors_of_different_lengths_are_rejected_as_before() -> None:
     for fn in (ev.features_drift, old_features_drift):
         with pytest.raises(ValueError, match="equal length"):
             fn(spec, [("x", "numeric")], cur, ref, 10)
+
+
+def test_what_is_kept_with_the_window_sketches_follows_late_data(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Quantile bins, bucket arrays and the reference std are kept with a window's sketches
+    between evaluations; a late delta into the reference (and new current data) must be seen."""
+    agg, now = aggregator(False, ("default",), 40, seed=21)
+    first, _ = _evaluate_both(agg, now, monkeypatch)
+    rng = np.random.default_rng(22)
+    state = agg.models["m"]
+    late = _summary(state.spec, rng, 400, True)  # a late delta, drifted: moves the reference
+    agg.apply(Partial("m", "s:0", now, {("default", T0 + 30 * 60.0): late}))
+    agg.apply(Partial("m", "s:0", now, {("default", now - 30.0): _summary(state.spec, rng, 400, True)}))
+    new, old = _evaluate_both(agg, now, monkeypatch)  # the old code reads fresh copies only
+    assert _bits(new) == _bits(old)
+    assert _bits(new) != _bits(first)  # the deltas did change the drift values

@@ -241,3 +241,34 @@ def test_very_fine_grid_small_batches() -> None:
     true = np.quantile(data[:-1], qs, method="lower")
     assert np.all(np.abs(s.quantile(qs) - true) <= alpha * np.abs(true) * (1 + FP_SLACK))
     assert sketch(data[:1_000], alpha) + sketch(data[1_000:], alpha) == sketch(data, alpha)
+
+
+def test_derived_arrays_follow_every_change() -> None:
+    """buckets() (and what drift derives from it) is kept per state: each change must be seen."""
+    from streamon.core.drift import SketchArrays
+
+    rng = np.random.default_rng(12)
+    a, b = rng.lognormal(1.0, 1.0, 500), rng.normal(0.0, 5.0, 300)
+    s = sketch(a)
+    seen = [s.buckets(), SketchArrays.of(s), SketchArrays.std_of(s)]
+    assert s.buckets() is seen[0]  # kept while unchanged
+
+    def check(expected: LogSketch) -> None:
+        values, counts = s.buckets()
+        want_v, want_c = expected._buckets()  # computed afresh, nothing kept
+        assert np.array_equal(values, want_v) and np.array_equal(counts, want_c)
+        arrays = SketchArrays.of(s)
+        assert arrays.n == expected.count and np.array_equal(arrays.values, want_v)
+        assert SketchArrays.std_of(s) == SketchArrays.std_of(expected.copy())
+
+    s.add(b)  # add
+    check(sketch(np.concatenate([a, b])))
+    other = sketch(a[:100])
+    s -= other  # subtract
+    check(sketch(np.concatenate([a[100:], b])))
+    s += other  # merge
+    check(sketch(np.concatenate([a, b])))
+    with pytest.raises(ValueError, match="read-only"):
+        s.buckets()[1][0] = 0  # a reader cannot corrupt what is kept
+    s.add([np.nan])  # nothing added: the kept arrays are still right
+    check(sketch(np.concatenate([a, b])))

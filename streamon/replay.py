@@ -27,7 +27,7 @@ import bisect
 import gc
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -99,24 +99,29 @@ Ordered = tuple[float, int, int, Any]  # (event time, kind: 0 prediction / 1 lab
 def _decode_lines(
     lines: list[bytes],
     name: str,
-    decode: Callable[[bytes], Prediction | Label | Invalid],
+    decode: Callable[[list[bytes]], Sequence[Prediction | Label | Invalid]],
     kind: int,
     bad: list[BadLine],
     tick: Tick,
 ) -> list[Ordered]:
-    """(event time, kind, line number, event) of the valid lines, unsorted; the others go to ``bad``."""
+    """(event time, kind, line number, event) of the valid lines, unsorted; the others go to ``bad``.
+
+    ``decode`` takes a batch (the decoder's batch methods), one progress tick of lines at a time.
+    """
     out: list[Ordered] = []
     append = out.append
-    for i, raw in enumerate(lines, start=1):
-        if not i % TICK_LINES:
+    for start in range(0, len(lines), TICK_LINES):
+        chunk = lines[start : start + TICK_LINES]
+        # = not raw.strip(), without a copy per line
+        numbers = [i for i, raw in enumerate(chunk, start=start + 1) if raw and not raw.isspace()]
+        kept = chunk if len(numbers) == len(chunk) else [lines[i - 1] for i in numbers]
+        for i, ev in zip(numbers, decode(kept), strict=True):
+            if isinstance(ev, Invalid):
+                bad.append(BadLine(name, i, ev.reason, ev.detail, ev.field))
+            else:
+                append((ev.ts, kind, i, ev))
+        if len(chunk) == TICK_LINES:
             tick(TICK_LINES)
-        if not raw or raw.isspace():  # = not raw.strip(), without a copy per line
-            continue
-        ev = decode(raw)
-        if isinstance(ev, Invalid):
-            bad.append(BadLine(name, i, ev.reason, ev.detail, ev.field))
-        else:
-            append((ev.ts, kind, i, ev))
     tick(len(lines) % TICK_LINES)
     return out
 
@@ -313,10 +318,10 @@ def replay_files(
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        files: list[tuple[Path, Callable[[bytes], Prediction | Label | Invalid], int]]
-        files = [(predictions, decoder.prediction, 0)]
+        files: list[tuple[Path, Callable[[list[bytes]], Sequence[Prediction | Label | Invalid]], int]]
+        files = [(predictions, decoder.predictions, 0)]
         if labels is not None:
-            files.append((labels, decoder.label, 1))
+            files.append((labels, decoder.labels, 1))
         contents = [(read_lines(path), path, decode, kind) for path, decode, kind in files]
         total_lines = sum(len(lines) for lines, *_ in contents)
         events: list[Ordered] = []

@@ -13,6 +13,14 @@ event) and hands everything else, including every event it is not sure about, to
 validator. ``tests/unit/test_events.py`` checks with random documents that the fast path
 never accepts what the validator rejects.
 
+In front of both, the plain valid event is decoded natively: msgspec parses the bytes
+straight into a typed struct carrying the schema's constraints and the decoder's limits,
+and the struct becomes the :class:`Prediction` / :class:`Label` (about twice as fast as
+orjson + fast path, ``benchmarks/bench_decode.py``). Whatever it refuses takes the path
+above, so reasons and details come from there; the same tests check, on random and
+mutated bytes, that both paths give the same verdict and the same event. The batch methods
+(:meth:`Decoder.predictions`, :meth:`Decoder.labels`) are what stage 1 and replay call.
+
 Hostile input is bounded before anything is kept: the message size, the JSON nesting depth
 (orjson's own limit), the length of every string that is kept (identifiers, feature names,
 string feature values) and the number of features. ``tests/unit/test_fuzz.py`` feeds the
@@ -24,14 +32,15 @@ from __future__ import annotations
 import difflib
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache, lru_cache
 from importlib import resources
-from typing import Any
+from typing import Annotated, Any
 
 import fastjsonschema
+import msgspec
 import orjson
 
 # Reasons an event is rejected; they label streamon_events_invalid_total.
@@ -208,6 +217,108 @@ def _fast_valid_label(doc: dict[str, Any], max_str: int = 256) -> bool:
 _FAST_VALID = {"prediction": _fast_valid_prediction, "label": _fast_valid_label}
 
 
+# ---------------------------------------------------------------------- typed native path
+#
+# In front of all the above: msgspec decodes the message straight into a typed struct whose
+# constraints are the schema's and the decoder's limits, in one native pass with no dict in
+# between (about a third of the time of orjson + the fast path + the copy). Narrower
+# still than the fast path: unknown fields are refused, because msgspec skips an unknown
+# field's value without the checks orjson makes (UTF-8, nesting depth, number range); so is
+# an integer outside int64 (orjson makes a larger one a float) and an integral float where
+# an integer belongs. Like the fast path it only ever says "valid, here it is" or "not sure":
+# every message it refuses, and every event whose model is unknown or whose time is out of
+# bounds, takes the path above, which finds the reason.
+
+_Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+_Seconds = Annotated[float, msgspec.Meta(ge=0, le=MAX_EPOCH_SECONDS)]
+# Bounded like int64 so that a huge integer is never converted to a float by two parsers.
+_Amount = Annotated[float, msgspec.Meta(ge=-(2.0**63), le=2.0**63)] | None
+
+
+@cache
+def _typed_decoders(
+    max_str: int,
+    max_value: int,
+    max_features: int,
+    prediction_names: tuple[tuple[str, str], ...] | None,
+    label_names: tuple[tuple[str, str], ...] | None,
+) -> tuple[msgspec.json.Decoder[Any] | None, msgspec.json.Decoder[Any] | None]:
+    """msgspec decoders of a prediction / label struct for these limits and field names.
+
+    ``*_names`` are (canonical, user's) pairs, or None where the field map cannot be
+    expressed as a rename (then that kind keeps the path above only).
+    """
+    ident = Annotated[str, msgspec.Meta(min_length=1, max_length=max_str)]
+    optional = Annotated[str, msgspec.Meta(max_length=max_str)] | None
+    value = _Int64 | float | Annotated[str, msgspec.Meta(max_length=max_value)] | None
+    features = (
+        Annotated[
+            dict[Annotated[str, msgspec.Meta(max_length=max_str)], value],
+            msgspec.Meta(max_length=max_features),
+        ]
+        | None
+    )
+    options: dict[str, Any] = {"forbid_unknown_fields": True, "gc": False}
+    prediction = label = None
+    if prediction_names is not None:
+        struct = msgspec.defstruct(
+            "TypedPrediction",
+            [
+                ("prediction_id", ident),
+                ("model", ident),
+                ("ts", _Seconds),
+                ("score", Annotated[float, msgspec.Meta(ge=0, le=1)]),
+                ("model_version", optional, None),
+                ("variant", optional, None),
+                ("experiment", optional, None),
+                ("entity_id", optional, None),
+                ("predicted", Annotated[int, msgspec.Meta(ge=0, le=1)] | bool | None, None),
+                ("features", features, None),
+                ("latency_ms", Annotated[float, msgspec.Meta(ge=0, le=86_400_000)] | None, None),
+                ("amount", _Amount, None),
+            ],
+            rename=dict(prediction_names),
+            **options,
+        )
+        prediction = msgspec.json.Decoder(struct)
+    if label_names is not None:
+        struct = msgspec.defstruct(
+            "TypedLabel",
+            [
+                ("prediction_id", ident),
+                ("label", Annotated[int, msgspec.Meta(ge=0, le=1)]),
+                ("ts", _Seconds),
+                ("amount", _Amount, None),
+            ],
+            rename=dict(label_names),
+            **options,
+        )
+        label = msgspec.json.Decoder(struct)
+    return prediction, label
+
+
+# A stream whose events the typed path refuses (most often: every event carries a field
+# the schema does not name) would pay for a refused parse before each full one. After
+# _MIN_REFUSED refusals that are the majority of a batch so far, the rest of the batch
+# goes straight to the full path; the next batch tries again. Speed only: both paths give
+# the same events.
+_MIN_REFUSED = 32
+_GIVE_UP = 1 << 62
+
+
+def _refused(refused: int, index: int) -> int:
+    """The refusal count after one more at position ``index``; _GIVE_UP to stop trying."""
+    refused += 1
+    return _GIVE_UP if refused >= _MIN_REFUSED and 2 * refused > index + 1 else refused
+
+
+def _renames(mapping: dict[str, str], canonical: tuple[str, ...]) -> tuple[tuple[str, str], ...] | None:
+    """The field map as rename pairs when it names every field, each under a distinct name."""
+    if set(mapping) != set(canonical) or len(set(mapping.values())) != len(mapping):
+        return None
+    return tuple((name, mapping[name]) for name in canonical)
+
+
 def fast_valid(kind: str, doc: dict[str, Any]) -> bool:
     """True if ``doc`` (already renamed) certainly satisfies the ``kind`` schema; False = not sure.
 
@@ -361,6 +472,13 @@ class Decoder:
         self._rename_prediction = not self.fields.is_identity("prediction")
         self._rename_label = not self.fields.is_identity("label")
         self._models = tuple(sorted(thresholds))
+        self._typed_prediction, self._typed_label = _typed_decoders(
+            max_string_length,
+            max_feature_value_length,
+            max_features,
+            _renames(self.fields.prediction, PREDICTION_FIELDS),
+            _renames(self.fields.label, LABEL_FIELDS),
+        )
 
     def _theirs(self, kind: str, path: str) -> str:
         """A canonical field path ("ts", "features.x") as the user's events name it."""
@@ -488,6 +606,65 @@ class Decoder:
 
     def prediction(self, raw: bytes | None, now: float | None = None) -> Prediction | Invalid:
         """Decode one prediction; ``now`` (wall clock) bounds the event time when given."""
+        return self.predictions((raw,), now)[0]
+
+    def predictions(
+        self, raws: Sequence[bytes | None], now: float | None = None
+    ) -> list[Prediction | Invalid]:
+        """Decode a batch of predictions, in order; ``now`` as in :meth:`prediction`.
+
+        >>> d = Decoder(thresholds={"m": 0.5})
+        >>> good = b'{"prediction_id": "p1", "model": "m", "ts": 1, "score": 0.5}'
+        >>> [type(p).__name__ for p in d.predictions([good, b"{}", None])]
+        ['Prediction', 'Invalid', 'Invalid']
+        """
+        typed = self._typed_prediction
+        if typed is None:
+            return [self._prediction(raw, now) for raw in raws]
+        decode = typed.decode
+        thresholds = self.thresholds
+        max_bytes = self.max_bytes
+        earliest, latest = -math.inf, math.inf
+        if now is not None:  # the same sums as _check_ts's, once
+            earliest, latest = now - self.max_age_s, now + self.max_future_s
+        nan = math.nan
+        out: list[Prediction | Invalid] = []
+        append = out.append
+        refused = 0
+        for i, raw in enumerate(raws):
+            if raw is not None and len(raw) <= max_bytes and refused < _GIVE_UP:
+                try:
+                    e = decode(raw)
+                except ValueError:  # msgspec's errors, and UnicodeDecodeError
+                    refused = _refused(refused, i)
+                else:
+                    threshold = thresholds.get(e.model)
+                    ts = e.ts
+                    if threshold is not None and earliest <= ts <= latest:  # ts is never NaN here
+                        predicted = e.predicted
+                        latency = e.latency_ms
+                        amount = e.amount
+                        append(
+                            Prediction(
+                                e.prediction_id,
+                                e.model,
+                                ts,
+                                e.score,
+                                int(e.score >= threshold) if predicted is None else int(predicted),
+                                e.variant or "",
+                                e.experiment or "",
+                                e.model_version or "",
+                                e.features or {},
+                                nan if latency is None else latency,
+                                nan if amount is None else amount,
+                            )
+                        )
+                        continue
+            append(self._prediction(raw, now))
+        return out
+
+    def _prediction(self, raw: bytes | None, now: float | None) -> Prediction | Invalid:
+        """One prediction through orjson, the fast path and the validator: names what is wrong."""
         doc = self._plain(raw, _fast_valid_prediction) if not self._rename_prediction else None
         if doc is None:  # not the plain valid case: the full path, which names what is wrong
             loaded = self._load(raw, "prediction")
@@ -548,6 +725,39 @@ class Decoder:
 
     def label(self, raw: bytes | None, now: float | None = None) -> Label | Invalid:
         """Decode one label event."""
+        return self.labels((raw,), now)[0]
+
+    def labels(self, raws: Sequence[bytes | None], now: float | None = None) -> list[Label | Invalid]:
+        """Decode a batch of label events, in order."""
+        typed = self._typed_label
+        if typed is None:
+            return [self._label(raw, now) for raw in raws]
+        decode = typed.decode
+        max_bytes = self.max_bytes
+        earliest, latest = -math.inf, math.inf
+        if now is not None:
+            earliest, latest = now - self.max_age_s, now + self.max_future_s
+        nan = math.nan
+        out: list[Label | Invalid] = []
+        append = out.append
+        refused = 0
+        for i, raw in enumerate(raws):
+            if raw is not None and len(raw) <= max_bytes and refused < _GIVE_UP:
+                try:
+                    e = decode(raw)
+                except ValueError:
+                    refused = _refused(refused, i)
+                else:
+                    ts = e.ts
+                    if earliest <= ts <= latest:
+                        amount = e.amount
+                        append(Label(e.prediction_id, e.label, ts, nan if amount is None else amount))
+                        continue
+            append(self._label(raw, now))
+        return out
+
+    def _label(self, raw: bytes | None, now: float | None) -> Label | Invalid:
+        """One label event through orjson, the fast path and the validator."""
         doc = self._plain(raw, _fast_valid_label) if not self._rename_label else None
         if doc is None:
             loaded = self._load(raw, "label")

@@ -8,6 +8,8 @@ fields, bools where numbers belong, out-of-range scores, nested junk) check that
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 from typing import Any
 
@@ -524,3 +526,301 @@ def test_engine_builds_the_decoder_from_the_limits_section() -> None:
     defaults = build_engine(Settings.from_dict({"models": settings.model_dump()["models"]})).decoder()
     assert (defaults.max_bytes, defaults.max_features) == (65536, 500)
     assert (defaults.max_string_length, defaults.max_feature_value_length) == (256, 1024)
+
+
+# ---------------------------------------------------------------------- typed path == the path behind it
+#
+# The typed path (msgspec structs) must give, for any bytes, exactly what the path behind it
+# (orjson + fast path + fastjsonschema) gives: the same verdict, reason, detail and field,
+# and a Prediction / Label with the same values of the same types (1 is not 1.0, True is
+# not 1). Documents are valid events with one or more mutations, encoded by orjson or by
+# json (which writes \u escapes, NaN, Infinity and integers of any size), sometimes with the
+# bytes tampered with afterwards.
+
+THRESHOLDS = {"m": 0.5, "fraud": 0.3}
+TYPED_DECODERS = {
+    "default": Decoder(THRESHOLDS),
+    "tight": Decoder(
+        THRESHOLDS, max_bytes=400, max_features=3, max_string_length=8, max_feature_value_length=12
+    ),
+    "renamed": Decoder(
+        THRESHOLDS,
+        fields=FieldMap(
+            prediction={
+                **{f: f for f in events.PREDICTION_FIELDS},
+                "prediction_id": "id",
+                "score": "proba",
+                "variant": "experiment",  # two fields swapping names
+                "experiment": "variant",
+            },
+            label={**{f: f for f in events.LABEL_FIELDS}, "label": "is_fraud"},
+        ),
+    ),
+}
+
+ids = st.one_of(st.text(min_size=1, max_size=10), st.sampled_from(["p", "😀", "é" * 9, "a\x00b", "\u2028"]))
+plain_features = st.dictionaries(
+    st.text(max_size=9),
+    st.one_of(
+        st.none(),
+        st.integers(-(2**63), 2**63 - 1),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.text(max_size=14),
+    ),
+    max_size=5,
+)
+# Event times around the clock NOW, its bounds (300 s ahead, 35 days back) included.
+NOW = 1.9e9
+timestamps_near_now = st.one_of(
+    st.integers(0, 2 * 10**9),
+    st.floats(0, 2e9),
+    st.floats(NOW - 35 * 86400 - 10, NOW + 310),
+    st.integers(int(NOW) - 35 * 86400 - 10, int(NOW) + 310),
+    st.sampled_from([0, -0.0, 1e11, 99_999_999_999, NOW + 300, NOW - 35 * 86400, NOW + 300.0000001]),
+)
+VALID_PREDICTION = st.fixed_dictionaries(
+    {
+        "prediction_id": ids,
+        "model": st.sampled_from(["m", "fraud"]),
+        "ts": timestamps_near_now,
+        "score": st.one_of(st.floats(0, 1), st.sampled_from([0, 1, -0.0, 5e-324])),
+    },
+    optional={
+        "model_version": st.one_of(st.none(), st.text(max_size=9)),
+        "variant": st.one_of(st.none(), st.sampled_from(["", "A", "B"])),
+        "experiment": st.one_of(st.none(), st.text(max_size=9)),
+        "entity_id": st.one_of(st.none(), st.text(max_size=9)),
+        "predicted": st.sampled_from([None, 0, 1, True, False]),
+        "features": st.one_of(st.none(), plain_features),
+        "latency_ms": st.one_of(st.none(), st.floats(0, 86_400_000), st.integers(0, 86_400_000)),
+        "amount": st.one_of(st.none(), st.floats(-1e18, 1e18), st.integers(-(2**62), 2**62)),
+    },
+)
+VALID_LABEL = st.fixed_dictionaries(
+    {
+        "prediction_id": ids,
+        "label": st.sampled_from([0, 1]),
+        "ts": timestamps_near_now,
+    },
+    optional={"amount": st.one_of(st.none(), st.floats(-1e18, 1e18), st.integers(-(2**62), 2**62))},
+)
+SPECIAL: list[Any] = [True, False, None, -1, 2, 0.0, 1.0, 1.5, -0.0, -1e-9, 1.0000001, 86_400_001, 1e300]
+SPECIAL += [
+    1e11,
+    1e11 + 1,
+    10**12,
+    2**53 + 1,
+    2**63 - 1,
+    2**63,
+    2**64 - 1,
+    2**64,
+    2**70,
+    -(2**63),
+    -(2**63) - 1,
+]
+SPECIAL += [
+    math.nan,
+    math.inf,
+    -math.inf,
+    "",
+    "x" * 20,
+    "é" * 13,
+    "\ud800",
+    "a\udc00",
+    [],
+    {},
+    [1],
+    {"a": {"b": 1}},
+]
+SPECIAL += [
+    "2026-01-01T00:00:00Z",
+    "1970-01-01T00:00:00+00:00",
+    "1969-12-31T23:59:59Z",
+    "2026-01-01T00:00:00",
+]
+special = st.sampled_from(SPECIAL)
+hostile = st.one_of(special, special, special, junk, st.floats(), st.text(max_size=16))  # half from the list
+
+
+@st.composite
+def mutated(
+    draw: st.DrawFn, valid: st.SearchStrategy[dict[str, Any]], names: tuple[str, ...]
+) -> dict[str, Any]:
+    """A valid document, then none or a few mutations: a field's value, a missing field, an
+    extra field, a feature's name or value (nested junk included)."""
+    doc = draw(valid)
+    for _ in range(draw(st.sampled_from([0, 1, 1, 1, 2, 3]))):
+        how = draw(st.sampled_from(["set", "set", "drop", "extra", "feature", "feature_name"]))
+        name = draw(st.sampled_from(names))
+        if how == "set":
+            doc[name] = draw(hostile)
+        elif how == "drop":
+            doc.pop(name, None)
+        elif how == "extra":
+            doc[draw(st.sampled_from(["unknown", "id", "proba", "is_fraud", "Score"]))] = draw(hostile)
+        elif "features" in names:
+            current = doc.get("features")
+            features = doc["features"] = dict(current) if isinstance(current, dict) else {}
+            if how == "feature":
+                features[draw(st.text(max_size=3))] = draw(hostile)
+            else:
+                features[draw(st.sampled_from(["k" * 9, "😀" * 8, "\ud800"]))] = draw(st.integers())
+    return doc
+
+
+def _encode(doc: dict[str, Any], how: str, tamper: str) -> bytes:
+    raw = b""
+    if how == "orjson":
+        try:
+            raw = orjson.dumps(doc)
+        except (orjson.JSONEncodeError, TypeError):
+            how = "json"  # NaN, infinity, > 64-bit integers, lone surrogates
+    if how != "orjson":
+        raw = json.dumps(doc, ensure_ascii=how == "json-ascii").encode("utf-8", "surrogatepass")
+    tampered = {
+        "none": raw,
+        "duplicate": raw.replace(b"{", b'{"score": 5, "label": 0.5, "ts": "x", ', 1) if raw != b"{}" else raw,
+        "bad-utf8": raw.replace(b'":"', b'":"\xff', 1),
+        "bom": b"\xef\xbb\xbf" + raw,
+        "whitespace": b" \n\t" + raw.replace(b",", b" ,\n ") + b"\r\n",
+        "trailing": raw + b"{}",
+        "truncated": raw[:-1],
+        "deep": raw.replace(b"{", b'{"unknown": ' + b"[" * 1100 + b"]" * 1100 + b", ", 1),
+    }
+    return tampered[tamper]
+
+
+def _shape(event: Prediction | Label | Invalid) -> Any:
+    """Everything about a decoded event, types included (1 vs 1.0, True vs 1, -0.0 vs 0.0, nan)."""
+    if isinstance(event, Invalid):
+        return ("Invalid", event.reason, event.detail, event.field)
+    values = [getattr(event, f.name) for f in dataclasses.fields(event)]
+    return (type(event).__name__, [(type(v).__name__, repr(v)) for v in values])
+
+
+def _renamed_doc(doc: dict[str, Any], mapping: dict[str, str]) -> dict[str, Any]:
+    return {mapping.get(k, k): v for k, v in doc.items()}
+
+
+encodings = st.sampled_from(["orjson", "orjson", "json", "json-ascii"])
+tampering = st.sampled_from(
+    ["none"] * 10 + ["duplicate", "bad-utf8", "bom", "whitespace", "trailing", "truncated", "deep"]
+)
+clocks = st.one_of(st.none(), st.floats(0, 3e9), st.just(NOW))
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    decoder=st.sampled_from(sorted(TYPED_DECODERS)),
+    docs=st.lists(
+        st.tuples(mutated(VALID_PREDICTION, tuple(events.PREDICTION_FIELDS)), encodings, tampering),
+        min_size=1,
+        max_size=4,
+    ),
+    now=clocks,
+)
+def test_typed_prediction_path_equals_the_path_behind_it(
+    decoder: str, docs: list[tuple[dict[str, Any], str, str]], now: float | None
+) -> None:
+    d = TYPED_DECODERS[decoder]
+    raws = [_encode(_renamed_doc(doc, d.fields.prediction), how, tamper) for doc, how, tamper in docs]
+    expected = [_shape(d._prediction(raw, now)) for raw in raws]
+    assert [_shape(p) for p in d.predictions(raws, now)] == expected, raws
+    assert [_shape(d.prediction(raw, now)) for raw in raws] == expected
+
+
+@settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    decoder=st.sampled_from(sorted(TYPED_DECODERS)),
+    docs=st.lists(
+        st.tuples(mutated(VALID_LABEL, tuple(events.LABEL_FIELDS)), encodings, tampering),
+        min_size=1,
+        max_size=4,
+    ),
+    now=clocks,
+)
+def test_typed_label_path_equals_the_path_behind_it(
+    decoder: str, docs: list[tuple[dict[str, Any], str, str]], now: float | None
+) -> None:
+    d = TYPED_DECODERS[decoder]
+    raws = [_encode(_renamed_doc(doc, d.fields.label), how, tamper) for doc, how, tamper in docs]
+    expected = [_shape(d._label(raw, now)) for raw in raws]
+    assert [_shape(lab) for lab in d.labels(raws, now)] == expected, raws
+    assert [_shape(d.label(raw, now)) for raw in raws] == expected
+
+
+@SETTINGS
+@given(decoder=st.sampled_from(["default", "renamed"]), doc=VALID_PREDICTION, label=VALID_LABEL)
+def test_typed_path_decides_the_plain_valid_event(
+    decoder: str, doc: dict[str, Any], label: dict[str, Any]
+) -> None:
+    # Not only sound but useful: the plain valid event is decoded natively, not handed on.
+    d = TYPED_DECODERS[decoder]
+    assert d._typed_prediction is not None and d._typed_label is not None
+    d._typed_prediction.decode(orjson.dumps(_renamed_doc(doc, d.fields.prediction)))
+    d._typed_label.decode(orjson.dumps(_renamed_doc(label, d.fields.label)))
+
+
+def test_typed_path_is_off_for_a_field_map_it_cannot_express() -> None:
+    # Two fields read from one key is refused by the config, but a FieldMap built by hand may do it.
+    aliased = FieldMap(prediction={**{f: f for f in events.PREDICTION_FIELDS}, "variant": "experiment"})
+    d = Decoder(THRESHOLDS, fields=aliased)
+    assert d._typed_prediction is None and d._typed_label is not None
+    raw = orjson.dumps({"prediction_id": "p", "model": "m", "ts": 5, "score": 0.5, "experiment": "A"})
+    p = d.predictions([raw])[0]
+    assert isinstance(p, Prediction) and (p.variant, p.experiment) == ("A", "A")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"prediction_id":"p","model":"m","ts":5,"score":0.5,"features":{"x":1,"y":2,"x":3.0}}',
+        b'{"prediction_id":"p","model":"m","ts":5,"score":0.5,"features":{"x":18446744073709551616}}',
+        b'{"prediction_id":"p","model":"m","ts":5,"score":0.5,"features":{"x":9223372036854775808}}',
+        b'{"prediction_id":"p","model":"m","ts":5,"score":0.5,"features":{"x":1e400}}',
+        b'{"prediction_id":"\\ud83d\\ude00","model":"m","ts":5,"score":0.5}',
+        b'{"prediction_id":"\\ud800","model":"m","ts":5,"score":0.5}',
+        b'{"prediction_id":"p","model":"m","ts":5,"score":0.5,"extra":"\xed\xa0\x80"}',
+        b'{"prediction_id":"p","model":"m","ts":5,"score":0.5,"predicted":1.0}',
+        b'{"prediction_id":"p","model":"m","ts":5,"score":1e-400}',
+        b'{"prediction_id":"p","model":"m","ts":5e0,"score":1E0}',
+    ],
+)
+def test_typed_path_edge_bytes(raw: bytes) -> None:
+    # Where msgspec and orjson read the same bytes differently (huge integers, skipped
+    # invalid UTF-8), the typed path hands the message on.
+    d = TYPED_DECODERS["default"]
+    assert _shape(d.prediction(raw)) == _shape(d._prediction(raw, None))
+
+
+def test_typed_path_gives_up_on_a_batch_it_keeps_refusing(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Events with a field the schema does not name are refused by the typed path; after
+    # enough of them in one batch, the rest of the batch skips it. Same events either way.
+    d = Decoder(THRESHOLDS)
+    assert d._typed_prediction is not None
+    calls = []
+    typed = d._typed_prediction
+
+    class Counting:
+        def decode(self, raw: bytes) -> Any:
+            calls.append(raw)
+            return typed.decode(raw)
+
+    monkeypatch.setattr(d, "_typed_prediction", Counting())
+    plain = [orjson.dumps({"prediction_id": f"p{i}", "model": "m", "ts": i, "score": 0.5}) for i in range(40)]
+    extra = [raw[:-1] + b',"source":"web"}' for raw in plain]
+    batch = extra[:40] + plain
+    got = d.predictions(batch)
+    assert [_shape(p) for p in got] == [_shape(d._prediction(raw, None)) for raw in batch]
+    assert len(calls) == events._MIN_REFUSED  # then the full path only, for this batch
+    calls.clear()
+    assert [_shape(p) for p in d.predictions(plain)] == [_shape(p) for p in got[40:]]
+    assert len(calls) == len(plain)  # the next batch tries again
+    mixed = [raw for pair in zip(plain, extra, strict=True) for raw in pair]  # half refused: keeps trying
+    calls.clear()
+    assert [_shape(p) for p in d.predictions(mixed)] == [_shape(d._prediction(raw, None)) for raw in mixed]
+    assert len(calls) == len(mixed)
+    labels = [
+        orjson.dumps({"prediction_id": f"p{i}", "label": 1, "ts": i, "source": "web"}) for i in range(40)
+    ]
+    assert [_shape(lab) for lab in d.labels(labels)] == [_shape(d._label(raw, None)) for raw in labels]

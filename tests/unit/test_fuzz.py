@@ -23,6 +23,7 @@ regression tests.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -247,11 +248,26 @@ def check_decoded(decoder: Decoder, kind: str, raw: bytes | None, out: Any) -> N
     assert math.isnan(out.amount) or math.isfinite(out.amount)
 
 
+def shape(event: Any) -> Any:
+    """An event as comparable data, types included (1 vs 1.0, True vs 1, nan), Invalid's field too."""
+    if isinstance(event, Invalid):
+        return ("Invalid", event.reason, event.detail, event.field)
+    return [
+        (f.name, type(v).__name__, repr(v))
+        for f in dataclasses.fields(event)
+        for v in [getattr(event, f.name)]
+    ]
+
+
 def check_both(raw: bytes | None) -> None:
     for decoder in (DEFAULT, TIGHT):
         for now in (None, NOW):
-            check_decoded(decoder, "prediction", raw, decoder.prediction(raw, now))
-            check_decoded(decoder, "label", raw, decoder.label(raw, now))
+            p, lab = decoder.prediction(raw, now), decoder.label(raw, now)
+            check_decoded(decoder, "prediction", raw, p)
+            check_decoded(decoder, "label", raw, lab)
+            # The typed path (msgspec) gives what the path behind it gives, to the last detail.
+            assert shape(p) == shape(decoder._prediction(raw, now)), raw
+            assert shape(lab) == shape(decoder._label(raw, now)), raw
 
 
 def check_schema_rejections(raw: bytes) -> None:

@@ -19,6 +19,9 @@ number of pending records:
 - :data:`META`: the watermark, the pending counts and the join counters, written with
   the changes of every :meth:`Joiner.expire` (the end of every batch).
 
+A batch's records are read with one :meth:`KeyValueStore.get_many` (:meth:`Joiner.prefetch`)
+rather than one point lookup per event.
+
 Storage is behind :class:`KeyValueStore`; :class:`MemoryStore` serves tests and
 ``streamon replay``, the runtime backs it with RocksDB. :class:`StagedStore` buffers
 the writes of one batch so they reach the real store only after the Kafka
@@ -31,7 +34,7 @@ from __future__ import annotations
 import heapq
 import math
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import astuple, dataclass
 from typing import Protocol
 
@@ -46,6 +49,7 @@ _INDEX = b"x:"
 META = b"\x00join"  # sorts before every record prefix (beside the runtime's offset marker)
 _INDEX_AT = len(_INDEX) + 8  # where the record key starts in an index key
 _META_VERSION = 1
+_UNREAD = object()  # not prefetched (None means prefetched and absent)
 
 
 def _pack(record: list[object]) -> bytes:
@@ -83,6 +87,10 @@ def _index_key(expires: float, key: bytes) -> bytes:
 
 class KeyValueStore(Protocol):
     def get(self, key: bytes) -> bytes | None: ...
+    def get_many(self, keys: list[bytes]) -> list[bytes | None]:
+        """The values of ``keys`` (None where absent), in their order: one lookup for a batch."""
+        ...
+
     def write(self, changes: dict[bytes, bytes | None]) -> None:
         """Apply puts (bytes) and deletes (None) atomically."""
         ...
@@ -99,6 +107,8 @@ class MemoryStore:
     >>> s.write({b"p:2": b"y", b"p:1": b"x", b"q:1": b"z"})
     >>> s.get(b"p:1"), list(s.items(b"p:")), list(s.items(b"p:", start=b"p:2"))
     (b'x', [(b'p:1', b'x'), (b'p:2', b'y')], [(b'p:2', b'y')])
+    >>> s.get_many([b"p:2", b"p:3", b"p:1"])
+    [b'y', None, b'x']
     """
 
     def __init__(self) -> None:
@@ -106,6 +116,10 @@ class MemoryStore:
 
     def get(self, key: bytes) -> bytes | None:
         return self.data.get(key)
+
+    def get_many(self, keys: list[bytes]) -> list[bytes | None]:
+        get = self.data.get
+        return [get(key) for key in keys]
 
     def write(self, changes: dict[bytes, bytes | None]) -> None:
         data = self.data
@@ -142,6 +156,23 @@ class StagedStore:
         if key in self.pending:
             return self.pending[key]
         return self.base.get(key)
+
+    def get_many(self, keys: list[bytes]) -> list[bytes | None]:
+        """Staged values where written (a staged delete reads None), the rest in one base lookup."""
+        pending = self.pending
+        if not pending:  # right after a commit, as at the start of every batch
+            return self.base.get_many(keys)
+        out: list[bytes | None] = [None] * len(keys)
+        rest: list[int] = []
+        for i, key in enumerate(keys):
+            if key in pending:
+                out[i] = pending[key]
+            else:
+                rest.append(i)
+        if rest:
+            for i, value in zip(rest, self.base.get_many([keys[i] for i in rest]), strict=True):
+                out[i] = value
+        return out
 
     def write(self, changes: dict[bytes, bytes | None]) -> None:
         self.pending.update(changes)
@@ -226,6 +257,9 @@ class Joiner:
         # Every index entry due before this was deleted by the last expire(): its scan starts
         # here (not at the prefix, where RocksDB would step over the tombstones of the past).
         self._scan_from = -math.inf
+        # The records of the current batch's ids read by prefetch(), kept up to date by every
+        # write of the join, until expire() or restore(): None outside a batch.
+        self._prefetched: dict[bytes, bytes | None] | None = None
         self.restore()
 
     # ------------------------------------------------------------------ persisted state
@@ -242,6 +276,7 @@ class Joiner:
         O(1), except once for a store written without an expiry index (or with another label
         horizon): then its index is rebuilt from the records.
         """
+        self._prefetched = None  # the staged writes may have been discarded under it
         raw = self.store.get(META)
         self._scan_from = -math.inf
         if raw is None:
@@ -277,8 +312,45 @@ class Joiner:
 
     # ------------------------------------------------------------------ events
 
+    def prefetch(self, prediction_ids: Iterable[str]) -> None:
+        """Read the records of a batch's ids (its predictions' and labels') in one store lookup.
+
+        The calls that follow (:meth:`contains_prediction`, :meth:`add_prediction`,
+        :meth:`add_label`) read them from memory instead of one point lookup each, and
+        decide exactly as without: every write of the join updates them, and
+        :meth:`expire` (the end of the batch) or :meth:`restore` drops them. Ids not
+        prefetched are read from the store as before.
+
+        >>> j = Joiner(MemoryStore(), label_horizon_s=3600, orphan_grace_s=60)
+        >>> j.prefetch(["a", "b"])
+        >>> j.add_prediction(Prediction("a", "m", ts=10.0, score=0.9, predicted=1))
+        []
+        >>> j.contains_prediction("a"), j.contains_prediction("b")
+        (True, False)
+        """
+        ids = [pid.encode() for pid in prediction_ids]
+        keys = [_PRED + raw for raw in ids]
+        if self.pending_labels:
+            keys += [_LABEL + raw for raw in ids]
+            self._prefetched = dict(zip(keys, self.store.get_many(keys), strict=True))
+        else:  # the store holds no waiting label (the count is kept with every record change)
+            self._prefetched = dict.fromkeys(_LABEL + raw for raw in ids)
+            self._prefetched.update(zip(keys, self.store.get_many(keys), strict=True))
+
+    def _get(self, key: bytes) -> bytes | None:
+        if self._prefetched is not None:
+            value = self._prefetched.get(key, _UNREAD)
+            if value is not _UNREAD:
+                return value  # type: ignore[return-value]
+        return self.store.get(key)
+
+    def _write(self, changes: dict[bytes, bytes | None]) -> None:
+        self.store.write(changes)
+        if self._prefetched is not None:
+            self._prefetched.update(changes)
+
     def contains_prediction(self, prediction_id: str) -> bool:
-        return self.store.get(_PRED + prediction_id.encode()) is not None
+        return self._get(_PRED + prediction_id.encode()) is not None
 
     def add_prediction(self, p: Prediction, segments: tuple[tuple[str, str], ...] = ()) -> list[LabelDelta]:
         """Remember ``p``; if its label already waits, join now. Caller rejects duplicates first.
@@ -290,7 +362,7 @@ class Joiner:
         label = -1
         out: list[LabelDelta] = []
         lkey = _LABEL + pid
-        waiting = self.store.get(lkey)
+        waiting = self._get(lkey)
         changes: dict[bytes, bytes | None] = {}
         if waiting is not None:
             held = orjson.loads(waiting)
@@ -309,7 +381,7 @@ class Joiner:
         changes[key] = _pack(rec)
         expires = p.ts + self.label_horizon_s
         changes[_index_key(expires, key)] = b""
-        self.store.write(changes)
+        self._write(changes)
         if expires < self._scan_from:  # a late prediction, already due
             self._scan_from = expires
         self.pending_predictions += 1
@@ -320,10 +392,10 @@ class Joiner:
     def add_label(self, lab: Label) -> list[LabelDelta]:
         """Join ``lab`` to its prediction (or hold it); corrections retract the old label."""
         key = _PRED + lab.prediction_id.encode()
-        raw = self.store.get(key)
+        raw = self._get(key)
         if raw is None:
             lkey = _LABEL + lab.prediction_id.encode()
-            held = self.store.get(lkey)
+            held = self._get(lkey)
             changes: dict[bytes, bytes | None] = {}
             if held is None:
                 self.pending_labels += 1
@@ -332,7 +404,7 @@ class Joiner:
             expires = max(self.watermark, lab.ts) + self.orphan_grace_s
             changes[lkey] = _pack([lab.label, lab.ts, expires])
             changes[_index_key(expires, lkey)] = b""
-            self.store.write(changes)
+            self._write(changes)
             if expires < self._scan_from:
                 self._scan_from = expires
             return []
@@ -351,7 +423,7 @@ class Joiner:
             self.stats.joined += 1
         out.append(LabelDelta(model, variant, ts, score, predicted, lab.label, 1, segments))
         rec[5] = lab.label
-        self.store.write({key: _pack(rec)})
+        self._write({key: _pack(rec)})
         return out
 
     def expire(self) -> tuple[int, int]:
@@ -361,11 +433,13 @@ class Joiner:
         Walks the expiry index from its start up to the watermark. Returns (expired
         predictions, newly orphaned labels).
         """
+        self._prefetched = None  # the batch's events are in
         expired = orphaned = 0
         changes: dict[bytes, bytes | None] = {}
         wm = self.watermark
         if math.isfinite(wm):
             start = _index_key(self._scan_from, b"") if math.isfinite(self._scan_from) else None
+            due: list[bytes] = []
             for ikey, _ in self.store.items(_INDEX, start):
                 if unsortable(ikey[len(_INDEX) : _INDEX_AT]) > wm:
                     break
@@ -373,12 +447,13 @@ class Joiner:
                 changes[ikey] = None
                 changes[key] = None
                 if key.startswith(_PRED):
-                    raw = self.store.get(key)
-                    expired += 1
-                    if raw is not None and orjson.loads(raw)[5] == -1:
-                        self.stats.expired_unlabelled += 1
+                    due.append(key)
                 else:
                     orphaned += 1
+            expired = len(due)
+            for raw in self.store.get_many(due) if due else ():
+                if raw is not None and orjson.loads(raw)[5] == -1:
+                    self.stats.expired_unlabelled += 1
             self._scan_from = wm
         self.pending_predictions -= expired
         self.pending_labels -= orphaned

@@ -425,23 +425,30 @@ class PartitionProcessor:
         self, predictions: Iterable[bytes | None], labels: Iterable[bytes | None], now: float | None = None
     ) -> list[Rejected]:
         """Decode and add a batch; returns the rejected messages. ``now`` (wall clock) bounds event times."""
-        decode_p, decode_l = self.decoder.prediction, self.decoder.label
+        predictions, labels = list(predictions), list(labels)
+        decoder = self.decoder
         return self.process_decoded(
-            [(raw, decode_p(raw, now)) for raw in predictions],
-            [(raw, decode_l(raw, now)) for raw in labels],
+            list(zip(predictions, decoder.predictions(predictions, now), strict=True)),
+            list(zip(labels, decoder.labels(labels, now), strict=True)),
         )
 
     def process_decoded(
         self,
         predictions: list[tuple[bytes | None, Prediction | Invalid]],
         labels: list[tuple[bytes | None, Label | Invalid]],
+        partials: bool = True,
     ) -> list[Rejected]:
-        """Add a batch of already decoded events (raw bytes kept for the dead-letter topic)."""
+        """Add a batch of already decoded events (raw bytes kept for the dead-letter topic).
+
+        ``partials=False`` (a restore, whose deltas were published when the events were first
+        processed) updates the join store, counts and watermark alone: no delta is computed.
+        """
         rejected: list[Rejected] = []
         groups: dict[tuple[str, str, float], list[Prediction]] = defaultdict(list)
         seg_groups: dict[tuple[str, int, str, float], list[Prediction]] = defaultdict(list)
         label_deltas: list[LabelDelta] = []
         seen_ids: set[str] = set()
+        accepted = 0  # without partials: the predictions added (else counted by group)
         # Hot loop: per-model lookups hoisted, bucket start inlined (= floor_to).
         numeric = {name: tuple(spec.numeric) for name, spec in self.models.items()}
         allowed = {name: spec.variants for name, spec in self.models.items()}
@@ -452,6 +459,13 @@ class PartitionProcessor:
         add_prediction = self.joiner.add_prediction
         add_label = self.joiner.add_label
         extend = label_deltas.extend
+        # One store lookup for the batch's ids instead of one to three per event.
+        self.joiner.prefetch(
+            [
+                *(p.prediction_id for _, p in predictions if not isinstance(p, Invalid)),
+                *(lab.prediction_id for _, lab in labels if not isinstance(lab, Invalid)),
+            ]
+        )
         for index, (raw, p) in enumerate(predictions):
             if not isinstance(p, Invalid):
                 features = p.features
@@ -476,13 +490,17 @@ class PartitionProcessor:
             model = p.model
             if allowed[model] is not None:
                 p.variant = admit(p.variant, allowed[model])
-            start = floor(p.ts / bucket_s) * bucket_s
-            groups[(model, p.variant, start)].append(p)
+            if partials:
+                start = floor(p.ts / bucket_s) * bucket_s
+                groups[(model, p.variant, start)].append(p)
+            else:
+                accepted += 1
             specs = segment_specs[model]
             if specs:
                 segs = _segments_of(p.features, specs)
-                for index, (_field, value) in enumerate(segs):
-                    seg_groups[(model, index, value, start)].append(p)
+                if partials:
+                    for index, (_field, value) in enumerate(segs):
+                        seg_groups[(model, index, value, start)].append(p)
                 extend(add_prediction(p, segs))
             else:
                 extend(add_prediction(p))
@@ -498,6 +516,12 @@ class PartitionProcessor:
             extend(add_label(lab))
         self.counts.labels += n_labels
         self._latest_label = latest_label
+        if not partials:
+            self.counts.predictions += accepted
+            self.joiner.expire()
+            for r in rejected:
+                self.counts.invalid[(r.topic, r.reason)] += 1
+            return rejected
         models = self.models
         groups = self._fold_groups(groups, 1, _variant_cap(models), self._deltas)
         seg_groups = self._fold_groups(seg_groups, 2, _segment_cap(models), self._seg_deltas)

@@ -2,8 +2,8 @@
 
 Join stores are restored by replaying the SOURCE topics (predictions + labels of the
 partition) from the store's offset marker to the group's committed offsets, through
-the same stage-1 code with its partial deltas discarded (they were published when
-the events were first processed). A worker that takes a partition over with no local
+the same stage-1 decoding, validation and join code, without computing partial deltas
+(they were published when the events were first processed). A worker that takes a partition over with no local
 store replays from the start of the retained input, so the input topics must retain
 at least the label horizon. Chosen over a changelog topic because it adds nothing to
 the hot path (a changelog doubles the bytes produced per prediction); its cost,
@@ -124,16 +124,27 @@ def restore_partition(
     ends = {(t, partition): committed.get(t, -1) for t in (topics.predictions, topics.labels)}
     n = 0
     progress = dict(marker)
+    decoder = processor.decoder
     for batch in read_assigned(settings, starts, ends):
-        preds = [m.value() for m in batch if m.topic() == topics.predictions]
         labels = [m.value() for m in batch if m.topic() == topics.labels]
-        processor.process(preds, labels)
-        processor.take_partials()  # already published when first processed
+        if labels:
+            preds = [m.value() for m in batch if m.topic() == topics.predictions]
+        else:
+            preds = [m.value() for m in batch]
+        # Decoded as PartitionProcessor.process does; the join store alone is updated: the
+        # partial deltas were published when the events were first processed.
+        processor.process_decoded(
+            list(zip(preds, decoder.predictions(preds), strict=True)),
+            list(zip(labels, decoder.labels(labels), strict=True)),
+            partials=False,
+        )
         n += len(batch)
         # Commit batch by batch (never past the committed offsets): memory stays flat however
         # many predictions are pending, and an interrupted restore resumes where it stopped.
-        for m in batch:
-            progress[m.topic()] = max(progress.get(m.topic(), 0), m.offset() + 1)
+        # One partition per topic, read in offset order: a topic's last message is its highest.
+        last = {m.topic(): m.offset() for m in batch}
+        for t, offset in last.items():
+            progress[t] = max(progress.get(t, 0), offset + 1)
         processor.joiner.store.commit(RocksStore.marker(progress))  # type: ignore[attr-defined]
         heartbeat()  # a long restore is progress, not a hung worker (/healthz)
     final = {t: o for t, o in committed.items() if o >= 0}

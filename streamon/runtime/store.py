@@ -76,6 +76,12 @@ class RocksStore:
         value = self._db.get(key)
         return None if value is None else bytes(value)
 
+    def get_many(self, keys: list[bytes]) -> list[bytes | None]:
+        """One RocksDB multi-get for a batch's keys (rocksdict's ``get`` of a list)."""
+        if not keys:
+            return []
+        return [None if v is None else bytes(v) for v in self._db.get(keys)]
+
     def write(self, changes: dict[bytes, bytes | None]) -> None:
         batch = WriteBatch(raw_mode=True)
         for key, value in changes.items():

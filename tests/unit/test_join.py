@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import orjson
+
 from streamon.core.events import Label, Prediction
 from streamon.core.join import Joiner, LabelDelta, MemoryStore, StagedStore
 
@@ -400,3 +402,175 @@ def test_rocksdb_store_with_reopens_matches_memory(tmp_path: Path) -> None:
     assert _state(j) == _state(whole)
     assert dict(rocks.items(b"")) == {**whole.store.data, b"\x00offsets": rocks.get(b"\x00offsets")}  # type: ignore[attr-defined]
     rocks.close()
+
+
+# ---------------------------------------------------------------------- batch lookups
+
+
+def test_get_many_of_memory_and_staged_stores() -> None:
+    base = MemoryStore()
+    base.write({b"p:a": b"1", b"p:b": b"2", b"p:c": b"3"})
+    keys = [b"p:c", b"p:x", b"p:a", b"p:b", b"p:a", b"p:new"]
+    assert base.get_many(keys) == [b"3", None, b"1", b"2", b"1", None]
+    assert base.get_many([]) == []
+    staged = StagedStore(base)
+    assert staged.get_many(keys) == base.get_many(keys)  # nothing staged
+    staged.write({b"p:a": None, b"p:b": b"22", b"p:new": b"n"})  # a delete, an overwrite, a put
+    want = [b"3", None, None, b"22", None, b"n"]
+    assert staged.get_many(keys) == want == [staged.get(k) for k in keys]
+    staged.commit()
+    assert base.get_many(keys) == want
+
+
+def test_get_many_of_rocksdb_store(tmp_path: Path) -> None:
+    from streamon.runtime.store import RocksStore
+
+    rocks = RocksStore(tmp_path / "store")
+    rocks.write({b"p:a": b"1", b"p:b": b"", b"l:a": b"3"})
+    keys = [b"l:a", b"p:zz", b"p:b", b"p:a", b"p:a"]
+    assert rocks.get_many(keys) == [b"3", None, b"", b"1", b"1"] == [rocks.get(k) for k in keys]
+    assert rocks.get_many([]) == []
+    rocks.write({b"p:a": None})
+    staged = StagedStore(rocks)
+    staged.write({b"p:zz": b"z"})
+    assert staged.get_many(keys) == [b"3", b"z", b"", None, None]
+    rocks.close()
+
+
+def _stream_with_duplicates(seed: int) -> list[list[Prediction | Label]]:
+    """_stream plus predictions repeated, in the same batch and in later ones."""
+    rnd = random.Random(seed)
+    batches = _stream(seed)
+    seen: list[Prediction] = []
+    for batch in batches:
+        for e in list(batch):
+            if isinstance(e, Prediction):
+                seen.append(e)
+        if rnd.random() < 0.3 and seen:
+            batch.insert(rnd.randint(0, len(batch)), rnd.choice(seen))
+    return batches
+
+
+def _feed_batch(j: Joiner, batch: list[Prediction | Label], prefetch: bool) -> tuple[object, ...]:
+    """The processor's way: duplicate check, predictions, then labels, then expire."""
+    if prefetch:
+        j.prefetch([e.prediction_id for e in batch])
+    out: list[LabelDelta] = []
+    dupes = 0
+    for e in batch:
+        if isinstance(e, Prediction):
+            if j.contains_prediction(e.prediction_id):
+                dupes += 1
+            else:
+                out += j.add_prediction(e)
+    for e in batch:
+        if isinstance(e, Label):
+            out += j.add_label(e)
+    return out, dupes, j.expire()
+
+
+def test_prefetched_batches_decide_as_point_lookups() -> None:
+    """One multi-get per batch gives the deltas, duplicates, expiries, counters and store of one
+    lookup per event: duplicates in one batch, a label with its prediction, corrections, orphans."""
+    for seed in range(6):
+        batches = _stream_with_duplicates(seed)
+        plain, batched = joiner(), joiner(StagedStore(MemoryStore()))  # type: ignore[arg-type]
+        dupes = 0
+        for b in batches:
+            want = _feed_batch(plain, b, prefetch=False)
+            assert _feed_batch(batched, b, prefetch=True) == want
+            dupes += want[1]  # type: ignore[operator]
+            batched.store.commit()  # type: ignore[attr-defined]
+        assert dupes > 0 and plain.stats.corrections > 0 and plain.stats.orphaned > 0
+        assert plain.stats.expired_unlabelled > 0
+        assert _state(batched) == _state(plain)
+        assert batched.store.base.data == plain.store.data  # type: ignore[attr-defined]
+
+
+def test_prefetched_records_are_dropped_by_expire_and_restore() -> None:
+    base = MemoryStore()
+    staged = StagedStore(base)
+    j = joiner(staged)  # type: ignore[arg-type]
+    j.prefetch(["a"])
+    j.add_prediction(pred("a", ts=1.0))
+    staged.discard()  # the batch's transaction failed
+    j.restore()
+    assert not j.contains_prediction("a")  # not the prefetched copy of the discarded write
+    j.prefetch(["a"])
+    j.add_prediction(pred("a", ts=1.0))
+    j.expire()
+    staged.commit()
+    base.write({b"p:a": None})  # outside the join, after the batch
+    assert not j.contains_prediction("a")
+
+
+def _raw_batches(seed: int) -> list[tuple[list[bytes], list[bytes]]]:
+    """Stage-1 input batches: predictions (some repeated, in one batch and across batches) and
+    labels (before, with and after their prediction, corrections, some never predicted)."""
+    rnd = random.Random(seed)
+    out: list[tuple[list[bytes], list[bytes]]] = []
+    sent: list[bytes] = []
+    i = 0
+    for _ in range(60):
+        preds: list[bytes] = []
+        labels: list[bytes] = []
+        for _ in range(rnd.randint(0, 30)):
+            i += 1
+            ts = 5.0 * i - (HORIZON * 1.5 if rnd.random() < 0.05 else 0.0)
+            doc = {"prediction_id": f"p{i}", "model": "m", "ts": ts, "score": rnd.random(),
+                   "features": {"x": rnd.random(), "seg": rnd.choice("ab")}}  # fmt: skip
+            preds.append(orjson.dumps(doc))
+            if rnd.random() < 0.2:
+                preds.append(rnd.choice([*sent, preds[-1]]))  # a duplicate
+            for _ in range(rnd.choice([0, 1, 1, 2])):  # labels: in this batch, or before / later
+                lab = orjson.dumps({"prediction_id": f"p{i + rnd.randint(-20, 5)}",
+                                    "label": rnd.randint(0, 1), "ts": 5.0 * i + 1})  # fmt: skip
+                labels.append(lab)
+            if rnd.random() < 0.05:
+                labels.append(orjson.dumps({"prediction_id": f"ghost{i}", "label": 1, "ts": 5.0 * i}))
+        sent += preds
+        out.append((preds, labels))
+    return out
+
+
+def test_processor_batched_lookups_equal_per_event_ones(monkeypatch: object) -> None:
+    """PartitionProcessor (one multi-get per batch) against the same with one lookup per event:
+    the same rejections, partials, join state and store; without partials (a restore), the same
+    join state and store."""
+    import pytest
+
+    from streamon.core.events import DUPLICATE_PREDICTION
+    from streamon.core.profile import FeatureSpec, ModelSpec, SegmentSpec
+    from streamon.core.stage1 import PartitionProcessor
+
+    assert isinstance(monkeypatch, pytest.MonkeyPatch)
+    spec = ModelSpec("m", features=[FeatureSpec("x", "numeric")], segments=[SegmentSpec("seg")])
+
+    def processor() -> PartitionProcessor:
+        return PartitionProcessor({"m": spec}, MemoryStore(), bucket_s=60.0, label_horizon_s=HORIZON,
+                                  orphan_grace_s=GRACE)  # fmt: skip
+
+    for seed in range(3):
+        batched, plain, replayed = processor(), processor(), processor()
+        monkeypatch.setattr(plain.joiner, "prefetch", lambda ids: None)
+        for preds, labels in _raw_batches(seed):
+            got = [(r.topic, r.reason, r.detail, r.index) for r in batched.process(preds, labels)]
+            want = [(r.topic, r.reason, r.detail, r.index) for r in plain.process(preds, labels)]
+            assert got == want
+            got_partials = [p.to_bytes() for p in batched.take_partials()]
+            assert got_partials == [p.to_bytes() for p in plain.take_partials()]
+            decoded = (
+                [(r, replayed.decoder.prediction(r)) for r in preds],
+                [(r, replayed.decoder.label(r)) for r in labels],
+            )
+            rejected = replayed.process_decoded(*decoded, partials=False)
+            assert [(r.topic, r.reason, r.detail, r.index) for r in rejected] == want
+        stats = plain.joiner.stats
+        assert stats.corrections and stats.orphaned and stats.expired_unlabelled and stats.joined
+        assert plain.counts.invalid[("predictions", DUPLICATE_PREDICTION)] > 0
+        for other in (batched, replayed):
+            assert _state(other.joiner) == _state(plain.joiner)
+            assert other.joiner.store.data == plain.joiner.store.data  # type: ignore[attr-defined]
+            assert other.counts == plain.counts
+            assert other.watermark == plain.watermark
+        assert all(not p.buckets and not p.segments for p in replayed.take_partials())

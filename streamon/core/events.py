@@ -624,9 +624,7 @@ class Decoder:
         decode = typed.decode
         thresholds = self.thresholds
         max_bytes = self.max_bytes
-        earliest, latest = -math.inf, math.inf
-        if now is not None:  # the same sums as _check_ts's, once
-            earliest, latest = now - self.max_age_s, now + self.max_future_s
+        earliest, latest = self._time_bounds(now)
         nan = math.nan
         out: list[Prediction | Invalid] = []
         append = out.append
@@ -723,6 +721,13 @@ class Decoder:
             math.nan if amount is None else float(amount),
         )
 
+    def _time_bounds(self, now: float | None) -> tuple[float, float]:
+        """The event times the typed path admits at wall clock ``now`` (the same sums as
+        _check_ts's, once per batch); anything outside takes the full path for its reason."""
+        if now is None:
+            return -math.inf, math.inf
+        return now - self.max_age_s, now + self.max_future_s
+
     def label(self, raw: bytes | None, now: float | None = None) -> Label | Invalid:
         """Decode one label event."""
         return self.labels((raw,), now)[0]
@@ -734,9 +739,7 @@ class Decoder:
             return [self._label(raw, now) for raw in raws]
         decode = typed.decode
         max_bytes = self.max_bytes
-        earliest, latest = -math.inf, math.inf
-        if now is not None:
-            earliest, latest = now - self.max_age_s, now + self.max_future_s
+        earliest, latest = self._time_bounds(now)
         nan = math.nan
         out: list[Label | Invalid] = []
         append = out.append

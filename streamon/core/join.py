@@ -34,10 +34,11 @@ from __future__ import annotations
 import heapq
 import math
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import astuple, dataclass
 from typing import Protocol
 
+import numpy as np
 import orjson
 from sortedcontainers import SortedDict
 
@@ -79,6 +80,17 @@ def unsortable(b: bytes) -> float:
     (u,) = _U64.unpack(b)
     (x,) = _DOUBLE.unpack(_U64.pack(u ^ _SIGN if u & _SIGN else u ^ _ALL))
     return float(x)
+
+
+def sortable_many(xs: list[float]) -> bytes:
+    """``b"".join(map(sortable, xs))`` in one numpy pass (8 bytes per value), for a batch.
+
+    >>> xs = [-math.inf, -2.5, -0.0, 0.0, 3.0, 1.7e9, math.inf]
+    >>> sortable_many(xs) == b"".join(map(sortable, xs))
+    True
+    """
+    u = np.array(xs, dtype=np.float64).view(np.uint64)
+    return np.where(u >> np.uint64(63), ~u, u | np.uint64(_SIGN)).astype(">u8").tobytes()
 
 
 def _index_key(expires: float, key: bytes) -> bytes:
@@ -145,6 +157,16 @@ class MemoryStore:
             i = self.data.bisect_right(key)
 
 
+def _prefix_end(prefix: bytes) -> bytes | None:
+    r"""The smallest key after every key under ``prefix`` (None: there is none).
+
+    >>> _prefix_end(b"x:"), _prefix_end(b"a\xff"), _prefix_end(b""), _prefix_end(b"\xff")
+    (b'x;', b'b', None, None)
+    """
+    head = prefix.rstrip(b"\xff")
+    return head[:-1] + bytes([head[-1] + 1]) if head else None
+
+
 class StagedStore:
     """Buffers writes over a base store until :meth:`commit` (or :meth:`discard`)."""
 
@@ -180,11 +202,20 @@ class StagedStore:
     def items(self, prefix: bytes, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
         """The base's entries merged in key order with the staged ones (staged writes win)."""
         lo = start if start is not None and start > prefix else prefix
-        staged = sorted((k, v) for k, v in self.pending.items() if k >= lo and k.startswith(prefix))
+        pending = self.pending.copy()  # a snapshot: the caller may write while iterating
+        end = _prefix_end(prefix)
+        # Two comparisons (not startswith) per staged key, and a heap rather than a sort:
+        # the expiry scan of every batch usually stops after the first few keys.
+        staged = [k for k in pending if lo <= k < end] if end is not None else [k for k in pending if k >= lo]
+        heapq.heapify(staged)
+
+        def in_order() -> Iterator[tuple[bytes, int, bytes | None]]:
+            while staged:
+                k = heapq.heappop(staged)
+                yield k, 0, pending[k]
+
         # (key, 0 = staged first at equal keys, value): a staged write shadows the base's entry.
-        merged = heapq.merge(
-            ((k, 0, v) for k, v in staged), ((k, 1, v) for k, v in self.base.items(prefix, lo))
-        )
+        merged = heapq.merge(in_order(), ((k, 1, v) for k, v in self.base.items(prefix, lo)))
         last = None
         for key, _, value in merged:
             if key == last:
@@ -312,8 +343,9 @@ class Joiner:
 
     # ------------------------------------------------------------------ events
 
-    def prefetch(self, prediction_ids: Iterable[str]) -> None:
+    def prefetch(self, prediction_ids: Iterable[str]) -> set[str]:
         """Read the records of a batch's ids (its predictions' and labels') in one store lookup.
+        Returns the ids among them whose prediction is pending (the batch's duplicate check).
 
         The calls that follow (:meth:`contains_prediction`, :meth:`add_prediction`,
         :meth:`add_label`) read them from memory instead of one point lookup each, and
@@ -323,19 +355,23 @@ class Joiner:
 
         >>> j = Joiner(MemoryStore(), label_horizon_s=3600, orphan_grace_s=60)
         >>> j.prefetch(["a", "b"])
+        set()
         >>> j.add_prediction(Prediction("a", "m", ts=10.0, score=0.9, predicted=1))
         []
         >>> j.contains_prediction("a"), j.contains_prediction("b")
         (True, False)
         """
-        ids = [pid.encode() for pid in prediction_ids]
+        names = list(prediction_ids)
+        ids = [pid.encode() for pid in names]
         keys = [_PRED + raw for raw in ids]
         if self.pending_labels:
             keys += [_LABEL + raw for raw in ids]
-            self._prefetched = dict(zip(keys, self.store.get_many(keys), strict=True))
-        else:  # the store holds no waiting label (the count is kept with every record change)
-            self._prefetched = dict.fromkeys(_LABEL + raw for raw in ids)
-            self._prefetched.update(zip(keys, self.store.get_many(keys), strict=True))
+        values = self.store.get_many(keys)
+        self._prefetched = dict(zip(keys, values, strict=True))
+        if not self.pending_labels:  # no label waits in the store (the count is kept exact)
+            self._prefetched.update(dict.fromkeys(_LABEL + raw for raw in ids))
+        predictions = values[: len(names)]
+        return {pid for pid, value in zip(names, predictions, strict=True) if value is not None}
 
     def _get(self, key: bytes) -> bytes | None:
         if self._prefetched is not None:
@@ -357,36 +393,77 @@ class Joiner:
 
         ``segments``: the prediction's (field, value) pairs, kept so its label lands in the same segments.
         """
-        pid = p.prediction_id.encode()
-        key = _PRED + pid
-        label = -1
-        out: list[LabelDelta] = []
-        lkey = _LABEL + pid
-        waiting = self._get(lkey)
+        return self.add_predictions([(p, segments)])
+
+    def add_predictions(
+        self, batch: Sequence[tuple[Prediction, tuple[tuple[str, str], ...]]]
+    ) -> list[LabelDelta]:
+        """:meth:`add_prediction` of each (prediction, segments) in order, as one store write.
+
+        The ids must be distinct and not pending (the caller rejects duplicates first): then
+        no prediction reads what another one of the batch writes, and writing the batch's
+        changes at once equals writing them one prediction after the other.
+
+        >>> j = Joiner(MemoryStore(), label_horizon_s=3600, orphan_grace_s=60)
+        >>> j.add_label(Label("b", 0, ts=5.0))
+        []
+        >>> batch = [(Prediction("a", "m", ts=10.0, score=0.9, predicted=1), ()),
+        ...          (Prediction("b", "m", ts=12.0, score=0.2, predicted=0), (("c", "DE"),))]
+        >>> [(d.ts, d.label, d.sign, d.segments) for d in j.add_predictions(batch)]
+        [(12.0, 0, 1, (('c', 'DE'),))]
+        >>> j.pending_predictions, j.pending_labels, j.watermark
+        (2, 0, 12.0)
+        """
+        if not batch:
+            return []
+        horizon = self.label_horizon_s
+        times = [p.ts for p, _ in batch]
+        expires = [ts + horizon for ts in times]
+        order = sortable_many(expires)  # the expiry index keys' time part, 8 bytes each
+        # No label waits in the store (the count is kept with every record change, and no
+        # label is added meanwhile): no prediction of the batch can join one.
+        labels_wait = self.pending_labels > 0
+        prefetched = self._prefetched if self._prefetched is not None else {}
+        get = self.store.get
         changes: dict[bytes, bytes | None] = {}
-        if waiting is not None:
-            held = orjson.loads(waiting)
-            label = held[0]
-            changes[lkey] = None
-            changes[_index_key(held[2], lkey)] = None
-            self.pending_labels -= 1
-            self.stats.joined += 1
-            out.append(LabelDelta(p.model, p.variant, p.ts, p.score, p.predicted, label, 1, segments))
-        # [model, variant, ts, score, predicted, label(, [field, value, ...])]: a few dozen bytes.
-        # The segment list is appended only for models with segments; records without it
-        # (written before segments were configured) still read, with no segment.
-        rec: list[object] = [p.model, p.variant, p.ts, p.score, p.predicted, label]
-        if segments:
-            rec.append([x for pair in segments for x in pair])
-        changes[key] = _pack(rec)
-        expires = p.ts + self.label_horizon_s
-        changes[_index_key(expires, key)] = b""
+        out: list[LabelDelta] = []
+        at = 0
+        for p, segments in batch:
+            pid = p.prediction_id.encode()
+            key = _PRED + pid
+            label = -1
+            waiting = None
+            if labels_wait:
+                lkey = _LABEL + pid
+                waiting = prefetched.get(lkey, _UNREAD)
+                if waiting is _UNREAD:
+                    waiting = get(lkey)
+            if waiting is not None:
+                held = orjson.loads(waiting)  # type: ignore[arg-type]
+                label = held[0]
+                changes[lkey] = None
+                changes[_index_key(held[2], lkey)] = None
+                out.append(LabelDelta(p.model, p.variant, p.ts, p.score, p.predicted, label, 1, segments))
+            # [model, variant, ts, score, predicted, label(, [field, value, ...])]: a few dozen bytes.
+            # The segment list is appended only for models with segments; records without it
+            # (written before segments were configured) still read, with no segment.
+            rec: list[object] = [p.model, p.variant, p.ts, p.score, p.predicted, label]
+            if segments:
+                rec.append([x for pair in segments for x in pair])
+            changes[key] = _pack(rec)
+            changes[_INDEX + order[at : at + 8] + key] = b""
+            at += 8
         self._write(changes)
-        if expires < self._scan_from:  # a late prediction, already due
-            self._scan_from = expires
-        self.pending_predictions += 1
-        if p.ts > self.watermark:
-            self.watermark = p.ts
+        joined = len(out)
+        self.pending_labels -= joined
+        self.stats.joined += joined
+        self.pending_predictions += len(batch)
+        first = min(expires)
+        if first < self._scan_from:  # a late prediction, already due
+            self._scan_from = first
+        latest = max(times)
+        if latest > self.watermark:
+            self.watermark = latest
         return out
 
     def add_label(self, lab: Label) -> list[LabelDelta]:

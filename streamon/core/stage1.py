@@ -46,6 +46,7 @@ PARTIAL_VERSION = 1
 _LABEL = attrgetter("label")
 _PREDICTED = attrgetter("predicted")
 _SCORE = attrgetter("score")
+_NUMBER_OR_NULL = frozenset({int, float, type(None)})
 
 
 def _check_numeric(features: dict[str, object], numeric: Iterable[str]) -> Invalid | None:
@@ -448,64 +449,58 @@ class PartitionProcessor:
         seg_groups: dict[tuple[str, int, str, float], list[Prediction]] = defaultdict(list)
         label_deltas: list[LabelDelta] = []
         seen_ids: set[str] = set()
-        accepted = 0  # without partials: the predictions added (else counted by group)
+        joined: list[tuple[Prediction, tuple[tuple[str, str], ...]]] = []  # for one join store write
         # Hot loop: per-model lookups hoisted, bucket start inlined (= floor_to).
         numeric = {name: tuple(spec.numeric) for name, spec in self.models.items()}
         allowed = {name: spec.variants for name, spec in self.models.items()}
         segment_specs = {name: spec.segments for name, spec in self.models.items()}
         bucket_s = self.bucket_s
         floor = math.floor
-        contains = self.joiner.contains_prediction
-        add_prediction = self.joiner.add_prediction
-        add_label = self.joiner.add_label
-        extend = label_deltas.extend
-        # One store lookup for the batch's ids instead of one to three per event.
-        self.joiner.prefetch(
+        join = joined.append
+        # One store lookup for the batch's ids instead of one to three per event; it names the
+        # ids already pending, the duplicate check of every prediction (the batch's own are in
+        # seen_ids, as add_predictions writes after the loop).
+        pending = self.joiner.prefetch(
             [
                 *(p.prediction_id for _, p in predictions if not isinstance(p, Invalid)),
                 *(lab.prediction_id for _, lab in labels if not isinstance(lab, Invalid)),
             ]
         )
         for index, (raw, p) in enumerate(predictions):
-            if not isinstance(p, Invalid):
-                features = p.features
-                bad = None
-                for name in numeric[p.model]:
-                    v = features.get(name)
-                    if v is not None and type(v) is not float and type(v) is not int:
-                        bad = _check_numeric(features, numeric[p.model])
-                        break
-                pid = p.prediction_id
-                if bad is None and (pid in seen_ids or contains(pid)):
-                    seen = f"prediction_id {pid[:100]!r} seen before"
-                    bad = Invalid(DUPLICATE_PREDICTION, seen, "prediction_id")
-                if bad is not None:
-                    p = bad
             if isinstance(p, Invalid):
                 rejected.append(Rejected("predictions", raw, p.reason, p.detail, index, p.field))
                 continue
-            seen_ids.add(pid)
-            if not p.variant:
-                p.variant = DEFAULT_VARIANT
             model = p.model
+            features = p.features
+            pid = p.prediction_id
+            bad = None
+            # Every numeric feature a number or null, checked in C (bool is its own type).
+            if not _NUMBER_OR_NULL.issuperset(map(type, map(features.get, numeric[model]))):
+                bad = _check_numeric(features, numeric[model])  # None for a subclass of int or float
+            if bad is None and (pid in seen_ids or pid in pending):
+                seen = f"prediction_id {pid[:100]!r} seen before"
+                bad = Invalid(DUPLICATE_PREDICTION, seen, "prediction_id")
+            if bad is not None:
+                rejected.append(Rejected("predictions", raw, bad.reason, bad.detail, index, bad.field))
+                continue
+            seen_ids.add(pid)
+            variant = p.variant or DEFAULT_VARIANT
             if allowed[model] is not None:
-                p.variant = admit(p.variant, allowed[model])
+                variant = admit(variant, allowed[model])
+            p.variant = variant
+            specs = segment_specs[model]
+            segs = _segments_of(features, specs) if specs else ()
             if partials:
                 start = floor(p.ts / bucket_s) * bucket_s
-                groups[(model, p.variant, start)].append(p)
-            else:
-                accepted += 1
-            specs = segment_specs[model]
-            if specs:
-                segs = _segments_of(p.features, specs)
-                if partials:
-                    for index, (_field, value) in enumerate(segs):
-                        seg_groups[(model, index, value, start)].append(p)
-                extend(add_prediction(p, segs))
-            else:
-                extend(add_prediction(p))
+                groups[(model, variant, start)].append(p)
+                for index, (_field, value) in enumerate(segs):
+                    seg_groups[(model, index, value, start)].append(p)
+            join((p, segs))
+        label_deltas.extend(self.joiner.add_predictions(joined))
         n_labels = 0
         latest_label = self._latest_label
+        add_label = self.joiner.add_label
+        extend = label_deltas.extend
         for index, (raw, lab) in enumerate(labels):
             if isinstance(lab, Invalid):
                 rejected.append(Rejected("labels", raw, lab.reason, lab.detail, index, lab.field))
@@ -517,7 +512,7 @@ class PartitionProcessor:
         self.counts.labels += n_labels
         self._latest_label = latest_label
         if not partials:
-            self.counts.predictions += accepted
+            self.counts.predictions += len(joined)
             self.joiner.expire()
             for r in rejected:
                 self.counts.invalid[(r.topic, r.reason)] += 1

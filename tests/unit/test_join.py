@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from pathlib import Path
 
@@ -552,7 +553,16 @@ def test_processor_batched_lookups_equal_per_event_ones(monkeypatch: object) -> 
 
     for seed in range(3):
         batched, plain, replayed = processor(), processor(), processor()
-        monkeypatch.setattr(plain.joiner, "prefetch", lambda ids: None)
+        # plain: a point lookup per duplicate check and label, one store write per prediction.
+        joiner = plain.joiner
+        monkeypatch.setattr(
+            joiner, "prefetch", lambda ids, j=joiner: {i for i in ids if j.contains_prediction(i)}
+        )
+        monkeypatch.setattr(
+            joiner,
+            "add_predictions",
+            lambda batch, j=joiner: [d for one in batch for d in Joiner.add_predictions(j, [one])],
+        )
         for preds, labels in _raw_batches(seed):
             got = [(r.topic, r.reason, r.detail, r.index) for r in batched.process(preds, labels)]
             want = [(r.topic, r.reason, r.detail, r.index) for r in plain.process(preds, labels)]
@@ -574,3 +584,69 @@ def test_processor_batched_lookups_equal_per_event_ones(monkeypatch: object) -> 
             assert other.counts == plain.counts
             assert other.watermark == plain.watermark
         assert all(not p.buckets and not p.segments for p in replayed.take_partials())
+
+
+def test_add_predictions_equal_one_by_one() -> None:
+    """A batch written at once (add_predictions) against the same predictions added one by one:
+    the same deltas (waiting labels joined, with segments), counters, watermark, scan start and
+    store, with the batch's records prefetched or not."""
+    rng = random.Random(5)
+    for prefetch in (False, True):
+        one, many = (Joiner(StagedStore(MemoryStore()), HORIZON, GRACE) for _ in range(2))
+        n = 0
+        for _ in range(6):
+            labels = [
+                Label(f"p{n + rng.randrange(40)}", rng.randrange(2), ts=rng.uniform(0, 3000))
+                for _ in range(15)
+            ]
+            batch = []
+            for _ in range(30):
+                segs = (("c", rng.choice("ab")),) if rng.random() < 0.5 else ()
+                # event times go back as well as forward: some predictions are already due
+                p = Prediction(f"p{n}", "m", ts=rng.uniform(-2000, 3000), score=rng.random(), predicted=1)
+                batch.append((p, segs))
+                n += 1
+            for j in (one, many):
+                for lab in labels:
+                    j.add_label(lab)
+                if prefetch:
+                    assert j.prefetch([p.prediction_id for p, _ in batch]) == set()
+            want = [d for p, segs in batch for d in one.add_prediction(p, segs)]
+            assert many.add_predictions(batch) == want
+            assert _state(many) == _state(one) and many._scan_from == one._scan_from
+            assert many.store.pending == one.store.pending  # type: ignore[attr-defined]
+            for j in (one, many):
+                j.expire()
+                j.store.commit()  # type: ignore[attr-defined]
+        assert one.stats.joined > 0 and one.stats.expired_unlabelled > 0
+        assert many.store.base.data == one.store.base.data  # type: ignore[attr-defined]
+
+
+def test_sortable_many_equals_sortable() -> None:
+    from streamon.core.join import sortable, sortable_many
+
+    rng = random.Random(3)
+    xs = [rng.uniform(-1e12, 1e12) for _ in range(500)] + [rng.gauss(0, 1e-300) for _ in range(50)]
+    xs += [0.0, -0.0, math.inf, -math.inf, 5e-324, -5e-324, 1.7e308, -1.7e308]
+    assert sortable_many(xs) == b"".join(map(sortable, xs))
+
+
+def test_staged_items_equal_a_sorted_merge() -> None:
+    """StagedStore.items (a lazy heap over the staged keys) against sorting everything, from
+    any start, under any prefix (the empty one and one ending in 0xff included)."""
+    rng = random.Random(11)
+    alphabet = [b"", b"\x00", b"a", b"x:", b"x\xff", b"\xff", b"\xff\xff"]
+    keys = [rng.choice(alphabet) + bytes([rng.randrange(256)]) for _ in range(300)]
+    base = MemoryStore()
+    base.write({k: b"b" for k in keys[:150]})
+    staged = StagedStore(base)
+    staged.write({k: (None if rng.random() < 0.3 else b"s") for k in keys[100:]})
+    view = dict(base.data)
+    view.update(staged.pending)
+    for prefix in (b"", b"x:", b"x\xff", b"\xff", b"a"):
+        for start in (None, prefix + b"\x80", b"x"):
+            lo = start if start is not None and start > prefix else prefix
+            want = sorted(
+                (k, v) for k, v in view.items() if v is not None and k.startswith(prefix) and k >= lo
+            )
+            assert list(staged.items(prefix, start)) == want

@@ -17,8 +17,9 @@ exported number, depends only on the set of values, not on their order.
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,7 @@ import numpy as np
 from streamon.core.abmetrics import ABSettings, ab_samples
 from streamon.core.cardinality import NOTHING, OTHER, BottomK
 from streamon.core.catalogue import OUTCOMES
+from streamon.core.estimate import METRIC_NAMES as _ESTIMATED
 from streamon.core.evaluate import (
     EvalSettings,
     Sample,
@@ -39,9 +41,17 @@ from streamon.core.profile import ModelSpec
 from streamon.core.segments import segment_samples
 from streamon.core.stage1 import Partial
 from streamon.core.summary import LATENCY, LATENCY_BUCKETS_S, N_PREDICTIONS, OUTCOMES_ADDED, BucketSummary
-from streamon.core.windows import Windowed
+from streamon.core.windows import Windowed, floor_to
 
 ALL_VARIANTS = "all"
+# (start, bucket, its confusion counts, errors, labelled): see Aggregator._errors_of
+_BucketErrors = tuple[float, BucketSummary, np.ndarray, int, int]
+# Every sample name of the estimated-performance family (estimate.estimation_gauges).
+ESTIMATION_NAMES = frozenset(_ESTIMATED.values()) | {
+    "ml_model_estimation_calibration_error",
+    "streamon_estimation_calibration_p_value",
+    "streamon_estimation_reliable",
+}
 
 
 @dataclass
@@ -108,6 +118,10 @@ class Aggregator:
         self.models = {name: ModelState(spec) for name, spec in models.items()}
         self.source_watermarks: dict[str, float] = {}
         self.dropped = 0
+        # Per model window (by id, the window held so the id is not reused): each fine bucket's
+        # confusion counts and (errors, labelled), as of the bucket's last add. Concept drift reads
+        # every bucket at every evaluation, and only the few buckets merged since have changed.
+        self._bucket_errors: dict[int, tuple[Windowed[BucketSummary], dict[float, _BucketErrors]]] = {}
 
     def _new_window(self, rolling_reference: bool) -> Windowed[BucketSummary]:
         # Aggregates are uncapped (exact under subtraction); they are capped when evaluated.
@@ -132,6 +146,9 @@ class Aggregator:
 
         ``counted``: the delta's own __other__ counts were counted before (a window being folded).
         """
+        cached = self._bucket_errors.get(id(w))
+        if cached is not None:
+            cached[1].pop(floor_to(start, w.bucket_s), None)  # the bucket changes in place
         features = state.spec.categorical
         if not features:
             return w.add(start, delta)
@@ -152,6 +169,7 @@ class Aggregator:
         """Fold a displaced variant's window and totals into __other__."""
         w = state.windows.pop(variant, None)
         if w is not None:
+            self._bucket_errors.pop(id(w), None)
             _move_window(
                 w,
                 self._window(state, OTHER),
@@ -270,9 +288,17 @@ class Aggregator:
                     return True
         return False
 
-    def evaluate(self, now: float | None = None) -> Snapshot:
-        """Metrics of every owned model, per variant and over all variants."""
+    def evaluate(self, now: float | None = None, *, reads: Collection[str] | None = None) -> Snapshot:
+        """Metrics of every owned model, per variant and over all variants.
+
+        ``reads``: the only sample names the caller looks at (e.g. the alert rules' metrics);
+        a family none of whose samples it names may be left out (the estimated performance,
+        a pure function of the two windows that nothing else reads). Default: everything.
+        """
         self.advance(now)
+        settings = self.settings
+        if reads is not None and settings.estimation_enabled and ESTIMATION_NAMES.isdisjoint(reads):
+            settings = dataclasses.replace(settings, estimation_enabled=False)
         at = now if now is not None else (self.now or 0.0)
         snap = Snapshot(event_time=at)
         for name, state in self.models.items():
@@ -300,7 +326,7 @@ class Aggregator:
                         variant,
                         cur,
                         ref,
-                        self.settings,
+                        settings,
                         self.baselines.get(name),
                         memo=memo,
                         window_seconds=span,
@@ -313,7 +339,8 @@ class Aggregator:
                 w = windows[0][1]
                 cur_all = views[windows[0][0]]
                 ref_all = spec.reference if spec.reference is not None else w.reference.capped(cap, keep)
-                errors = bucket_errors(b.confusion for _, b in w.buckets())
+                rows = self._errors_of(w)
+                errors = ([r[3] for r in rows], [r[4] for r in rows])
             else:
                 cur_all, ref_all = BucketSummary(category_cap=None), BucketSummary(category_cap=None)
                 per_bucket: dict[float, np.ndarray] = {}  # confusion counts per bucket, over variants
@@ -321,9 +348,9 @@ class Aggregator:
                     cur_all += w.current
                     if spec.reference is None:
                         ref_all += w.reference
-                    for start, b in w.buckets():
+                    for start, _b, confusion, _e, _n in self._errors_of(w):
                         conf = per_bucket.get(start)
-                        per_bucket[start] = b.confusion if conf is None else conf + b.confusion
+                        per_bucket[start] = confusion if conf is None else conf + confusion
                 cur_all = cur_all.capped(cap, keep)
                 ref_all = spec.reference if spec.reference is not None else ref_all.capped(cap, keep)
                 errors = bucket_errors(per_bucket[k] for k in sorted(per_bucket))
@@ -333,7 +360,7 @@ class Aggregator:
                     ALL_VARIANTS,
                     cur_all,
                     ref_all,
-                    self.settings,
+                    settings,
                     self.baselines.get(name),
                     memo=memo,
                     window_seconds=span,
@@ -346,6 +373,30 @@ class Aggregator:
             totals = {v: t.vector(OUTCOMES_ADDED, 4) for v, t in state.totals.items()}
             snap.samples.extend(ab_samples(name, totals, self.ab, self.settings.costs))
         return snap
+
+    def _errors_of(self, w: Windowed[BucketSummary]) -> list[_BucketErrors]:
+        """(start, bucket, confusion, errors, labelled) of every fine bucket of ``w``, oldest first.
+
+        A bucket's entry is reused while it is the same object and nothing was added to it
+        since (:meth:`_add_counted` drops the entry of every bucket it adds to). Errors and
+        labelled are :func:`bucket_errors` of the bucket alone: that function works row by row.
+        """
+        held = self._bucket_errors.get(id(w))
+        if held is None or held[0] is not w:
+            held = self._bucket_errors[id(w)] = (w, {})
+        cache = held[1]
+        rows = []
+        for start, b in w.buckets():
+            row = cache.get(start)
+            if row is None or row[1] is not b:
+                confusion = b.confusion.copy()  # the bucket's own array changes in place
+                (e,), (n,) = bucket_errors([confusion])
+                row = cache[start] = (start, b, confusion, e, n)
+            rows.append(row)
+        if len(cache) > len(rows):  # buckets that left the current window
+            held[1].clear()
+            held[1].update((r[0], r) for r in rows)
+        return rows
 
     def _covered_span(self, state: ModelState, at: float) -> float:
         """Event time the current window covers at ``at``: since the oldest merged bucket, at most

@@ -709,7 +709,7 @@ tampering = st.sampled_from(
 clocks = st.one_of(st.none(), st.floats(0, 3e9), st.just(NOW))
 
 
-@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     decoder=st.sampled_from(sorted(TYPED_DECODERS)),
     docs=st.lists(
@@ -729,7 +729,7 @@ def test_typed_prediction_path_equals_the_path_behind_it(
     assert [_shape(d.prediction(raw, now)) for raw in raws] == expected
 
 
-@settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     decoder=st.sampled_from(sorted(TYPED_DECODERS)),
     docs=st.lists(

@@ -22,26 +22,14 @@ from streamon.engine import build_engine
 from streamon.exporter import render
 from streamon.replay import replay_files
 from streamon.traffic import TrafficSpec, generate
+from tests.unit.test_replay import CONFIG as REPLAY_CONFIG
 
 HOUR = 3600.0
 
-CONFIG = """\
-monitoring:
-  custom_metrics:
-    model_performance: {enabled: true, collection_interval: 300}
-    data_drift: {enabled: true, collection_interval: 300}
-    business_metrics: {enabled: true, collection_interval: 300}
-windows:
-  current: 6h
-  reference: 1d
-models:
-  - name: fraud-detector
-    threshold: 0.5
-    features:
-      - {name: transaction_amount, type: numeric}
-      - {name: merchant_category, type: categorical}
-      - {name: transaction_hour, type: numeric}
-      - {name: days_since_last_transaction, type: numeric}
+# test_replay.py's config (short windows, 5-minute evaluations) with rules of its own.
+CONFIG = (
+    REPLAY_CONFIG
+    + """\
 alerts:
   rules:
     - {alert: LowAccuracy, metric: ml_model_accuracy, op: "<", threshold: 0.9, for: 40m,
@@ -52,6 +40,7 @@ alerts:
        severity: warning, category: data_quality}
 EXTRA
 """
+)
 # A rule on an estimated metric: the family is then computed at every evaluation.
 ESTIMATED_RULE = """\
     - {alert: LowEstimate, metric: ml_model_estimated_accuracy, op: "<", threshold: 0.9, for: 30m,

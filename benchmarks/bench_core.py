@@ -55,15 +55,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from streamon.config import load_config  # noqa: E402
-from streamon.core.concept_drift import MAX_STREAM, detect_concept_drift_counts  # noqa: E402
-from streamon.core.evaluate import EvalSettings, bucket_errors, estimation, evaluate_model  # noqa: E402
 from streamon.core.events import Prediction  # noqa: E402
-from streamon.core.join import Joiner, LabelDelta, MemoryStore  # noqa: E402
 from streamon.core.profile import FeatureSpec, ModelSpec, SegmentSpec, numeric_edges, summarise  # noqa: E402
-from streamon.core.sketch import LogSketch  # noqa: E402
-from streamon.core.stage1 import Partial, PartitionProcessor  # noqa: E402
-from streamon.core.stage2 import Aggregator, WindowSettings  # noqa: E402
-from streamon.core.summary import BucketSummary  # noqa: E402
+from streamon.core.stages.evaluate import EvalSettings, bucket_errors, estimation, evaluate_model  # noqa: E402
+from streamon.core.stages.join import Joiner, LabelDelta, MemoryStore  # noqa: E402
+from streamon.core.stages.stage1 import Partial, PartitionProcessor  # noqa: E402
+from streamon.core.stages.stage2 import Aggregator, WindowSettings  # noqa: E402
+from streamon.core.state.sketch import LogSketch  # noqa: E402
+from streamon.core.state.summary import BucketSummary  # noqa: E402
+from streamon.core.statistics.concept_drift import MAX_STREAM, detect_concept_drift_counts  # noqa: E402
 from streamon.engine import build_engine  # noqa: E402
 from streamon.replay import replay_files  # noqa: E402
 from streamon.traffic import CATEGORIES, TrafficSpec, generate  # noqa: E402
@@ -262,8 +262,8 @@ def _old_evaluation() -> Callable[[Callable[[], Any]], Callable[[], Any]]:
     The frozen copy lives in tests/unit/test_drift_batch.py (the oracle that pins the new
     code's output bit for bit); here it is only swapped in to time it side by side.
     """
-    from streamon.core import evaluate as ev
-    from streamon.core import stage2
+    from streamon.core.stages import evaluate as ev
+    from streamon.core.stages import stage2
     from tests.unit.test_drift_batch import old_bucket_errors, old_features_drift
 
     def wrap(fn: Callable[[], Any]) -> Callable[[], Any]:
@@ -301,7 +301,7 @@ def _live_evaluation(agg: Aggregator, now: float, repeat: int) -> float:
 
 
 def bench_evaluate(quick: bool) -> list[Row]:
-    from streamon.core.evaluate import features_drift
+    from streamon.core.stages.evaluate import features_drift
 
     old = _old_evaluation()
     rows: list[Row] = []

@@ -5,7 +5,7 @@ Run from the repository root (no Kafka broker needed)::
     .venv/bin/python benchmarks/bench_join_memory.py              # 100k and 2M pending (minutes)
     .venv/bin/python benchmarks/bench_join_memory.py --sizes 100000 400000
 
-Each size runs in a fresh subprocess: a stage-1 :class:`~streamon.core.stage1.PartitionProcessor`
+Each size runs in a fresh subprocess: a stage-1 :class:`~streamon.core.stages.stage1.PartitionProcessor`
 built the way the worker's ``_open_partition`` builds it
 (``build_engine(settings).partition_processor(StagedStore(RocksStore(path)), source=...)``)
 is fed prediction messages (8 numeric + 2 categorical features, uuid4 ids, event times over
@@ -93,7 +93,7 @@ def _rss_mb() -> float:
 
 
 def child(n: int, workdir: Path) -> dict[str, float]:
-    from streamon.core.join import StagedStore
+    from streamon.core.stages.join import StagedStore
     from streamon.engine import build_engine
     from streamon.runtime.store import RocksStore
 

@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from streamon.config import default_settings  # noqa: E402
-from streamon.core.join import MemoryStore  # noqa: E402
+from streamon.core.stages.join import MemoryStore  # noqa: E402
 from streamon.engine import build_engine  # noqa: E402
 from streamon.runtime.topics import produce_limit  # noqa: E402
 from streamon.traffic import TrafficSpec, generate  # noqa: E402

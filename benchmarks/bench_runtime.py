@@ -329,7 +329,7 @@ def run_worker(
     each Kafka client call is accumulated (a few hundred timer calls per run: no
     measurable overhead) to split the loop's wall time without a profiler.
     """
-    from streamon.core.stage1 import PartitionProcessor
+    from streamon.core.stages.stage1 import PartitionProcessor
     from streamon.runtime.worker import Worker
 
     topic = settings.kafka.topics.predictions
@@ -442,7 +442,7 @@ def wall_split(run: dict[str, Any]) -> list[tuple[str, float]]:
 
 def run_core(engine: Any, values: list[bytes], workdir: Path, per_call: int = 2500) -> dict[str, float]:
     """Stage 1 without Kafka: PartitionProcessor.process + partials to_bytes + RocksDB commits."""
-    from streamon.core.join import StagedStore
+    from streamon.core.stages.join import StagedStore
     from streamon.runtime.store import RocksStore
 
     path = workdir / f"core-{uuid.uuid4().hex[:8]}"
@@ -718,7 +718,7 @@ class PeakRss:
 def bench_store_size(workdir: Path, n: int) -> dict[str, float]:
     """Bytes per pending prediction in RocksDB, written the way the worker writes them."""
     from streamon.core.events import Prediction
-    from streamon.core.join import Joiner, StagedStore
+    from streamon.core.stages.join import Joiner, StagedStore
     from streamon.runtime.store import RocksStore
 
     path = workdir / "store-size"
@@ -767,7 +767,7 @@ def bench_store_size(workdir: Path, n: int) -> dict[str, float]:
 
 def bench_restore(bootstrap: str, workdir: Path, profile: Path, n: int) -> dict[str, float]:
     """restore_partition of a partition whose predictions topic holds ``n`` pending predictions."""
-    from streamon.core.join import StagedStore
+    from streamon.core.stages.join import StagedStore
     from streamon.engine import build_engine
     from streamon.runtime.restore import restore_partition
     from streamon.runtime.store import RocksStore

@@ -4,22 +4,23 @@ Predictions carry their arm (``variant``) and ``experiment``; labels are joined 
 ``prediction_id`` (the latest label by event time wins: a second label is a
 correction). Per arm: predictions, labelled predictions, confusion counts at the
 decision threshold and the business value of every labelled prediction, from the
-configured costs by outcome (:func:`~streamon.core.abmetrics.outcome_values`; their sum over a window is the
-``net_benefit`` of :func:`streamon.core.business.business_metrics`).
+configured costs by outcome (:func:`~streamon.core.statistics.abmetrics.outcome_values`;
+their sum over a window is the
+``net_benefit`` of :func:`streamon.core.statistics.business.business_metrics`).
 
 Every treatment arm is compared with the control arm using the tests of
-:mod:`streamon.core.ab` (differences are treatment - control):
+:mod:`streamon.core.statistics.ab` (differences are treatment - control):
 
 - error rate, (FP + FN) / labelled: two-proportion z-test;
 - detection rate, TP / (TP + FN) = recall on fraud at the threshold: two-proportion z-test;
-- business value per labelled prediction: Welch t-test from :class:`~streamon.core.ab.Moments`.
+- business value per labelled prediction: Welch t-test from :class:`~streamon.core.statistics.ab.Moments`.
 
-Below :data:`~streamon.core.ab.MIN_SAMPLES` labelled predictions in an arm the status
+Below :data:`~streamon.core.statistics.ab.MIN_SAMPLES` labelled predictions in an arm the status
 is ``insufficient_data`` (a test's own status uses that test's sample: for the
 detection rate, the labelled frauds) and nothing is significant.
 
 Next to each fixed-horizon test, the always-valid sequential test of the same
-difference (:mod:`streamon.core.sequential`, mSPRT): the experiment is replayed as if it
+difference (:mod:`streamon.core.statistics.sequential`, mSPRT): the experiment is replayed as if it
 had been looked at every ``look_every`` seconds of prediction event time (each look sees
 the predictions made before it, with their labels), and the report gives the running
 minimum of the p-value and the intersection of the confidence sequences over the looks.
@@ -36,11 +37,11 @@ from typing import Any
 
 import numpy as np
 
-from streamon.core.ab import MIN_SAMPLES, Moments, two_proportion_ztest, welch_ttest_from_moments
-from streamon.core.abmetrics import AB_METRICS, metric_inputs, outcome_values, sequential_test
-from streamon.core.business import BusinessCosts
 from streamon.core.events import Invalid, Label, Prediction
-from streamon.core.sequential import (
+from streamon.core.statistics.ab import MIN_SAMPLES, Moments, two_proportion_ztest, welch_ttest_from_moments
+from streamon.core.statistics.abmetrics import AB_METRICS, metric_inputs, outcome_values, sequential_test
+from streamon.core.statistics.business import BusinessCosts
+from streamon.core.statistics.sequential import (
     DEFAULT_TAU,
     SequentialResult,
     running,
@@ -324,7 +325,7 @@ def sequential_looks(
 ) -> dict[str, tuple[SequentialResult | None, SequentialResult | None]]:
     """The mSPRT of each compared metric: (folded over the looks, the last counted look alone).
 
-    The fold is :func:`streamon.core.sequential.running`; the last look's own interval is
+    The fold is :func:`streamon.core.statistics.sequential.running`; the last look's own interval is
     what the confidence sequence would be without the intersection over earlier looks.
     """
     edges = look_edges((t for a in (ctrl, arm) for t, _ in a.labelled_at), look_every)

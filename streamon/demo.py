@@ -43,7 +43,7 @@ from typing import Any
 import orjson
 
 from streamon.config import Settings, load_config
-from streamon.core.evaluate import Snapshot
+from streamon.core.stages.evaluate import Snapshot
 from streamon.errors import ConfigError, InputError, KafkaUnavailableError, StreamonError
 from streamon.kafka_client import kafka_client_config
 from streamon.simulate import (

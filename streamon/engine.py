@@ -12,15 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from streamon.config import Settings
-from streamon.core.abmetrics import ABSettings
 from streamon.core.alerts import Rule
-from streamon.core.business import BusinessCosts
-from streamon.core.evaluate import EvalSettings
 from streamon.core.events import Decoder, FieldMap
-from streamon.core.join import KeyValueStore, MemoryStore
 from streamon.core.profile import FeatureSpec, ModelSpec, SegmentSpec, profile_from_bytes
-from streamon.core.stage1 import PartitionProcessor
-from streamon.core.stage2 import Aggregator, WindowSettings
+from streamon.core.stages.evaluate import EvalSettings
+from streamon.core.stages.join import KeyValueStore, MemoryStore
+from streamon.core.stages.stage1 import PartitionProcessor
+from streamon.core.stages.stage2 import Aggregator, WindowSettings
+from streamon.core.statistics.abmetrics import ABSettings
+from streamon.core.statistics.business import BusinessCosts
 from streamon.errors import InputError
 
 

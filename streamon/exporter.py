@@ -1,6 +1,6 @@
 """Prometheus exposition of streamon's snapshots (the edge that imports prometheus_client).
 
-:class:`SnapshotCollector` reads the latest :class:`~streamon.core.evaluate.Snapshot`
+:class:`SnapshotCollector` reads the latest :class:`~streamon.core.stages.evaluate.Snapshot`
 at scrape time (nothing is pushed into global gauges from the hot path). The live
 ``/metrics`` endpoint and ``streamon replay --metrics-out`` both render through it,
 so their names, labels and HELP texts are identical.
@@ -22,7 +22,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from streamon.core.catalogue import METRICS
-from streamon.core.evaluate import Sample, Snapshot
+from streamon.core.stages.evaluate import Sample, Snapshot
 
 
 def _family(name: str) -> Metric:

@@ -40,11 +40,11 @@ import orjson
 
 from streamon.config import format_duration
 from streamon.core.alerts import AlertEngine
-from streamon.core.evaluate import Snapshot
 from streamon.core.events import TS_IN_FUTURE, TS_TOO_OLD, UNKNOWN_MODEL, Invalid, Label, Prediction
 from streamon.core.profile import build_profile, profile_to_bytes
-from streamon.core.stage1 import PartitionProcessor
-from streamon.core.stage2 import Aggregator
+from streamon.core.stages.evaluate import Snapshot
+from streamon.core.stages.stage1 import PartitionProcessor
+from streamon.core.stages.stage2 import Aggregator
 from streamon.engine import Engine
 from streamon.errors import InputError
 from streamon.progress import Tick

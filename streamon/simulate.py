@@ -178,7 +178,7 @@ class TrafficSource:
         preds, labels = generate(base)
         if len(spec.variants) == 2:
             # The project's deterministic routing: a card always lands in the same arm.
-            from streamon.core.ab import assign_variant  # imports scipy: only when routing
+            from streamon.core.statistics.ab import assign_variant  # imports scipy: only when routing
 
             for p in preds:
                 arm = assign_variant(p["entity_id"], spec.experiment)

@@ -1,6 +1,6 @@
 """In-stream alert rules: for-durations, severities, hysteresis, resolve events.
 
-Rules read the samples of a :class:`~streamon.core.evaluate.Snapshot`, one alert
+Rules read the samples of a :class:`~streamon.core.stages.evaluate.Snapshot`, one alert
 instance per matching series (its labels identify it). Like Prometheus, an instance
 is *pending* while its condition holds for less than ``for``, then *firing*; unlike
 a plain threshold it resolves only when the value crosses back past
@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from streamon.core.evaluate import Sample, Snapshot
 from streamon.core.events import parse_ts
+from streamon.core.stages.evaluate import Sample, Snapshot
 
 SEVERITY_RANK = {"warning": 1, "critical": 2}
 

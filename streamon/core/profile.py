@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 import orjson
 
-from streamon.core.cardinality import DEFAULT_VARIANT, NOTHING
 from streamon.core.events import Prediction
-from streamon.core.summary import MAX_CATEGORIES, MISSING, OTHER, BucketSummary
+from streamon.core.state.cardinality import DEFAULT_VARIANT, NOTHING
+from streamon.core.state.summary import MAX_CATEGORIES, MISSING, OTHER, BucketSummary
 
 PROFILE_VERSION = 1
 

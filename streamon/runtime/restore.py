@@ -8,7 +8,7 @@ store replays from the start of the retained input, so the input topics must ret
 at least the label horizon. Chosen over a changelog topic because it adds nothing to
 the hot path (a changelog doubles the bytes produced per prediction); its cost,
 restore time, is measured in docs/benchmarks.md. Opening a store needs no restore of its
-own: the join's expiry index, watermark and counters are in it (see streamon.core.join).
+own: the join's expiry index, watermark and counters are in it (see streamon.core.stages.join).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
 from streamon.config import Settings
-from streamon.core.stage1 import PartitionProcessor
+from streamon.core.stages.stage1 import PartitionProcessor
 from streamon.kafka_client import kafka_client_config
 from streamon.logs import librdkafka_logger
 from streamon.runtime.store import RocksStore

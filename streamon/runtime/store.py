@@ -1,7 +1,8 @@
 """RocksDB-backed join store of one input partition (rocksdict).
 
 Holds the pending predictions, waiting labels, their expiry index and the join's
-counters of one partition (see :mod:`streamon.core.join`) plus an offset marker: the input offsets the store's
+counters of one partition (see :mod:`streamon.core.stages.join`) plus an offset marker:
+the input offsets the store's
 content corresponds to. The marker is written in the same RocksDB write batch as the
 join changes, after the Kafka transaction carrying their effects has committed, so
 on restart the store is never ahead of the committed offsets; when it is behind, the
@@ -52,7 +53,7 @@ def _options() -> Options:
 
 
 class RocksStore:
-    """A :class:`streamon.core.join.KeyValueStore` on RocksDB."""
+    """A :class:`streamon.core.stages.join.KeyValueStore` on RocksDB."""
 
     def __init__(self, path: Path) -> None:
         self.path = path

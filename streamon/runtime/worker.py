@@ -2,12 +2,12 @@
 
 Stage 1 consumes the co-partitioned predictions and labels topics (consumer group
 ``kafka.group_id``, range assignment so partition *i* of both topics lands on the same
-worker), runs one :class:`~streamon.core.stage1.PartitionProcessor` per partition with
+worker), runs one :class:`~streamon.core.stages.stage1.PartitionProcessor` per partition with
 a RocksDB join store, and publishes the partial deltas, the dead letters and the input
 offsets in ONE Kafka transaction per batch.
 
 Stage 2 consumes the partials topic (group ``<group_id>-aggregate``, read_committed),
-merges them into an :class:`~streamon.core.stage2.Aggregator`, evaluates on the
+merges them into an :class:`~streamon.core.stages.stage2.Aggregator`, evaluates on the
 configured interval, and publishes alert events in a transaction with the partials
 offsets. After a rebalance it rebuilds from the partials topic (its changelog).
 """
@@ -45,11 +45,11 @@ from prometheus_client import CollectorRegistry
 
 from streamon.config import Settings
 from streamon.core.alerts import AlertEngine
-from streamon.core.evaluate import HistogramSample, Sample, Snapshot
 from streamon.core.events import QUARANTINED
-from streamon.core.join import StagedStore
-from streamon.core.stage1 import Partial, PartitionProcessor, Rejected
-from streamon.core.stage2 import Aggregator
+from streamon.core.stages.evaluate import HistogramSample, Sample, Snapshot
+from streamon.core.stages.join import StagedStore
+from streamon.core.stages.stage1 import Partial, PartitionProcessor, Rejected
+from streamon.core.stages.stage2 import Aggregator
 from streamon.engine import Engine, build_engine
 from streamon.errors import KafkaUnavailableError, StreamonError, WorkerStalledError
 from streamon.exporter import SnapshotCollector

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy import stats
 
-from streamon.core.ab import (
+from streamon.core.statistics.ab import (
     MIN_SAMPLES,
     Moments,
     assign_variant,

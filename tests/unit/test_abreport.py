@@ -22,8 +22,8 @@ from streamon.abreport import (
     print_report,
 )
 from streamon.cli import main
-from streamon.core.abmetrics import outcome_values
-from streamon.core.business import BusinessCosts
+from streamon.core.statistics.abmetrics import outcome_values
+from streamon.core.statistics.business import BusinessCosts
 from streamon.simulate import SimulationSpec, TrafficSource
 
 ROOT = Path(__file__).resolve().parents[2]

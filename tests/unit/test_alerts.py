@@ -11,7 +11,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from streamon.core.alerts import AlertEngine, Rule, fingerprint, rfc3339
-from streamon.core.evaluate import Sample, Snapshot
+from streamon.core.stages.evaluate import Sample, Snapshot
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads((ROOT / "schemas" / "alert.schema.json").read_text())

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from streamon.core.business import SECONDS_PER_MONTH, BusinessCosts, business_metrics
+from streamon.core.statistics.business import SECONDS_PER_MONTH, BusinessCosts, business_metrics
 
 COSTS = BusinessCosts(
     false_positive_cost=10.0,

@@ -24,9 +24,9 @@ import orjson
 import pytest
 
 from streamon.config import Settings
-from streamon.core.cardinality import OTHER, BottomK, bottom_k, fold_counter, stable_hash
-from streamon.core.evaluate import Snapshot
 from streamon.core.events import UNKNOWN_MODEL
+from streamon.core.stages.evaluate import Snapshot
+from streamon.core.state.cardinality import OTHER, BottomK, bottom_k, fold_counter, stable_hash
 from streamon.engine import build_engine
 from streamon.exporter import render
 
@@ -209,8 +209,8 @@ def test_window_aggregates_are_exact_after_expiry() -> None:
     after buckets expire, the capped current window is the cap of exactly its remaining events."""
     import random
 
-    from streamon.core.summary import BucketSummary
-    from streamon.core.windows import Windowed
+    from streamon.core.state.summary import BucketSummary
+    from streamon.core.state.windows import Windowed
 
     rng = random.Random(3)
     cap = 3

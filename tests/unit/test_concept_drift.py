@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from streamon.core.concept_drift import detect_concept_drift
+from streamon.core.statistics.concept_drift import detect_concept_drift
 
 CHANGE_AT = 600
 
@@ -97,7 +97,7 @@ def test_same_first_detection_as_feeding_every_value_publicly(seed: int, method:
 
 @pytest.mark.parametrize("seed", range(4))
 def test_counts_path_matches_the_public_loop_over_its_error_stream(seed: int) -> None:
-    from streamon.core.concept_drift import detect_concept_drift_counts, error_stream
+    from streamon.core.statistics.concept_drift import detect_concept_drift_counts, error_stream
 
     rng = np.random.default_rng(seed)
     labelled = rng.integers(0, 40, 600)

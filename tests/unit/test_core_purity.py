@@ -39,8 +39,8 @@ def test_core_imports_neither_kafka_nor_prometheus() -> None:
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     on_disk = sorted(
-        f"streamon.core.{p.stem}"
-        for p in Path(streamon.core.__path__[0]).glob("*.py")
+        "streamon.core." + ".".join(p.relative_to(streamon.core.__path__[0]).with_suffix("").parts)
+        for p in Path(streamon.core.__path__[0]).rglob("*.py")
         if p.stem != "__init__"
     )
     assert set(on_disk) <= set(result["modules"]), "every module file was imported"

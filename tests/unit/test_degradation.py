@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from streamon.core.degradation import degradation
+from streamon.core.statistics.degradation import degradation
 
 
 def test_relative_drop_and_severity() -> None:

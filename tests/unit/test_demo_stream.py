@@ -17,9 +17,9 @@ import orjson
 import pytest
 
 from streamon.config import load_config
-from streamon.core.business import SECONDS_PER_MONTH
-from streamon.core.concept_drift import detect_concept_drift, error_stream
-from streamon.core.evaluate import Snapshot, bucket_error_rates
+from streamon.core.stages.evaluate import Snapshot, bucket_error_rates
+from streamon.core.statistics.business import SECONDS_PER_MONTH
+from streamon.core.statistics.concept_drift import detect_concept_drift, error_stream
 from streamon.engine import Engine, build_engine
 from streamon.simulate import SimulationSpec, TrafficSource
 

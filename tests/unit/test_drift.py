@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
-from streamon.core.drift import (
+from streamon.core.state.sketch import MIN_VALUE, LogSketch
+from streamon.core.statistics.drift import (
     KS_LIMIT_N,
     chi_square,
     js_distance,
@@ -31,7 +32,6 @@ from streamon.core.drift import (
     psi,
     wasserstein_from_sketches,
 )
-from streamon.core.sketch import MIN_VALUE, LogSketch
 
 EXACT = 1e-12
 

@@ -20,14 +20,14 @@ import pytest
 from scipy import special, stats
 from scipy.special import rel_entr
 
-from streamon.core import drift
-from streamon.core import evaluate as ev
-from streamon.core.evaluate import EvalSettings, Sample
 from streamon.core.profile import FeatureSpec, ModelSpec, numeric_edges, top_categories
-from streamon.core.sketch import LogSketch
-from streamon.core.stage1 import Partial
-from streamon.core.stage2 import Aggregator, WindowSettings
-from streamon.core.summary import BucketSummary, category_counts
+from streamon.core.stages import evaluate as ev
+from streamon.core.stages.evaluate import EvalSettings, Sample
+from streamon.core.stages.stage1 import Partial
+from streamon.core.stages.stage2 import Aggregator, WindowSettings
+from streamon.core.state.sketch import LogSketch
+from streamon.core.state.summary import BucketSummary, category_counts
+from streamon.core.statistics import drift
 
 # --- the frozen oracle: the per-statistic code as it was ------------------------------------
 

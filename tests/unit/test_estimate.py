@@ -1,4 +1,4 @@
-"""Estimated performance before labels arrive (streamon.core.estimate).
+"""Estimated performance before labels arrive (streamon.core.statistics.estimate).
 
 Simulations: scores ~ Beta(1, 4) (a skewed score distribution, mean 0.2), threshold 0.5,
 200 score bins, labels ~ Bernoulli(P(label = 1 | score)), labels arrive for a random
@@ -26,10 +26,13 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from streamon.config import Settings
-from streamon.core import performance
-from streamon.core.business import BusinessCosts
 from streamon.core.catalogue import METRICS
-from streamon.core.estimate import (
+from streamon.core.profile import ModelSpec
+from streamon.core.stages.evaluate import EvalSettings, evaluate_model, performance_metrics
+from streamon.core.state.summary import FN, FP, TN, TP, BucketSummary, merge_all, score_bin
+from streamon.core.statistics import classification
+from streamon.core.statistics.business import BusinessCosts
+from streamon.core.statistics.estimate import (
     METRIC_NAMES,
     CalibrationMap,
     calibration_check,
@@ -37,9 +40,6 @@ from streamon.core.estimate import (
     estimation_gauges,
     unlabelled_split,
 )
-from streamon.core.evaluate import EvalSettings, evaluate_model, performance_metrics
-from streamon.core.profile import ModelSpec
-from streamon.core.summary import FN, FP, TN, TP, BucketSummary, merge_all, score_bin
 from streamon.engine import build_engine
 from streamon.errors import ConfigError
 
@@ -89,7 +89,7 @@ def reference(seed: int) -> BucketSummary:
 def realised(full: BucketSummary) -> dict[str, float]:
     m = performance_metrics(full, BINS, 0.01)
     c = full.confusion
-    ev = performance.expected_value(int(c[TP]), int(c[FP]), int(c[TN]), int(c[FN]), COSTS)
+    ev = classification.expected_value(int(c[TP]), int(c[FP]), int(c[TN]), int(c[FN]), COSTS)
     keys = ("accuracy", "precision", "recall", "f1", "auc_roc")
     return {**{k: m[k] for k in keys}, "expected_value": ev}
 

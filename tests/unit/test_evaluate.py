@@ -37,14 +37,14 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from streamon.core.business import BusinessCosts
-from streamon.core.evaluate import EvalSettings, Snapshot
 from streamon.core.events import Label, Prediction
-from streamon.core.join import MemoryStore
 from streamon.core.profile import FeatureSpec, ModelSpec, build_profile
-from streamon.core.sketch import LogSketch
-from streamon.core.stage1 import PartitionProcessor
-from streamon.core.stage2 import Aggregator, WindowSettings
+from streamon.core.stages.evaluate import EvalSettings, Snapshot
+from streamon.core.stages.join import MemoryStore
+from streamon.core.stages.stage1 import PartitionProcessor
+from streamon.core.stages.stage2 import Aggregator, WindowSettings
+from streamon.core.state.sketch import LogSketch
+from streamon.core.statistics.business import BusinessCosts
 
 EXACT = 1e-12
 FLOOR = 1e-4  # design.md: zero shares floored at 1e-4
@@ -265,7 +265,7 @@ def test_categorical_psi_js_chi_square_exact(world: World, feature: str) -> None
 
 def test_chi_square_p_value_on_a_mild_shift() -> None:
     """A p-value far from 0 (the drifted world gives p ~ 0): drift.chi_square vs scipy, rtol 1e-12."""
-    from streamon.core.drift import chi_square
+    from streamon.core.statistics.drift import chi_square
 
     r = np.array([400.0, 300.0, 200.0, 100.0, 0.0, 0.0])
     c = np.array([98.0, 80.0, 45.0, 27.0, 1.0, 0.0])

@@ -11,7 +11,7 @@ and valid events with one field mutated. The properties:
   ``schemas/`` according to the ``jsonschema`` library (a validator independent of the
   fastjsonschema + fast path pair the decoder uses) and the documented invariants; every
   document that library rejects is rejected.
-- :meth:`~streamon.core.stage1.PartitionProcessor.process` never raises, and every input
+- :meth:`~streamon.core.stages.stage1.PartitionProcessor.process` never raises, and every input
   message is either counted as processed or returned as rejected with a reason.
 - :func:`~streamon.config.parse_config_text` raises nothing but ``ConfigError``, and its
   message is one line.
@@ -49,9 +49,9 @@ from streamon.core.events import (
     Label,
     Prediction,
 )
-from streamon.core.join import MemoryStore
 from streamon.core.profile import FeatureSpec, ModelSpec
-from streamon.core.stage1 import PartitionProcessor
+from streamon.core.stages.join import MemoryStore
+from streamon.core.stages.stage1 import PartitionProcessor
 from streamon.errors import ConfigError
 
 # A numpy overflow or invalid cast on hostile input is a bug too, not just a warning.

@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 
 from streamon.core.events import Label, Prediction
-from streamon.core.join import Joiner, LabelDelta, MemoryStore, StagedStore
+from streamon.core.stages.join import Joiner, LabelDelta, MemoryStore, StagedStore
 
 HORIZON = 1000.0
 GRACE = 100.0
@@ -542,7 +542,7 @@ def test_processor_batched_lookups_equal_per_event_ones(monkeypatch: object) -> 
 
     from streamon.core.events import DUPLICATE_PREDICTION
     from streamon.core.profile import FeatureSpec, ModelSpec, SegmentSpec
-    from streamon.core.stage1 import PartitionProcessor
+    from streamon.core.stages.stage1 import PartitionProcessor
 
     assert isinstance(monkeypatch, pytest.MonkeyPatch)
     spec = ModelSpec("m", features=[FeatureSpec("x", "numeric")], segments=[SegmentSpec("seg")])
@@ -623,7 +623,7 @@ def test_add_predictions_equal_one_by_one() -> None:
 
 
 def test_sortable_many_equals_sortable() -> None:
-    from streamon.core.join import sortable, sortable_many
+    from streamon.core.stages.join import sortable, sortable_many
 
     rng = random.Random(3)
     xs = [rng.uniform(-1e12, 1e12) for _ in range(500)] + [rng.gauss(0, 1e-300) for _ in range(50)]

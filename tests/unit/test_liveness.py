@@ -229,7 +229,7 @@ def test_watchdog_sees_sigterm_while_the_main_thread_is_blocked() -> None:
 def test_default_stall_rule_fires_per_worker_and_stage() -> None:
     from streamon.config import default_settings
     from streamon.core.alerts import AlertEngine
-    from streamon.core.evaluate import Sample, Snapshot
+    from streamon.core.stages.evaluate import Sample, Snapshot
     from streamon.engine import build_engine
 
     rules = [r for r in build_engine(default_settings()).rules if r.alert == "StreamonWorkerStalled"]

@@ -17,9 +17,9 @@ import numpy as np
 import orjson
 
 from streamon.config import default_settings
-from streamon.core.join import MemoryStore
-from streamon.core.stage1 import Partial
-from streamon.core.summary import BucketSummary
+from streamon.core.stages.join import MemoryStore
+from streamon.core.stages.stage1 import Partial
+from streamon.core.state.summary import BucketSummary
 from streamon.engine import build_engine
 from streamon.traffic import TrafficSpec, generate
 

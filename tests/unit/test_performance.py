@@ -1,4 +1,4 @@
-"""Oracle tests of streamon.core.performance against scikit-learn and brute-force numpy."""
+"""Oracle tests of streamon.core.statistics.classification against scikit-learn and brute-force numpy."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from streamon.core.business import BusinessCosts, business_metrics
-from streamon.core.performance import (
+from streamon.core.statistics.business import BusinessCosts, business_metrics
+from streamon.core.statistics.classification import (
     DEFAULT_BINS,
     auc_pr,
     auc_roc,

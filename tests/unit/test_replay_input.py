@@ -20,11 +20,11 @@ import pytest
 from streamon import replay as replay_mod
 from streamon.cli import main
 from streamon.config import load_config
-from streamon.core.evaluate import Snapshot
 from streamon.core.events import Decoder
-from streamon.core.join import MemoryStore
 from streamon.core.profile import FeatureSpec, ModelSpec
-from streamon.core.stage1 import PartitionProcessor
+from streamon.core.stages.evaluate import Snapshot
+from streamon.core.stages.join import MemoryStore
+from streamon.core.stages.stage1 import PartitionProcessor
 from streamon.engine import build_engine
 from streamon.exporter import render
 from streamon.replay import replay_files

@@ -16,8 +16,8 @@ import orjson
 import pytest
 
 from streamon.config import load_config
-from streamon.core.evaluate import Snapshot
-from streamon.core.stage2 import ESTIMATION_NAMES, Aggregator
+from streamon.core.stages.evaluate import Snapshot
+from streamon.core.stages.stage2 import ESTIMATION_NAMES, Aggregator
 from streamon.engine import build_engine
 from streamon.exporter import render
 from streamon.replay import replay_files

@@ -27,11 +27,11 @@ import pytest
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
 
 from streamon.config import Settings
-from streamon.core.cardinality import MISSING, OTHER, bottom_k
-from streamon.core.evaluate import Snapshot
-from streamon.core.join import Joiner, MemoryStore
-from streamon.core.stage1 import Partial
-from streamon.core.windows import floor_to
+from streamon.core.stages.evaluate import Snapshot
+from streamon.core.stages.join import Joiner, MemoryStore
+from streamon.core.stages.stage1 import Partial
+from streamon.core.state.cardinality import MISSING, OTHER, bottom_k
+from streamon.core.state.windows import floor_to
 from streamon.engine import Engine, build_engine
 from tests.unit.test_stages import (
     HOUR,
@@ -239,7 +239,7 @@ def test_join_record_carries_segments_and_reads_old_records() -> None:
 def test_pending_labels_land_in_their_segments_after_the_segments_config_changes() -> None:
     """Join records name their segment fields: reordering or dropping a field is safe."""
     from streamon.core.profile import ModelSpec, SegmentSpec
-    from streamon.core.stage1 import PartitionProcessor
+    from streamon.core.stages.stage1 import PartitionProcessor
 
     store = MemoryStore()
     before = ModelSpec("m", segments=[SegmentSpec("country"), SegmentSpec("shop")])

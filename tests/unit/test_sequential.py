@@ -30,10 +30,10 @@ from scipy import integrate, stats
 
 from streamon.cli import main
 from streamon.config import Settings
-from streamon.core.ab import two_proportion_ztest
-from streamon.core.abmetrics import ABSettings, ab_samples, compare, outcome_values, value_moments
-from streamon.core.business import BusinessCosts
-from streamon.core.sequential import (
+from streamon.core.statistics.ab import two_proportion_ztest
+from streamon.core.statistics.abmetrics import ABSettings, ab_samples, compare, outcome_values, value_moments
+from streamon.core.statistics.business import BusinessCosts
+from streamon.core.statistics.sequential import (
     cs_halfwidth,
     log_mixture_lr,
     mean_moments,

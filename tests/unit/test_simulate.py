@@ -87,7 +87,7 @@ def test_rate_is_exact_and_times_stay_in_the_interval() -> None:
 
 
 def test_two_variants_are_routed_deterministically_by_entity() -> None:
-    from streamon.core.ab import assign_variant
+    from streamon.core.statistics.ab import assign_variant
 
     preds, _ = _events(SimulationSpec(rate=100, variants=("ctl", "new"), experiment="e"), 5)
     for p in preds:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamon.core.sketch import MAX_VALUE, MIN_VALUE, LogSketch
+from streamon.core.state.sketch import MAX_VALUE, MIN_VALUE, LogSketch
 
 ALPHAS = [0.001, 0.01, 0.05]
 # Float slack on top of the alpha bound: gamma**k and the log are each a few ulps off.
@@ -245,7 +245,7 @@ def test_very_fine_grid_small_batches() -> None:
 
 def test_derived_arrays_follow_every_change() -> None:
     """buckets() (and what drift derives from it) is kept per state: each change must be seen."""
-    from streamon.core.drift import SketchArrays
+    from streamon.core.statistics.drift import SketchArrays
 
     rng = np.random.default_rng(12)
     a, b = rng.lognormal(1.0, 1.0, 500), rng.normal(0.0, 5.0, 300)

@@ -25,10 +25,10 @@ import orjson
 import pytest
 
 from streamon.config import Settings
-from streamon.core.evaluate import Snapshot
-from streamon.core.stage1 import Partial, PartitionProcessor
-from streamon.core.stage2 import Aggregator
-from streamon.core.summary import BucketSummary
+from streamon.core.stages.evaluate import Snapshot
+from streamon.core.stages.stage1 import Partial, PartitionProcessor
+from streamon.core.stages.stage2 import Aggregator
+from streamon.core.state.summary import BucketSummary
 from streamon.engine import Engine, build_engine
 from streamon.traffic import TrafficSpec, generate
 

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streamon.core.cardinality import bottom_k, stable_hash
-from streamon.core.summary import (
+from streamon.core.state.cardinality import bottom_k, stable_hash
+from streamon.core.state.summary import (
     CONFUSION,
     FN,
     FORMAT_VERSION,

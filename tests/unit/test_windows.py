@@ -1,6 +1,6 @@
 """Windowed against a brute-force recomputation (exact integer oracle).
 
-The windows as documented in streamon/core/windows.py, for event time ``now``:
+The windows as documented in streamon/core/state/windows.py, for event time ``now``:
 
 * bucket of a delta: ``start = floor(ts / bucket) * bucket``;
 * current window: ``start >= current_start`` where
@@ -23,7 +23,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamon.core.windows import Windowed, floor_to
+from streamon.core.state.windows import Windowed, floor_to
 
 
 class Count:

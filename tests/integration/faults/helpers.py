@@ -27,7 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from streamon import replay
 from streamon.config import Settings
-from streamon.core.join import Joiner
+from streamon.core.stages.join import Joiner
 from streamon.engine import build_engine
 from streamon.exporter import render
 from streamon.runtime.store import RocksStore

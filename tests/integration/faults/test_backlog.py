@@ -20,8 +20,8 @@ import orjson
 import pytest
 import yaml
 
-from streamon.core.join import MemoryStore
-from streamon.core.stage1 import Partial
+from streamon.core.stages.join import MemoryStore
+from streamon.core.stages.stage1 import Partial
 from streamon.engine import build_engine
 from streamon.traffic import TrafficSpec, generate
 from tests.integration import harness as h

@@ -23,7 +23,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from streamon.core.join import Joiner
+from streamon.core.stages.join import Joiner
 from streamon.runtime.store import RocksStore
 from tests.integration import harness as h
 from tests.integration.faults import helpers as fh

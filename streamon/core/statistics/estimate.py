@@ -48,9 +48,18 @@ import numpy as np
 import numpy.typing as npt
 from scipy import special
 
-from streamon.core import performance
-from streamon.core.business import BusinessCosts, business_metrics
-from streamon.core.summary import FN, FP, NEGATIVE_SCORES, POSITIVE_SCORES, SCORES, TN, TP, BucketSummary
+from streamon.core.state.summary import (
+    FN,
+    FP,
+    NEGATIVE_SCORES,
+    POSITIVE_SCORES,
+    SCORES,
+    TN,
+    TP,
+    BucketSummary,
+)
+from streamon.core.statistics import classification
+from streamon.core.statistics.business import BusinessCosts, business_metrics
 
 DRAWS = 2000  # normal draws behind each band: quantile error well below the band's width
 SEED = 20_260_101  # fixed: the band depends on the counts only
@@ -188,7 +197,7 @@ def _unit_values(costs: BusinessCosts) -> FloatArray:
 
 
 def _threshold_rows(conf: FloatArray) -> dict[str, FloatArray]:
-    """performance.threshold_metrics over rows of [tp, fp, tn, fn]."""
+    """classification.threshold_metrics over rows of [tp, fp, tn, fn]."""
     tp, fp, tn, fn = conf[:, TP], conf[:, FP], conf[:, TN], conf[:, FN]
     return {
         "accuracy": _ratio(tp + tn, tp + fp + tn + fn),
@@ -230,11 +239,11 @@ def _bands(draws: FloatArray, confidence: float) -> FloatArray:
 def _realised(current: BucketSummary, score_bins: int, costs: BusinessCosts) -> dict[str, float]:
     c = current.confusion
     tp, fp, tn, fn = int(c[TP]), int(c[FP]), int(c[TN]), int(c[FN])
-    out = {k: v for k, v in performance.threshold_metrics(tp, fp, tn, fn).items() if k in METRICS}
+    out = {k: v for k, v in classification.threshold_metrics(tp, fp, tn, fn).items() if k in METRICS}
     pos = current.vector(POSITIVE_SCORES, score_bins)
     neg = current.vector(NEGATIVE_SCORES, score_bins)
-    out["auc_roc"] = performance.auc_roc(pos, neg)
-    out["expected_value"] = performance.expected_value(tp, fp, tn, fn, costs)
+    out["auc_roc"] = classification.auc_roc(pos, neg)
+    out["expected_value"] = classification.expected_value(tp, fp, tn, fn, costs)
     return out
 
 
@@ -278,7 +287,7 @@ def estimate_performance(
     neg_l = current.vector(NEGATIVE_SCORES, score_bins).astype(np.float64)
     x = u * m
     pos, neg = pos_l + x, neg_l + (u - x)
-    auc = performance.auc_roc(pos, neg)
+    auc = classification.auc_roc(pos, neg)
     grad = np.zeros(score_bins) if math.isnan(auc) else _auc_gradient(pos, neg, auc)
 
     # Linear functionals of the per-bin positives among flagged (X+) / unflagged (X-) unlabelled:

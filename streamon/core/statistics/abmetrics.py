@@ -23,12 +23,17 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from streamon.core.ab import two_proportion_ztest, welch_ttest_from_moments
-from streamon.core.business import BusinessCosts
-from streamon.core.cardinality import OTHER
-from streamon.core.evaluate import Sample
-from streamon.core.sequential import DEFAULT_TAU, SequentialResult, sequential_means, sequential_proportions
-from streamon.core.stage1 import DEFAULT_VARIANT
+from streamon.core.stages.evaluate import Sample
+from streamon.core.stages.stage1 import DEFAULT_VARIANT
+from streamon.core.state.cardinality import OTHER
+from streamon.core.statistics.ab import two_proportion_ztest, welch_ttest_from_moments
+from streamon.core.statistics.business import BusinessCosts
+from streamon.core.statistics.sequential import (
+    DEFAULT_TAU,
+    SequentialResult,
+    sequential_means,
+    sequential_proportions,
+)
 
 AB_METRICS = ("error_rate", "detection_rate", "business_value")
 OUTCOME_ORDER = ("true_positive", "false_positive", "true_negative", "false_negative")  # = OUTCOMES_ADDED
@@ -49,7 +54,7 @@ def outcome_values(costs: BusinessCosts) -> dict[str, float]:
     TP: prevented fraud minus its review; FP: friction plus review; TN: a customer
     left alone; FN: the missed fraud. Summed over a window this is ``net_benefit``:
 
-    >>> from streamon.core.business import business_metrics
+    >>> from streamon.core.statistics.business import business_metrics
     >>> costs = BusinessCosts(50, 1000, 25, 1000, 200, 10000)
     >>> v = outcome_values(costs)
     >>> v

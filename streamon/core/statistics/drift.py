@@ -16,7 +16,7 @@ import numpy.typing as npt
 from scipy import special, stats
 from scipy.special import rel_entr
 
-from streamon.core.sketch import LogSketch
+from streamon.core.state.sketch import LogSketch
 
 __all__ = [
     "SketchArrays",

@@ -1,6 +1,6 @@
 """Always-valid sequential A/B tests: the mixture sequential probability ratio test (mSPRT).
 
-A fixed-horizon test (:mod:`streamon.core.ab`) is valid at ONE look decided in advance;
+A fixed-horizon test (:mod:`streamon.core.statistics.ab`) is valid at ONE look decided in advance;
 checking it after every batch and stopping at the first ``p < alpha`` rejects a true null
 far more often than ``alpha``. The mSPRT of Johari, Pekelis & Walsh, "Always valid
 inference: continuous monitoring of A/B tests" (Operations Research 70(3), 2022;
@@ -44,7 +44,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import numpy.typing as npt
 
-from streamon.core.ab import MIN_SAMPLES, Status
+from streamon.core.statistics.ab import MIN_SAMPLES, Status
 
 DEFAULT_TAU = 0.1
 

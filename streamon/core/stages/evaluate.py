@@ -16,14 +16,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from streamon.core import drift, performance
-from streamon.core.business import BusinessCosts, business_metrics
-from streamon.core.concept_drift import detect_concept_drift, detect_concept_drift_counts
-from streamon.core.degradation import degradation
-from streamon.core.estimate import estimation_gauges
 from streamon.core.profile import ModelSpec
-from streamon.core.sketch import LogSketch
-from streamon.core.summary import (
+from streamon.core.state.sketch import LogSketch
+from streamon.core.state.summary import (
     FN,
     FP,
     LATENCY,
@@ -35,6 +30,11 @@ from streamon.core.summary import (
     BucketSummary,
     category_counts,
 )
+from streamon.core.statistics import classification, drift
+from streamon.core.statistics.business import BusinessCosts, business_metrics
+from streamon.core.statistics.concept_drift import detect_concept_drift, detect_concept_drift_counts
+from streamon.core.statistics.degradation import degradation
+from streamon.core.statistics.estimate import estimation_gauges
 
 # The metrics compared against a baseline for degradation (higher is better).
 DEGRADATION_METRICS = ("accuracy", "precision", "recall", "specificity", "f1", "auc_roc", "auc_pr")
@@ -117,7 +117,7 @@ class EvalSettings:
             "wasserstein": 0.1,
         }
     )
-    # Estimated performance of the unlabelled predictions (streamon.core.estimate).
+    # Estimated performance of the unlabelled predictions (streamon.core.statistics.estimate).
     estimation_enabled: bool = True
     estimation_prior_strength: float = 10.0  # Beta prior pseudo-count per score bin
     estimation_confidence: float = 0.9  # level of the lower/upper band
@@ -132,14 +132,14 @@ def _labels(**kv: str) -> tuple[tuple[str, str], ...]:
 def performance_metrics(summary: BucketSummary, score_bins: int, top_k: float) -> dict[str, float]:
     """accuracy … f1, AUCs, precision at 1%/5% FPR, lift and detection rate of one window."""
     c = summary.confusion
-    out = performance.threshold_metrics(int(c[TP]), int(c[FP]), int(c[TN]), int(c[FN]))
+    out = classification.threshold_metrics(int(c[TP]), int(c[FP]), int(c[TN]), int(c[FN]))
     pos = summary.vector(POSITIVE_SCORES, score_bins)
     neg = summary.vector(NEGATIVE_SCORES, score_bins)
-    out["auc_roc"] = performance.auc_roc(pos, neg)
-    out["auc_pr"] = performance.auc_pr(pos, neg)
-    out["precision_at_1"] = performance.precision_at_fpr(pos, neg, 0.01)
-    out["precision_at_5"] = performance.precision_at_fpr(pos, neg, 0.05)
-    out["lift"], out["detection_rate"] = performance.top_k_lift(pos, neg, top_k)
+    out["auc_roc"] = classification.auc_roc(pos, neg)
+    out["auc_pr"] = classification.auc_pr(pos, neg)
+    out["precision_at_1"] = classification.precision_at_fpr(pos, neg, 0.01)
+    out["precision_at_5"] = classification.precision_at_fpr(pos, neg, 0.05)
+    out["lift"], out["detection_rate"] = classification.top_k_lift(pos, neg, top_k)
     return out
 
 
@@ -195,7 +195,7 @@ def features_drift(
     Per feature the sketches' buckets are read once and KS and Wasserstein share one grid and
     CDF pair; the count vectors of all features are checked once, and the p-values of all
     features come from one vectorised scipy call per test. Every value is the one the
-    per-statistic functions of :mod:`streamon.core.drift` give.
+    per-statistic functions of :mod:`streamon.core.statistics.drift` give.
     """
     outs: list[dict[str, float]] = []
     binned: list[tuple[np.ndarray, np.ndarray]] = []
@@ -315,7 +315,8 @@ def score_drift(spec: ModelSpec, cur: BucketSummary, ref: BucketSummary) -> dict
 def estimation(
     spec: ModelSpec, current: BucketSummary, reference: BucketSummary, settings: EvalSettings
 ) -> list[tuple[str, float, dict[str, str]]]:
-    """The estimated-performance gauges of one window (:func:`~streamon.core.estimate.estimation_gauges`)."""
+    """The estimated-performance gauges of one window
+    (:func:`~streamon.core.statistics.estimate.estimation_gauges`)."""
     return estimation_gauges(
         current,
         reference,

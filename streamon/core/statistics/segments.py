@@ -3,10 +3,10 @@
 A segment is the set of a model's predictions (all variants) whose feature ``field``
 holds one value (stringified; absent = ``__missing__``; values outside the allowlist
 or the bottom-K cap = ``__other__``). Stage 1 summarises each segment in its own
-:class:`~streamon.core.summary.BucketSummary` deltas, stage 2 keeps a window per
+:class:`~streamon.core.state.summary.BucketSummary` deltas, stage 2 keeps a window per
 segment value and evaluates it here with the same functions as the model itself
-(:func:`~streamon.core.evaluate.performance_metrics`,
-:func:`~streamon.core.evaluate.feature_drift`), so a segment's numbers mean exactly
+(:func:`~streamon.core.stages.evaluate.performance_metrics`,
+:func:`~streamon.core.stages.evaluate.feature_drift`), so a segment's numbers mean exactly
 what the model's do.
 
 Segment metrics are separate families (``streamon_segment_*``) rather than an extra
@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import math
 
-from streamon.core.evaluate import (
+from streamon.core.profile import ModelSpec
+from streamon.core.stages.evaluate import (
     SCORE_FEATURE,
     EvalSettings,
     Sample,
@@ -29,8 +30,7 @@ from streamon.core.evaluate import (
     performance_metrics,
     score_drift,
 )
-from streamon.core.profile import ModelSpec
-from streamon.core.summary import BucketSummary
+from streamon.core.state.summary import BucketSummary
 
 # performance_metrics key -> exported family
 SEGMENT_PERFORMANCE = {

@@ -6,7 +6,7 @@ contract of design.md §3 "Business"; the two definitions it leaves open are:
 - ``cost_savings`` = ``net_benefit``, as the monitoring guide sets its
   ``ml_business_cost_savings`` gauge: benefit minus error and review costs, before
   the operating cost (which ROI accounts for).
-- ``expected_value`` (in :mod:`streamon.core.performance`) = ``net_benefit`` per
+- ``expected_value`` (in :mod:`streamon.core.statistics.classification`) = ``net_benefit`` per
   labelled prediction.
 """
 

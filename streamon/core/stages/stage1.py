@@ -5,7 +5,8 @@ label messages of ONE partition, joins labels to predictions, and adds everythin
 to per-(model, variant, bucket) :class:`BucketSummary` deltas, and to per-(model,
 segment field, segment value, bucket) deltas for the model's configured segments.
 Variants and segment values come from data, so each delta keeps only the bottom-K of
-them by stable hash (:mod:`streamon.core.cardinality`) and folds the rest into OTHER. :meth:`take_partials`
+them by stable hash (:mod:`streamon.core.state.cardinality`) and folds the rest into
+OTHER. :meth:`take_partials`
 hands the deltas over (the runtime publishes them to the partials topic in the same
 Kafka transaction as the input offsets) and starts afresh.
 
@@ -25,7 +26,6 @@ from typing import Any
 import numpy as np
 import orjson
 
-from streamon.core.cardinality import DEFAULT_VARIANT, EXEMPT, MISSING, NOTHING, OTHER, admit, bottom_k
 from streamon.core.events import (
     DUPLICATE_PREDICTION,
     WRONG_TYPE,
@@ -35,10 +35,11 @@ from streamon.core.events import (
     Prediction,
     shown,
 )
-from streamon.core.join import Joiner, LabelDelta
 from streamon.core.profile import ModelSpec, SegmentSpec, summarise
-from streamon.core.summary import BucketSummary
-from streamon.core.windows import floor_to
+from streamon.core.stages.join import Joiner, LabelDelta
+from streamon.core.state.cardinality import DEFAULT_VARIANT, EXEMPT, MISSING, NOTHING, OTHER, admit, bottom_k
+from streamon.core.state.summary import BucketSummary
+from streamon.core.state.windows import floor_to
 
 PARTIAL_VERSION = 1
 
@@ -195,7 +196,7 @@ class Partial:
         bucket; only one indivisible part (one sketch, one category value, one count)
         larger than the limit yields a larger message.
 
-        >>> from streamon.core.summary import BucketSummary
+        >>> from streamon.core.state.summary import BucketSummary
         >>> p = Partial("m", "t:0", 120.0)
         >>> for start in range(0, 6000, 60):
         ...     s = p.buckets[("default", float(start))] = BucketSummary()
@@ -316,7 +317,7 @@ class BatchCounts:
 class PartitionProcessor:
     """Stage-1 state of one input partition (predictions + labels, co-partitioned).
 
-    >>> from streamon.core.join import MemoryStore
+    >>> from streamon.core.stages.join import MemoryStore
     >>> from streamon.core.profile import FeatureSpec
     >>> spec = ModelSpec("m", threshold=0.5, features=[FeatureSpec("x", "numeric")])
     >>> pp = PartitionProcessor({"m": spec}, MemoryStore(), bucket_s=60)

@@ -19,7 +19,7 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-from streamon.core.business import BusinessCosts, business_metrics
+from streamon.core.statistics.business import BusinessCosts, business_metrics
 
 DEFAULT_BINS = 200
 

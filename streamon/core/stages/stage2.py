@@ -1,7 +1,7 @@
 """Stage 2: merge the partial deltas of every partition into global windows.
 
 An :class:`Aggregator` owns the models whose partials it receives. It keeps, per
-model and variant, a :class:`~streamon.core.windows.Windowed` summary. Windows move
+model and variant, a :class:`~streamon.core.state.windows.Windowed` summary. Windows move
 only with the buckets of the deltas they receive and with :meth:`evaluate`'s ``now``,
 so their state depends on the set of partials, never on the order they arrived in.
 The live worker evaluates at :attr:`Aggregator.latest` (the newest event time any
@@ -10,9 +10,9 @@ source reported); replay evaluates at event-time interval boundaries.
 Variants and segment values come from data: per model (and segment field) only the
 bottom-K by stable hash of every value seen keep a window of their own; a value
 displaced by a smaller-hash newcomer has its window folded into the ``__other__``
-window (:class:`~streamon.core.cardinality.BottomK`). The kept set, and so every
+window (:class:`~streamon.core.state.cardinality.BottomK`). The kept set, and so every
 exported number, depends only on the set of values, not on their order.
-:meth:`evaluate` turns the windows into a :class:`~streamon.core.evaluate.Snapshot`.
+:meth:`evaluate` turns the windows into a :class:`~streamon.core.stages.evaluate.Snapshot`.
 """
 
 from __future__ import annotations
@@ -25,11 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from streamon.core.abmetrics import ABSettings, ab_samples
-from streamon.core.cardinality import NOTHING, OTHER, BottomK
 from streamon.core.catalogue import OUTCOMES
-from streamon.core.estimate import METRIC_NAMES as _ESTIMATED
-from streamon.core.evaluate import (
+from streamon.core.profile import ModelSpec
+from streamon.core.stages.evaluate import (
     EvalSettings,
     Sample,
     Snapshot,
@@ -37,11 +35,19 @@ from streamon.core.evaluate import (
     evaluate_model,
     latency_histogram,
 )
-from streamon.core.profile import ModelSpec
-from streamon.core.segments import segment_samples
-from streamon.core.stage1 import Partial
-from streamon.core.summary import LATENCY, LATENCY_BUCKETS_S, N_PREDICTIONS, OUTCOMES_ADDED, BucketSummary
-from streamon.core.windows import Windowed, floor_to
+from streamon.core.stages.stage1 import Partial
+from streamon.core.state.cardinality import NOTHING, OTHER, BottomK
+from streamon.core.state.summary import (
+    LATENCY,
+    LATENCY_BUCKETS_S,
+    N_PREDICTIONS,
+    OUTCOMES_ADDED,
+    BucketSummary,
+)
+from streamon.core.state.windows import Windowed, floor_to
+from streamon.core.statistics.abmetrics import ABSettings, ab_samples
+from streamon.core.statistics.estimate import METRIC_NAMES as _ESTIMATED
+from streamon.core.statistics.segments import segment_samples
 
 ALL_VARIANTS = "all"
 # (start, bucket, its confusion counts, errors, labelled): see Aggregator._errors_of

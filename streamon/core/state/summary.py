@@ -9,10 +9,10 @@ A summary holds three kinds of mergeable state, all keyed by name:
 
 - ``counts``: int64 vectors (prediction counts, score histograms, confusion counts,
   latency histogram, fixed-edge feature bins when a reference profile pins them);
-- ``sketches``: :class:`~streamon.core.sketch.LogSketch` of each numeric feature's
+- ``sketches``: :class:`~streamon.core.state.sketch.LogSketch` of each numeric feature's
   raw values (KS, Wasserstein, rolling-reference bins);
 - ``categories``: per categorical feature, counts per observed value, capped by the
-  bottom-K-by-stable-hash rule of :mod:`streamon.core.cardinality` (merge-invariant).
+  bottom-K-by-stable-hash rule of :mod:`streamon.core.state.cardinality` (merge-invariant).
 
 :attr:`BucketSummary.category_cap` is the cap applied on every add and merge; window
 aggregates that are maintained by subtraction hold ``None`` (uncapped, exact) and are
@@ -30,10 +30,10 @@ from typing import cast
 import numpy as np
 import orjson
 
-from streamon.core.cardinality import MISSING as MISSING  # re-exported: first defined here
-from streamon.core.cardinality import NOTHING, fold_counter
-from streamon.core.cardinality import OTHER as OTHER
-from streamon.core.sketch import LogSketch
+from streamon.core.state.cardinality import MISSING as MISSING  # re-exported: first defined here
+from streamon.core.state.cardinality import NOTHING, fold_counter
+from streamon.core.state.cardinality import OTHER as OTHER
+from streamon.core.state.sketch import LogSketch
 
 FORMAT_VERSION = 1
 

@@ -75,7 +75,7 @@ def to_float(units_total: int, shift: int = ULP_SHIFT) -> float:
     try:
         return units_total / (1 << shift)
     except OverflowError:
-        return math.copysign(math.inf, units_total)
+        return math.inf if units_total > 0 else -math.inf
 
 
 def totals_by_bin(values: npt.ArrayLike, bins: npt.ArrayLike, n_bins: int) -> list[int]:

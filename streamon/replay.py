@@ -96,6 +96,7 @@ def read_lines(path: Path) -> list[bytes]:
 
 
 Ordered = tuple[float, int, int, Any]  # (event time, kind: 0 prediction / 1 label, line number, event)
+Decode = Callable[[list[bytes]], Sequence[Prediction | Label | Invalid]]  # a decoder's batch method
 
 
 def _decode_lines(
@@ -314,34 +315,59 @@ def replay_files(
     now: float | None = None,
     step_by_step: bool = False,
 ) -> ReplayResult:
-    """Replay the JSONL files through both stages.
+    """Replay the JSONL files through both stages (:func:`replay_lines` over their lines).
 
     ``progress`` (e.g. :func:`streamon.progress.progress`) reports reading and replaying;
     ``now`` is the wall clock the future skew is measured against (default: the real one);
     ``step_by_step`` evaluates every interval boundary (slow on sparse streams; for tests).
     """
+    return replay_lines(
+        engine,
+        read_lines(predictions),
+        read_lines(labels) if labels is not None else None,
+        (str(predictions), str(labels) if labels is not None else "labels"),
+        progress,
+        now=now,
+        step_by_step=step_by_step,
+    )
+
+
+def replay_lines(
+    engine: Engine,
+    prediction_lines: list[bytes],
+    label_lines: list[bytes] | None,
+    names: tuple[str, str] = ("predictions", "labels"),
+    progress: ProgressFactory | None = None,
+    *,
+    now: float | None = None,
+    step_by_step: bool = False,
+) -> ReplayResult:
+    """Replay JSON-encoded events (one per item) through both stages.
+
+    ``names`` are what bad lines are reported against (the file names, for files).
+    """
     bad: list[BadLine] = []
     warnings: list[str] = []
     decoder = engine.decoder(check_time=False)
-    names = (str(predictions), str(labels) if labels is not None else "labels")
     clock = time.time() if now is None else now
     # Millions of long-lived event objects and no reference cycles: the cyclic GC would
     # only rescan them again and again (a third of the run). Paused, restored after.
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        files: list[tuple[Path, Callable[[list[bytes]], Sequence[Prediction | Label | Invalid]], int]]
-        files = [(predictions, decoder.predictions, 0)]
-        if labels is not None:
-            files.append((labels, decoder.labels, 1))
-        contents = [(read_lines(path), path, decode, kind) for path, decode, kind in files]
+        contents: list[
+            tuple[list[bytes], Callable[[list[bytes]], Sequence[Prediction | Label | Invalid]], int]
+        ]
+        contents = [(prediction_lines, decoder.predictions, 0)]
+        if label_lines is not None:
+            contents.append((label_lines, decoder.labels, 1))
         total_lines = sum(len(lines) for lines, *_ in contents)
         events: list[Ordered] = []
         with _progress(progress, "reading", total_lines, "lines") as tick:
-            for lines, path, decode, kind in contents:
+            for lines, decode, kind in contents:
                 if _is_empty(lines):
                     warnings.append(
-                        f"{path} is empty: no {'predictions' if kind == 0 else 'labels'} to replay"
+                        f"{names[kind]} is empty: no {'predictions' if kind == 0 else 'labels'} to replay"
                     )
                 events += _decode_lines(lines, names[kind], decode, kind, bad, tick)
         del contents

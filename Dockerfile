@@ -9,7 +9,7 @@
 # No HEALTHCHECK here: only `streamon worker` serves /healthz (on monitoring.prometheus.port);
 # docker-compose.yml and the Kubernetes probes check it where a worker runs.
 
-# ---- build: a wheel of streamon and of every dependency (all 51 have cp311 manylinux wheels
+# ---- build: a wheel of streamon and of every dependency (all 58 have cp311 manylinux wheels
 # for linux/amd64, checked with `pip install --dry-run --only-binary=:all:`;
 # confluent-kafka bundles librdkafka, rocksdict bundles RocksDB; no compiler needed).
 FROM python:3.11-slim AS build

@@ -10,6 +10,7 @@
 #     openssl                  openssl       test certificates, the SASL_SSL broker
 #     prometheus               promtool      rule and config tests; `prometheus` for the live test
 #     prometheus-alertmanager  amtool        config tests; `prometheus-alertmanager` for the router test
+#     chromium                 chromium      the HTML report's test in a real headless browser
 #     golang-go                go            only when a Go validator must be built and no Go is found
 #   composecheck, k8svalidate  (deploy/tools/install-*.sh) -> ~/.cache/streamon/tools/bin
 #   the Kafka broker jars      (deploy/kafka/broker.py fetch) -> ~/.cache/streamon/kafka-<version>
@@ -39,6 +40,7 @@ missing_packages() {
   have openssl || echo openssl
   { have promtool && have prometheus; } || echo prometheus
   { have amtool && { have prometheus-alertmanager || have alertmanager; }; } || echo prometheus-alertmanager
+  have chromium || echo chromium
   if ! { bash deploy/tools/go-tool.sh --check composecheck && bash deploy/tools/go-tool.sh --check k8svalidate; }; then
     local rc=0
     bash deploy/tools/go-tool.sh --find-go >/dev/null || rc=$?

@@ -24,6 +24,7 @@ the workers. The result reads as samples, a dict, a DataFrame or Prometheus text
 
 from __future__ import annotations
 
+import html
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -34,10 +35,11 @@ import orjson
 
 from streamon.config import Settings, load_config
 from streamon.config.loading import parse_config_text
+from streamon.core.alerts import Rule
 from streamon.core.stages.evaluate import Sample, Snapshot
 from streamon.engine import build_engine
 from streamon.errors import ConfigError, InputError
-from streamon.replay import BadLine, ReplayResult, replay_lines
+from streamon.replay import BadLine, ProgressFactory, ReplayResult, read_lines, replay_lines
 
 
 class _Records(Protocol):
@@ -100,12 +102,33 @@ class MonitorResult:
     labels: int = 0
     evaluations: int = 0
     notes: list[str] = field(default_factory=list)
+    _replay: ReplayResult | None = field(default=None, repr=False, compare=False)
+    _rules: list[Rule] = field(default_factory=list, repr=False, compare=False)
 
     @classmethod
-    def _of(cls, r: ReplayResult) -> MonitorResult:
-        return cls(
-            r.snapshot, r.alerts, r.bad_lines, r.predictions, r.labels, r.evaluations, r.warnings + r.notes
+    def _of(cls, r: ReplayResult, rules: list[Rule]) -> MonitorResult:
+        notes = r.warnings + r.notes
+        return cls(r.snapshot, r.alerts, r.bad_lines, r.predictions, r.labels, r.evaluations, notes, r, rules)
+
+    def report(self, title: str = "streamon report") -> Report:
+        """The HTML report of this run (:mod:`streamon.report`): ``.save(path)``, or shown
+        inline in Jupyter."""
+        from streamon.report.collect import collect
+        from streamon.report.render import render_html
+
+        r = self._replay
+        data = collect(
+            title,
+            r.history if r is not None else [],
+            self.snapshot,
+            r.stage2 if r is not None else None,
+            self._rules,
+            self.alerts,
+            predictions=self.predictions,
+            labels=self.labels,
+            bad_events=len(self.bad_events),
         )
+        return Report(render_html(data))
 
     def value(self, name: str, **labels: str) -> float:
         """The value of the one sample named ``name`` with these labels (KeyError if none)."""
@@ -143,6 +166,29 @@ class MonitorResult:
         return render(self.snapshot).decode()
 
 
+@dataclass(frozen=True)
+class Report:
+    """A rendered HTML report: one self-contained page (plotly.js inline)."""
+
+    html: str
+
+    def save(self, path: str | Path) -> Path:
+        """Write the page to ``path`` (one file; opens offline in any browser)."""
+        out = Path(path)
+        try:
+            out.write_text(self.html, encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"cannot write the report to {out}: {exc.strerror or exc}") from None
+        return out
+
+    def _repr_html_(self) -> str:
+        # In a sandboxed frame: the page's own styles and scripts stay out of the notebook's.
+        return (
+            f'<iframe srcdoc="{html.escape(self.html, quote=True)}" '
+            'style="width:100%;height:900px;border:0" sandbox="allow-scripts"></iframe>'
+        )
+
+
 def _row(s: Sample) -> dict[str, Any]:
     return {"name": s.name, **dict(s.labels), "value": s.value}
 
@@ -162,6 +208,7 @@ class Monitor:
         self.engine = build_engine(self.settings, profile=Path(reference) if reference is not None else None)
         self._predictions: list[bytes] = []
         self._labels: list[bytes] = []
+        self._sources = ["prediction", "label"]  # what bad events are reported against
 
     def add_predictions(self, events: Events) -> Monitor:
         """Add prediction events (dicts, or a DataFrame with one row per event)."""
@@ -173,7 +220,38 @@ class Monitor:
         self._labels += _lines(events, "label")
         return self
 
-    def run(self, *, now: float | None = None) -> MonitorResult:
-        """Replay everything added so far; ``now`` is the wall clock (default: the real one)."""
-        result = replay_lines(self.engine, self._predictions, self._labels, ("prediction", "label"), now=now)
-        return MonitorResult._of(result)
+    def add_prediction_file(self, path: str | Path) -> Monitor:
+        """Add the prediction events of a JSONL file (bad lines are reported by file and line)."""
+        if not self._predictions:
+            self._sources[0] = str(path)
+        self._predictions += read_lines(Path(path))
+        return self
+
+    def add_label_file(self, path: str | Path) -> Monitor:
+        """Add the label events of a JSONL file (bad lines are reported by file and line)."""
+        if not self._labels:
+            self._sources[1] = str(path)
+        self._labels += read_lines(Path(path))
+        return self
+
+    def run(
+        self, *, now: float | None = None, history: bool = True, progress: ProgressFactory | None = None
+    ) -> MonitorResult:
+        """Replay everything added so far; ``now`` is the wall clock (default: the real one).
+
+        ``history`` keeps the series a report draws over time from every evaluation
+        (:meth:`MonitorResult.report`); without it a run on a long stream is faster.
+        """
+        from streamon.core.catalogue import METRICS
+        from streamon.report.collect import history_names
+
+        result = replay_lines(
+            self.engine,
+            self._predictions,
+            self._labels,
+            (self._sources[0], self._sources[1]),
+            progress,
+            now=now,
+            history=history_names(METRICS) if history else (),
+        )
+        return MonitorResult._of(result, self.engine.rules)

@@ -183,6 +183,64 @@ def replay(
 @cli.command()
 @CONFIG_OPTION
 @click.option(
+    "--predictions", type=click.Path(path_type=Path), required=True, help="prediction events, JSONL"
+)
+@click.option("--labels", type=click.Path(path_type=Path), default=None, help="label events, JSONL")
+@click.option(
+    "--reference",
+    "reference_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="reference profile (overrides the config's reference_profile)",
+)
+@click.option(
+    "--out", "out_path", type=click.Path(path_type=Path), required=True, help="the HTML file to write"
+)
+@click.option("--title", default=None, help="the report's title [default: from the predictions file]")
+def report(
+    config_path: Path,
+    predictions: Path,
+    labels: Path | None,
+    reference_path: Path | None,
+    out_path: Path,
+    title: str | None,
+) -> None:
+    """Write one self-contained HTML report of a replay (opens offline, no server).
+
+    The same inputs and the same replay as `streamon replay`; per model: performance
+    over time with the alert thresholds, confusion matrix, calibration, estimated vs
+    realised performance, feature drift and distributions, data integrity, segments,
+    business value, the experiment's arms, and the alerts with their evidence.
+
+    \b
+    Example:
+      streamon report --config configs/monitoring_config.yaml \\
+          --predictions predictions.jsonl --labels labels.jsonl --out report.html
+    """
+    import time
+
+    from streamon.api import Monitor
+    from streamon.config import load_config
+    from streamon.progress import progress
+    from streamon.replay import summarise_bad_lines
+
+    started = time.perf_counter()
+    monitor = Monitor(load_config(config_path), reference=reference_path).add_prediction_file(predictions)
+    if labels is not None:
+        monitor.add_label_file(labels)
+    result = monitor.run(progress=progress)
+    for line in summarise_bad_lines(result.bad_events):
+        click.echo(line, err=True)
+    result.report(title or f"streamon report: {predictions.name}").save(out_path)
+    click.echo(
+        f"wrote {out_path} ({result.predictions:,} predictions, {result.labels:,} labels, "
+        f"{len(result.alerts)} alert events) in {time.perf_counter() - started:.1f}s"
+    )
+
+
+@cli.command()
+@CONFIG_OPTION
+@click.option(
     "--state-dir",
     type=click.Path(path_type=Path),
     default=None,

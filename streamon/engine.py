@@ -93,6 +93,7 @@ def build_engine(settings: Settings, profile: Path | None = None) -> Engine:
             name=m.name,
             threshold=m.threshold,
             score_bins=m.score_bins,
+            calibration_bins=m.calibration_bins,
             features=[FeatureSpec(f.name, f.type) for f in m.features],
         )
         source = profile or m.reference_profile
@@ -109,7 +110,14 @@ def build_engine(settings: Settings, profile: Path | None = None) -> Engine:
                     f"reference profile {source} was built for other features or score bins "
                     f"of {m.name!r}: rebuild it"
                 )
+            counted_in = pinned.reference.calibration_bins if pinned.reference is not None else None
+            if counted_in not in (None, spec.calibration_bins):
+                raise InputError(
+                    f"reference profile {source} counted the labels of {m.name!r} in {counted_in} "
+                    f"calibration bins, the config asks for {spec.calibration_bins}: rebuild it"
+                )
             pinned.threshold = spec.threshold
+            pinned.calibration_bins = spec.calibration_bins
             spec = pinned
         # Cardinality caps on values from data (the profile does not carry them).
         spec.segments = [

@@ -29,7 +29,7 @@ import bisect
 import gc
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -42,7 +42,7 @@ from streamon.config import format_duration
 from streamon.core.alerts import AlertEngine
 from streamon.core.events import TS_IN_FUTURE, TS_TOO_OLD, UNKNOWN_MODEL, Invalid, Label, Prediction
 from streamon.core.profile import build_profile, profile_to_bytes
-from streamon.core.stages.evaluate import Snapshot
+from streamon.core.stages.evaluate import Sample, Snapshot
 from streamon.core.stages.stage1 import PartitionProcessor
 from streamon.core.stages.stage2 import Aggregator
 from streamon.engine import Engine
@@ -81,6 +81,9 @@ class ReplayResult:
     evaluations: int = 0
     warnings: list[str] = field(default_factory=list)  # about the input as a whole (an empty file)
     notes: list[str] = field(default_factory=list)  # why a metric family says nothing
+    # (event time, samples) of every evaluation, of the names asked for (replay_lines' history)
+    history: list[tuple[float, list[Sample]]] = field(default_factory=list)
+    stage2: Aggregator | None = None  # the windows as they are at the end
 
 
 def read_lines(path: Path) -> list[bytes]:
@@ -145,7 +148,11 @@ class Replay:
     """
 
     def __init__(
-        self, engine: Engine, sources: tuple[str, str] = ("predictions", "labels"), step_by_step: bool = False
+        self,
+        engine: Engine,
+        sources: tuple[str, str] = ("predictions", "labels"),
+        step_by_step: bool = False,
+        history: Collection[str] = (),
     ) -> None:
         self.engine = engine
         self.sources = sources  # file names of kind 0 and 1, for the lines stage 1 rejects
@@ -161,7 +168,11 @@ class Replay:
         self._lines: tuple[list[int], list[int]] = ([], [])  # line numbers, parallel to the batches
         # All an evaluation before the last is for: the alert rules' samples (the last one is
         # the result, in full). Set while run_sorted evaluates the boundaries before the end.
-        self._reads = frozenset(rule.metric for rule in engine.rules)
+        # The samples named in ``history`` of every evaluation, by event time (a report's
+        # series over time); the evaluations before the last compute them too.
+        self.history_names = frozenset(history)
+        self.history: list[tuple[float, list[Sample]]] = []
+        self._reads = frozenset(rule.metric for rule in engine.rules) | self.history_names
         self.alerts_only = False
 
     def _flush(self) -> None:
@@ -184,6 +195,8 @@ class Replay:
         snap = self.stage2.evaluate(at, reads=self._reads if self.alerts_only else None)
         self.events.extend(self.alerts.evaluate(snap))
         self.evaluations += 1
+        if self.history_names:
+            self.history.append((at, [x for x in snap.samples if x.name in self.history_names]))
         return snap
 
     def _busy(self, last: float, now: float) -> bool:
@@ -314,6 +327,7 @@ def replay_files(
     *,
     now: float | None = None,
     step_by_step: bool = False,
+    history: Collection[str] = (),
 ) -> ReplayResult:
     """Replay the JSONL files through both stages (:func:`replay_lines` over their lines).
 
@@ -329,6 +343,7 @@ def replay_files(
         progress,
         now=now,
         step_by_step=step_by_step,
+        history=history,
     )
 
 
@@ -341,10 +356,12 @@ def replay_lines(
     *,
     now: float | None = None,
     step_by_step: bool = False,
+    history: Collection[str] = (),
 ) -> ReplayResult:
     """Replay JSON-encoded events (one per item) through both stages.
 
-    ``names`` are what bad lines are reported against (the file names, for files).
+    ``names`` are what bad lines are reported against (the file names, for files);
+    ``history`` names the samples kept from every evaluation (:attr:`ReplayResult.history`).
     """
     bad: list[BadLine] = []
     warnings: list[str] = []
@@ -374,7 +391,7 @@ def replay_lines(
         events = _admit(events, engine, names, clock, bad)
         # One list of both files, sorted once: predictions before labels at equal times.
         events.sort(key=_ORDER)
-        run = Replay(engine, names, step_by_step=step_by_step)
+        run = Replay(engine, names, step_by_step=step_by_step, history=history)
         with _progress(progress, "replaying", len(events), "events") as tick:
             snapshot = run.run_sorted(events, tick)
         del events
@@ -392,6 +409,8 @@ def replay_lines(
         evaluations=run.evaluations,
         warnings=warnings,
         notes=drift_notes(engine, snapshot),
+        history=run.history,
+        stage2=run.stage2,
     )
 
 

@@ -120,6 +120,25 @@ DEFAULT_ALERT_RULES: tuple[dict[str, object], ...] = (
           "The error-rate drift detector flagged a change in the relation between features and labels"),
     _rule("LabelCoverageLow", "streamon_label_coverage_ratio", "<", 0.05, "1h", "warning", "data_quality",
           "Label coverage low", "Only {{ value }} of predictions have labels, below 5% threshold"),
+    # Data integrity per feature (docs/statistics.md): one warning each, no critical twin.
+    _rule("FeatureOutOfRange", "streamon_feature_out_of_range_ratio", ">", 0.05, "15m", "warning",
+          "data_quality", "Feature values outside the reference range",
+          "{{ value }} of the values of feature {{ feature }} are outside the reference's range, "
+          "above 5% threshold"),
+    _rule("UnseenCategoriesHigh", "streamon_feature_unseen_category_ratio", ">", 0.05, "15m", "warning",
+          "data_quality", "Unseen categories",
+          "{{ value }} of the values of feature {{ feature }} are categories the reference does not have, "
+          "above 5% threshold"),
+    _rule("FeatureWrongType", "streamon_feature_wrong_type_ratio", ">", 0.01, "10m", "warning",
+          "data_quality", "Feature values of the wrong type",
+          "{{ value }} of the events have a non-number in numeric feature {{ feature }} (sent to the "
+          "dead-letter topic), above 1% threshold"),
+    _rule("UnexpectedFeatureKey", "streamon_feature_unexpected_key_ratio", ">", 0.01, "30m", "warning",
+          "data_quality", "Undeclared feature key",
+          "Key {{ key }} is in the features of {{ value }} of the predictions but not in the model's "
+          "config, above 1% threshold"),
+    _rule("FeatureAbsent", "streamon_feature_absent", ">", 0.5, "10m", "warning", "data_quality",
+          "Feature absent", "No prediction of the window has feature {{ feature }}, which the reference has"),
     _rule("ConsumerLagHigh", "streamon_consumer_lag_messages", ">", 100000, "10m", "warning",
           "infrastructure", "Consumer lag high",
           "Consumer lag is {{ value }} messages, above 100000 threshold"),

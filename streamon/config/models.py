@@ -64,6 +64,8 @@ class ModelSpec(_Section):
     name: NonEmptyStr
     threshold: Probability = 0.5
     score_bins: Int = Field(default=200, ge=2, le=100_000)
+    # Equal-width score bins of the calibration metrics (ECE, reliability curve).
+    calibration_bins: Int = Field(default=10, ge=2, le=1000)
     # Path of a profile from `streamon reference build`; relative paths are resolved against
     # the config file's directory. None = the rolling reference window.
     reference_profile: Path | None = None

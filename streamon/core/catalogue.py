@@ -41,6 +41,36 @@ _METRICS = [
     MetricInfo(
         "ml_model_auc_pr", "gauge", MODEL, "Area under the precision-recall curve (average precision)"
     ),
+    MetricInfo(
+        "ml_model_brier_score",
+        "gauge",
+        MODEL,
+        "Mean squared difference between score and label (Brier score), exact over labelled predictions",
+    ),
+    MetricInfo(
+        "ml_model_log_loss",
+        "gauge",
+        MODEL,
+        "Mean log loss (cross-entropy, natural log) of labelled predictions, exact over every prediction",
+    ),
+    MetricInfo(
+        "ml_model_expected_calibration_error",
+        "gauge",
+        MODEL,
+        "Expected calibration error over models[].calibration_bins equal-width score bins",
+    ),
+    MetricInfo(
+        "ml_model_calibration_observed_rate",
+        "gauge",
+        (*MODEL, "bin"),
+        "Reliability curve: share of labelled predictions labelled 1 in the calibration bin",
+    ),
+    MetricInfo(
+        "ml_model_calibration_mean_score",
+        "gauge",
+        (*MODEL, "bin"),
+        "Reliability curve: mean score of the labelled predictions in the calibration bin",
+    ),
     MetricInfo("ml_fraud_precision_at_1_percent", "gauge", MODEL, "Precision at a 1% false positive rate"),
     MetricInfo("ml_fraud_precision_at_5_percent", "gauge", MODEL, "Precision at a 5% false positive rate"),
     MetricInfo("ml_fraud_lift", "gauge", MODEL, "Lift in the top k% of scores over the base fraud rate"),
@@ -178,6 +208,37 @@ _METRICS = [
         "gauge",
         ("model", "variant", "window", "feature"),
         "Share of predictions where the feature is missing",
+    ),
+    # --- data integrity (stage 2, global; window="current"; definitions in docs/statistics.md) ---
+    MetricInfo(
+        "streamon_feature_out_of_range_ratio",
+        "gauge",
+        ("model", "variant", "window", "feature"),
+        "Share of present values of a numeric feature outside the reference's [min, max]",
+    ),
+    MetricInfo(
+        "streamon_feature_unseen_category_ratio",
+        "gauge",
+        ("model", "variant", "window", "feature"),
+        "Share of present values of a categorical feature that are not reference categories",
+    ),
+    MetricInfo(
+        "streamon_feature_wrong_type_ratio",
+        "gauge",
+        ("model", "variant", "window", "feature"),
+        "Share of the events reaching the type check rejected (wrong_type) for a non-number in the feature",
+    ),
+    MetricInfo(
+        "streamon_feature_unexpected_key_ratio",
+        "gauge",
+        ("model", "variant", "window", "key"),
+        "Share of predictions whose features carry this undeclared key (at most 20 keys, the rest __other__)",
+    ),
+    MetricInfo(
+        "streamon_feature_absent",
+        "gauge",
+        ("model", "variant", "window", "feature"),
+        "1 when no prediction of the window has the feature while the reference has it, else 0",
     ),
     # --- business (stage 2, global) ---
     MetricInfo(

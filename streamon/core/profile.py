@@ -1,11 +1,12 @@
 """Reference profiles and the per-model monitoring spec built from them.
 
 A profile pins the reference distribution of a model: inner bin edges of each numeric
-feature (quantiles of the reference, numpy's default interpolation, outer bins open),
-the categories of each categorical feature, the A/B variants of the reference events
-(protected from the cardinality cap, like the categories), and a :class:`BucketSummary` of the
-reference events counted with those bins (score histograms, sketches and, when the
-reference file carries labels, confusion counts for a performance baseline).
+feature (quantiles of the reference, numpy's default interpolation, outer bins open) and
+its [min, max] (what is out of range), the categories of each categorical feature, the A/B
+variants of the reference events (protected from the cardinality cap, like the
+categories), and a :class:`BucketSummary` of the reference events counted with those bins
+(score histograms, sketches and, when the reference file carries labels, confusion counts
+for a performance baseline).
 """
 
 from __future__ import annotations
@@ -22,7 +23,14 @@ import orjson
 
 from streamon.core.events import Prediction
 from streamon.core.state.cardinality import DEFAULT_VARIANT, NOTHING
-from streamon.core.state.summary import MAX_CATEGORIES, MISSING, OTHER, BucketSummary
+from streamon.core.state.summary import (
+    DEFAULT_CALIBRATION_BINS,
+    MAX_CATEGORIES,
+    MISSING,
+    OTHER,
+    BucketSummary,
+)
+from streamon.core.statistics.integrity import add_count, count_out_of_range, out_of_range_name
 
 PROFILE_VERSION = 1
 
@@ -49,11 +57,14 @@ class ModelSpec:
     name: str
     threshold: float = 0.5
     score_bins: int = 200
+    calibration_bins: int = DEFAULT_CALIBRATION_BINS  # equal-width bins of the calibration metrics
     features: list[FeatureSpec] = field(default_factory=list)
     relative_accuracy: float = 0.01
     # Pinned by a reference profile; absent = rolling reference window.
     edges: dict[str, np.ndarray] = field(default_factory=dict)
     categories: dict[str, list[str]] = field(default_factory=dict)
+    # [min, max] of each numeric feature's reference values (a pinned profile; optional in its file).
+    ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
     reference: BucketSummary | None = None
     # Cardinality caps on values from data (bottom-K by stable hash, see core/cardinality.py).
     segments: list[SegmentSpec] = field(default_factory=list)
@@ -191,9 +202,14 @@ def summarise(
     out.add_predictions(scores, predicted, spec.score_bins, latency)
     features = list(map(_FEATURES, predictions))
     plain = _all_dicts(features)
+    ranges = spec.ranges
     for name in spec.numeric:
         column = _numeric_array(_feature_values(features, name, plain))
         out.add_numeric_feature(name, column, spec.edges.get(name), spec.relative_accuracy)
+        if name in ranges:  # the profile's [min, max]: values outside it counted exactly
+            outside = count_out_of_range(column, *ranges[name])
+            if outside:  # zero counts are not stored: partials of clean data stay as they were
+                add_count(out, out_of_range_name(name), [outside])
     for name in spec.categorical:
         out.add_categorical_feature(name, _text_list(_feature_values(features, name, plain)))
     return out
@@ -203,7 +219,13 @@ def build_profile(
     spec: ModelSpec, predictions: list[Prediction], labels: dict[str, int], bins: int = 10
 ) -> ModelSpec:
     """A copy of ``spec`` pinned to the reference ``predictions`` (and their ``labels``, if any)."""
-    edges = {name: numeric_edges(numeric_column(predictions, name), bins) for name in spec.numeric}
+    columns = {name: numeric_column(predictions, name) for name in spec.numeric}
+    edges = {name: numeric_edges(column, bins) for name, column in columns.items()}
+    ranges = {
+        name: (float(np.nanmin(column)), float(np.nanmax(column)))
+        for name, column in columns.items()
+        if not np.isnan(column).all()  # a feature always missing in the reference has no range
+    }
     cats = {name: top_categories(categorical_column(predictions, name)) for name in spec.categorical}
     # The reference's A/B arms (most frequent first, at most the cap): kept by the cap later.
     variants = top_categories((p.variant or None for p in predictions), spec.max_variants)
@@ -211,10 +233,12 @@ def build_profile(
         name=spec.name,
         threshold=spec.threshold,
         score_bins=spec.score_bins,
+        calibration_bins=spec.calibration_bins,
         features=list(spec.features),
         relative_accuracy=spec.relative_accuracy,
         edges=edges,
         categories=cats,
+        ranges=ranges,
         segments=list(spec.segments),
         variants=spec.variants,
         max_variants=spec.max_variants,
@@ -229,6 +253,7 @@ def build_profile(
             np.array([p.predicted for p in labelled]),
             np.array([p.score for p in labelled]),
             spec.score_bins,
+            calibration_bins=spec.calibration_bins,
         )
     pinned.reference = reference
     return pinned
@@ -247,6 +272,8 @@ def profile_to_bytes(specs: list[ModelSpec]) -> bytes:
         }
         if s.reference_variants:  # an optional key: profiles without it read as before
             m["variants"] = sorted(s.reference_variants)
+        if s.ranges:  # optional too: a profile without ranges reads as before
+            m["ranges"] = {k: [lo, hi] for k, (lo, hi) in s.ranges.items()}
         models[s.name] = m
     doc = {"version": PROFILE_VERSION, "models": models}
     return orjson.dumps(doc, option=orjson.OPT_INDENT_2)
@@ -259,14 +286,18 @@ def profile_from_bytes(data: bytes) -> dict[str, ModelSpec]:
         raise ValueError(f"not a streamon reference profile of version {PROFILE_VERSION}")
     out = {}
     for name, m in doc["models"].items():
+        reference = BucketSummary.from_bytes(bytes.fromhex(m["reference"]))
         out[name] = ModelSpec(
             name=name,
             score_bins=int(m["score_bins"]),
+            # The bins its labels were counted in; a profile without labels fits any.
+            calibration_bins=reference.calibration_bins or DEFAULT_CALIBRATION_BINS,
             relative_accuracy=float(m["relative_accuracy"]),
             features=[FeatureSpec(n, k) for n, k in m["features"]],
             edges={k: np.asarray(v, dtype=np.float64) for k, v in m["edges"].items()},
             categories={k: list(v) for k, v in m["categories"].items()},
-            reference=BucketSummary.from_bytes(bytes.fromhex(m["reference"])),
+            ranges={k: (float(lo), float(hi)) for k, (lo, hi) in m.get("ranges", {}).items()},
+            reference=reference,
             reference_variants=frozenset(str(v) for v in m.get("variants", ())),
         )
     return out

@@ -112,6 +112,9 @@ def test_the_tutorial_runs_verbatim(kafka_bootstrap: str, tmp_path: Path) -> Non
     assert psi["transaction_amount"] > 0.2 and psi["days_since_last_transaction"] > 0.2
     assert psi["merchant_category"] < 0.05 and psi["transaction_hour"] < 0.05
     assert '"alertname":"SevereDataDrift"' in (tmp_path / "tutorial" / "alerts.jsonl").read_text()
+    report = (tmp_path / "tutorial" / "report.html").read_text()
+    assert "wrote tutorial/report.html (12,000 predictions, 12,000 labels" in flat
+    assert 'data-section="fraud-detector/drift"' in report and "SevereDataDrift" in report
     # Section 4 (and the report read from Kafka in section 5): a decision line each time.
     assert flat.count("recommendation: keep collecting") == 2, flat
     assert "sample size: B vs A: value/pred: the fixed-horizon test needs" in flat

@@ -80,7 +80,17 @@ OPTIONAL = {"gdb"}
 
 def test_setup_provides_every_tool_the_suite_runs() -> None:
     tools = tools_the_suite_runs()
-    known = {"promtool", "amtool", "prometheus", "java", "mvn", "openssl", "composecheck", "k8svalidate"}
+    known = {
+        "promtool",
+        "amtool",
+        "prometheus",
+        "java",
+        "mvn",
+        "openssl",
+        "composecheck",
+        "k8svalidate",
+        "chromium",
+    }
     assert known <= tools, f"the scan misses {known - tools}"
     setup = SETUP.read_text()
     missing = sorted(

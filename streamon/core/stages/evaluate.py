@@ -19,11 +19,15 @@ import numpy.typing as npt
 from streamon.core.profile import ModelSpec
 from streamon.core.state.sketch import LogSketch
 from streamon.core.state.summary import (
+    BRIER,
+    CALIBRATION_LABELLED,
+    CALIBRATION_POSITIVES,
+    CALIBRATION_SCORES,
     FN,
     FP,
     LATENCY,
-    NEGATIVE_SCORES,
-    POSITIVE_SCORES,
+    LOG_LOSS,
+    LOSSES,
     SCORES,
     TN,
     TP,
@@ -32,9 +36,11 @@ from streamon.core.state.summary import (
 )
 from streamon.core.statistics import classification, drift
 from streamon.core.statistics.business import BusinessCosts, business_metrics
+from streamon.core.statistics.calibration import Calibration, calibration
 from streamon.core.statistics.concept_drift import detect_concept_drift, detect_concept_drift_counts
 from streamon.core.statistics.degradation import degradation
 from streamon.core.statistics.estimate import estimation_gauges
+from streamon.core.statistics.integrity import integrity_gauges
 
 # The metrics compared against a baseline for degradation (higher is better).
 DEGRADATION_METRICS = ("accuracy", "precision", "recall", "specificity", "f1", "auc_roc", "auc_pr")
@@ -133,14 +139,32 @@ def performance_metrics(summary: BucketSummary, score_bins: int, top_k: float) -
     """accuracy … f1, AUCs, precision at 1%/5% FPR, lift and detection rate of one window."""
     c = summary.confusion
     out = classification.threshold_metrics(int(c[TP]), int(c[FP]), int(c[TN]), int(c[FN]))
-    pos = summary.vector(POSITIVE_SCORES, score_bins)
-    neg = summary.vector(NEGATIVE_SCORES, score_bins)
+    pos, neg, ties = summary.ranking_histograms(score_bins)
     out["auc_roc"] = classification.auc_roc(pos, neg)
-    out["auc_pr"] = classification.auc_pr(pos, neg)
+    out["auc_pr"] = classification.auc_pr(pos, neg, ties)
     out["precision_at_1"] = classification.precision_at_fpr(pos, neg, 0.01)
     out["precision_at_5"] = classification.precision_at_fpr(pos, neg, 0.05)
     out["lift"], out["detection_rate"] = classification.top_k_lift(pos, neg, top_k)
     return out
+
+
+def calibration_metrics(summary: BucketSummary, calibration_bins: int) -> Calibration:
+    """Brier score, log loss, ECE and reliability curve of one window's labelled predictions.
+
+    All NaN unless the calibration state covers every labelled prediction in
+    ``calibration_bins`` bins (labels counted before it existed, or in other bins, do not).
+    """
+    labelled = summary.counts.get(CALIBRATION_LABELLED)
+    if labelled is None or len(labelled) != calibration_bins or int(labelled.sum()) != summary.n_labelled:
+        return Calibration.undefined(calibration_bins)
+    losses = summary.sums.get(LOSSES, [0, 0])
+    return calibration(
+        labelled.tolist(),
+        summary.vector(CALIBRATION_POSITIVES, calibration_bins).tolist(),
+        summary.sums.get(CALIBRATION_SCORES, [0] * calibration_bins),
+        losses[BRIER],
+        losses[LOG_LOSS],
+    )
 
 
 _PERF_NAMES = {
@@ -377,6 +401,15 @@ def evaluate_model(
         if settings.performance_enabled:
             for key, name in _PERF_NAMES.items():
                 add(name, perf[window][key], window)
+            bins = spec.calibration_bins
+            enough = summary.n_labelled >= settings.min_labelled
+            cal = calibration_metrics(summary, bins) if enough else Calibration.undefined(bins)
+            add("ml_model_brier_score", cal.brier, window)
+            add("ml_model_log_loss", cal.log_loss, window)
+            add("ml_model_expected_calibration_error", cal.ece, window)
+            for b, (rate, mean) in enumerate(zip(cal.observed_rate, cal.mean_score, strict=True)):
+                add("ml_model_calibration_observed_rate", rate, window, bin=str(b))
+                add("ml_model_calibration_mean_score", mean, window, bin=str(b))
         n, labelled = summary.n_predictions, summary.n_labelled
         add("streamon_predictions_in_window", n, window)
         add("streamon_labelled_in_window", labelled, window)
@@ -467,6 +500,9 @@ def evaluate_model(
                 append(_sample("ml_data_drift_ks_p_value", labels, float(d["ks_p"])))
             flag = drift_flag(method, d, methods[method])
             append(_sample("streamon_feature_drift_detected", (*labels, ("method", method)), flag))
+    # Data integrity per feature (out of range, unseen categories, wrong types, schema change).
+    for name, value, extra in integrity_gauges(spec, monitored, current, reference, few):
+        add(name, value, **extra)
     sd = score_drift(spec, current, reference) if not few else {"psi": math.nan, "js": math.nan}
     add("ml_data_drift_psi_score", sd["psi"], feature=SCORE_FEATURE)
     add("ml_data_drift_js_divergence", sd["js"], feature=SCORE_FEATURE)

@@ -6,7 +6,9 @@ to per-(model, variant, bucket) :class:`BucketSummary` deltas, and to per-(model
 segment field, segment value, bucket) deltas for the model's configured segments.
 Variants and segment values come from data, so each delta keeps only the bottom-K of
 them by stable hash (:mod:`streamon.core.state.cardinality`) and folds the rest into
-OTHER. :meth:`take_partials`
+OTHER. Events rejected after decoding (wrong types, duplicates) stay dead letters and are
+also counted in their bucket, with the undeclared keys of the accepted ones, for the data
+integrity metrics (:mod:`streamon.core.statistics.integrity`). :meth:`take_partials`
 hands the deltas over (the runtime publishes them to the partials topic in the same
 Kafka transaction as the input offsets) and starts afresh.
 
@@ -40,6 +42,14 @@ from streamon.core.stages.join import Joiner, LabelDelta
 from streamon.core.state.cardinality import DEFAULT_VARIANT, EXEMPT, MISSING, NOTHING, OTHER, admit, bottom_k
 from streamon.core.state.summary import BucketSummary
 from streamon.core.state.windows import floor_to
+from streamon.core.statistics.integrity import (
+    KEYS,
+    REJECTED,
+    add_count,
+    unexpected_keys,
+    wrong_type_name,
+    wrong_typed,
+)
 
 PARTIAL_VERSION = 1
 
@@ -47,6 +57,7 @@ PARTIAL_VERSION = 1
 _LABEL = attrgetter("label")
 _PREDICTED = attrgetter("predicted")
 _SCORE = attrgetter("score")
+_FEATURES = attrgetter("features")
 _NUMBER_OR_NULL = frozenset({int, float, type(None)})
 
 
@@ -125,9 +136,11 @@ def _assemble_group(head: bytes, group: list[tuple[bytes, bytes]]) -> bytes:
 
 
 def _atoms(summary: BucketSummary) -> list[BucketSummary]:
-    """``summary`` as summaries of one count vector, sketch or categorical feature each (their sum)."""
+    """``summary`` as summaries of one count vector, sketch, categorical feature or vector of
+    exact sums each (their sum)."""
     out = [BucketSummary(counts={name: vec}) for name, vec in summary.counts.items()]
     out += [BucketSummary(sketches={name: sk}) for name, sk in summary.sketches.items()]
+    out += [BucketSummary(sums={name: v}) for name, v in summary.sums.items()]
     out += [BucketSummary(categories={name: c}) for name, c in summary.categories.items() if c]
     return out or [summary]
 
@@ -165,6 +178,7 @@ def _union(parts: list[BucketSummary]) -> BucketSummary:
         for name, vec in part.counts.items():
             out.counts[name] = out.counts[name] + vec if name in out.counts else vec
         out.sketches.update(part.sketches)  # never split: disjoint
+        out.sums.update(part.sums)  # never split (a few short vectors): disjoint
         for name, c in part.categories.items():
             out.categories.setdefault(name, Counter()).update(c)
     return out
@@ -451,6 +465,9 @@ class PartitionProcessor:
         label_deltas: list[LabelDelta] = []
         seen_ids: set[str] = set()
         joined: list[tuple[Prediction, tuple[tuple[str, str], ...]]] = []  # for one join store write
+        # Rejected after decoding, for the integrity counts: (event, wrong-typed features or None
+        # for a duplicate). Still dead letters; counted in the bucket of their model and time.
+        checked_out: list[tuple[Prediction, list[str] | None]] = []
         # Hot loop: per-model lookups hoisted, bucket start inlined (= floor_to).
         numeric = {name: tuple(spec.numeric) for name, spec in self.models.items()}
         allowed = {name: spec.variants for name, spec in self.models.items()}
@@ -478,9 +495,13 @@ class PartitionProcessor:
             # Every numeric feature a number or null, checked in C (bool is its own type).
             if not _NUMBER_OR_NULL.issuperset(map(type, map(features.get, numeric[model]))):
                 bad = _check_numeric(features, numeric[model])  # None for a subclass of int or float
+                if bad is not None and partials:
+                    checked_out.append((p, wrong_typed(features, numeric[model])))
             if bad is None and (pid in seen_ids or pid in pending):
                 seen = f"prediction_id {pid[:100]!r} seen before"
                 bad = Invalid(DUPLICATE_PREDICTION, seen, "prediction_id")
+                if partials:
+                    checked_out.append((p, None))
             if bad is not None:
                 rejected.append(Rejected("predictions", raw, bad.reason, bad.detail, index, bad.field))
                 continue
@@ -521,9 +542,18 @@ class PartitionProcessor:
         models = self.models
         groups = self._fold_groups(groups, 1, _variant_cap(models), self._deltas)
         seg_groups = self._fold_groups(seg_groups, 2, _segment_cap(models), self._seg_deltas)
+        declared = {
+            name: frozenset(f.name for f in spec.features) | {s.field for s in spec.segments}
+            for name, spec in models.items()
+        }
         for (model, variant, start), group in groups.items():
-            summarise(self.models[model], group, self._bucket(model, variant, start))
+            summary = self._bucket(model, variant, start)
+            summarise(self.models[model], group, summary)
+            keys = unexpected_keys(map(_FEATURES, group), declared[model])
+            if keys:  # schema change: keys the model does not declare (capped like categories)
+                summary.add_categorical_feature(KEYS, keys)
             self.counts.predictions += len(group)
+        self._add_checked_out(checked_out)
         for (model, index, value, start), group in seg_groups.items():
             summarise(self.models[model], group, self._segment(model, index, value, start))
         self._add_label_deltas(label_deltas)
@@ -532,6 +562,26 @@ class PartitionProcessor:
         for r in rejected:
             self.counts.invalid[(r.topic, r.reason)] += 1
         return rejected
+
+    def _add_checked_out(self, rejected: list[tuple[Prediction, list[str] | None]]) -> None:
+        """Count events rejected after decoding (wrong types, duplicates) into their bucket.
+
+        Their bucket: the event's model, variant (allowlist applied, the cap folds it later with
+        the others) and event time, so the counts merge exactly like every other delta.
+        """
+        bucket_s = self.bucket_s
+        for p, wrong in rejected:
+            allowed = self.models[p.model].variants
+            variant = p.variant or DEFAULT_VARIANT
+            if allowed is not None:
+                variant = admit(variant, allowed)
+            summary = self._bucket(p.model, variant, math.floor(p.ts / bucket_s) * bucket_s)
+            if wrong is None:
+                add_count(summary, REJECTED, [0, 1])
+                continue
+            add_count(summary, REJECTED, [1, 0])
+            for name in wrong:
+                add_count(summary, wrong_type_name(name), [1])
 
     def _add_label_deltas(self, deltas: list[LabelDelta]) -> None:
         groups: dict[tuple[str, str, float, int], list[LabelDelta]] = defaultdict(list)
@@ -551,9 +601,13 @@ class PartitionProcessor:
         for (model, variant, start, sign), group in groups.items():
             self._add_labels(self._bucket(model, variant, start), model, group, sign)
         for (model, index, value, start, sign), group in seg_groups.items():
-            self._add_labels(self._segment(model, index, value, start), model, group, sign)
+            # Segments export no calibration metrics and read their AUC from the score_bins
+            # histograms: a window per segment value holding the fine ones would cost 26 KB a bucket.
+            self._add_labels(self._segment(model, index, value, start), model, group, sign, segment=True)
 
-    def _add_labels(self, summary: BucketSummary, model: str, group: list[LabelDelta], sign: int) -> None:
+    def _add_labels(
+        self, summary: BucketSummary, model: str, group: list[LabelDelta], sign: int, segment: bool = False
+    ) -> None:
         n = len(group)
         summary.add_labels(
             np.fromiter(map(_LABEL, group), dtype=np.int64, count=n),
@@ -561,6 +615,8 @@ class PartitionProcessor:
             np.fromiter(map(_SCORE, group), dtype=np.float64, count=n),
             self.models[model].score_bins,
             sign=sign,
+            calibration_bins=None if segment else self.models[model].calibration_bins,
+            fine=not segment,
         )
 
     def take_partials(self) -> list[Partial]:

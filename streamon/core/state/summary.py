@@ -5,14 +5,16 @@ stage 2 merges the summaries of all partitions. All counts are integers (latency
 in whole microseconds), so merging is exact and independent of order: the global
 metrics are the same whether one worker or ten produced the parts.
 
-A summary holds three kinds of mergeable state, all keyed by name:
+A summary holds four kinds of mergeable state, all keyed by name:
 
 - ``counts``: int64 vectors (prediction counts, score histograms, confusion counts,
   latency histogram, fixed-edge feature bins when a reference profile pins them);
 - ``sketches``: :class:`~streamon.core.state.sketch.LogSketch` of each numeric feature's
   raw values (KS, Wasserstein, rolling-reference bins);
 - ``categories``: per categorical feature, counts per observed value, capped by the
-  bottom-K-by-stable-hash rule of :mod:`streamon.core.state.cardinality` (merge-invariant).
+  bottom-K-by-stable-hash rule of :mod:`streamon.core.state.cardinality` (merge-invariant);
+- ``sums``: vectors of exact sums of floats as Python ints (:mod:`streamon.core.state.exact`):
+  the calibration statistics' score sums and Brier / log-loss sums.
 
 :attr:`BucketSummary.category_cap` is the cap applied on every add and merge; window
 aggregates that are maintained by subtraction hold ``None`` (uncapped, exact) and are
@@ -21,6 +23,7 @@ capped when read (:meth:`BucketSummary.capped`).
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -33,7 +36,9 @@ import orjson
 from streamon.core.state.cardinality import MISSING as MISSING  # re-exported: first defined here
 from streamon.core.state.cardinality import NOTHING, fold_counter
 from streamon.core.state.cardinality import OTHER as OTHER
+from streamon.core.state.exact import add_into
 from streamon.core.state.sketch import LogSketch
+from streamon.core.statistics.calibration import batch_sums
 
 FORMAT_VERSION = 1
 
@@ -54,6 +59,15 @@ CONFUSION = "confusion"  # [tp, fp, tn, fn] of labelled predictions
 POSITIVE_SCORES = "scores_pos"  # score histogram of predictions labelled 1
 NEGATIVE_SCORES = "scores_neg"  # score histogram of predictions labelled 0
 OUTCOMES_ADDED = "outcomes_added"  # [tp, fp, tn, fn] counted up only: feeds a monotonic counter
+AUC_POSITIVE_SCORES = "auc_pos"  # fine score histogram (AUC_EDGES) of predictions labelled 1
+AUC_NEGATIVE_SCORES = "auc_neg"  # fine score histogram (AUC_EDGES) of predictions labelled 0
+CALIBRATION_LABELLED = "calibration_n"  # labelled predictions per calibration bin
+CALIBRATION_POSITIVES = "calibration_pos"  # of them, labelled 1
+# Names of the vectors of exact sums.
+CALIBRATION_SCORES = "calibration_scores"  # sum of the labelled scores per calibration bin
+LOSSES = "losses"  # [Brier sum, log-loss sum] over labelled predictions
+BRIER, LOG_LOSS = 0, 1
+DEFAULT_CALIBRATION_BINS = 10
 
 TP, FP, TN, FN = 0, 1, 2, 3
 
@@ -65,6 +79,36 @@ def score_bin(scores: np.ndarray, n_bins: int) -> np.ndarray:
     [0, 2, 3, 3]
     """
     return np.minimum((scores * n_bins).astype(np.int64), n_bins - 1)
+
+
+# The fixed grid of the threshold-free metrics (AUCs, precision at FPR, lift): a step of
+# 0.05 in log-odds over [-16, 16] (fine near 0 and 1, where fraud scores crowd) merged
+# with a step of 0.001 in score (fine in the middle, where precision moves fastest). It
+# never depends on configuration, so every worker's counts add up. docs/statistics.md
+# gives the measured error against scikit-learn on the raw scores.
+AUC_LOGIT_STEP, AUC_LOGIT_LIMIT, AUC_SCORE_STEP = 0.05, 16.0, 0.001
+_LOGITS = np.linspace(-AUC_LOGIT_LIMIT, AUC_LOGIT_LIMIT, round(2 * AUC_LOGIT_LIMIT / AUC_LOGIT_STEP) + 1)
+# math.exp, not numpy's vectorised exp, whose last bit may depend on the CPU's SIMD path.
+AUC_EDGES = np.union1d(
+    [1.0 / (1.0 + math.exp(-x)) for x in _LOGITS.tolist()],
+    np.arange(1, round(1 / AUC_SCORE_STEP)) * AUC_SCORE_STEP,
+)
+AUC_EDGES.setflags(write=False)  # one grid for every worker: nobody may shift it
+AUC_BINS = len(AUC_EDGES) + 1
+
+
+def auc_bin(scores: np.ndarray) -> np.ndarray:
+    """Index of each score's bin on the fixed grid ``AUC_EDGES`` (a score on an edge goes up).
+
+    Every edge lies strictly inside (0, 1): 0.0 falls in the first bin, 1.0 in the last,
+    each with the other scores beyond the grid (below ~1.1e-7, above 1 - 1.1e-7).
+
+    >>> AUC_BINS
+    1640
+    >>> auc_bin(np.array([0.0, 1e-9, 0.5, 1.0])).tolist()
+    [0, 0, 820, 1639]
+    """
+    return np.searchsorted(AUC_EDGES, scores, side="right")
 
 
 # Up to this many edges, counting values per bin by one comparison per edge beats
@@ -123,6 +167,7 @@ class BucketSummary:
     counts: dict[str, np.ndarray] = field(default_factory=dict)
     sketches: dict[str, LogSketch] = field(default_factory=dict)
     categories: dict[str, Counter[str]] = field(default_factory=dict)
+    sums: dict[str, list[int]] = field(default_factory=dict)  # exact sums, units of 2**-1074
     # Bottom-K cap on the values of each categorical feature; None = uncapped (exact sums).
     category_cap: int | None = field(default=MAX_CATEGORIES, compare=False)
     # Per feature, values the cap never folds (the reference profile's categories).
@@ -152,11 +197,38 @@ class BucketSummary:
         return int(self.confusion.sum())
 
     @property
+    def calibration_bins(self) -> int | None:
+        """The number of calibration bins labels were counted in (None: no calibration state)."""
+        v = self.counts.get(CALIBRATION_LABELLED)
+        return None if v is None else len(v)
+
+    def ranking_histograms(self, score_bins: int) -> tuple[np.ndarray, np.ndarray, str]:
+        """The per-class histograms the threshold-free metrics read, and the AP tie rule.
+
+        The fine ``AUC_EDGES`` histograms when they count every labelled prediction; else
+        (labels counted before they existed, e.g. an older reference profile, alone or mixed
+        into a window; or a segment summary, which keeps none) the ``score_bins`` histograms
+        with the step rule.
+        """
+        pos = self.counts.get(AUC_POSITIVE_SCORES)
+        neg = self.counts.get(AUC_NEGATIVE_SCORES)
+        if (
+            pos is not None
+            and neg is not None
+            and len(pos) == len(neg) == AUC_BINS
+            and int(pos.sum()) + int(neg.sum()) == self.n_labelled
+            and not ((pos < 0).any() or (neg < 0).any())  # a retraction of a label counted before
+        ):
+            return pos, neg, "spread"
+        return self.vector(POSITIVE_SCORES, score_bins), self.vector(NEGATIVE_SCORES, score_bins), "bin"
+
+    @property
     def is_empty(self) -> bool:
         return (
             all(not v.any() for v in self.counts.values())
             and all(s.is_empty for s in self.sketches.values())
             and all(not c for c in self.categories.values())
+            and all(not any(v) for v in self.sums.values())
         )
 
     # ------------------------------------------------------------------ adding
@@ -167,6 +239,15 @@ class BucketSummary:
             self.counts[name] = delta.astype(np.int64, copy=True)
         else:
             current += delta
+
+    def _add_sums(self, name: str, delta: list[int], sign: int = 1) -> None:
+        current = self.sums.get(name)
+        if current is None:
+            self.sums[name] = [sign * d for d in delta]
+        elif len(current) != len(delta):
+            raise ValueError(f"cannot add sums {name!r} of length {len(delta)} to length {len(current)}")
+        else:
+            add_into(current, delta, sign)
 
     def add_predictions(
         self,
@@ -247,8 +328,15 @@ class BucketSummary:
         scores: np.ndarray,
         score_bins: int,
         sign: int = 1,
+        calibration_bins: int | None = DEFAULT_CALIBRATION_BINS,
+        fine: bool = True,
     ) -> None:
-        """Count labelled predictions; ``sign=-1`` retracts them (a corrected label)."""
+        """Count labelled predictions; ``sign=-1`` retracts them (a corrected label).
+
+        ``calibration_bins`` None keeps no calibration state, ``fine`` False no fine AUC
+        histograms (26 KB per bucket held by a window): a segment's summaries, whose
+        threshold-free metrics read the ``score_bins`` histograms instead.
+        """
         cells = np.bincount(outcome_index(label, predicted), minlength=4)
         self._add(CONFUSION, sign * cells)
         if sign > 0:
@@ -257,12 +345,32 @@ class BucketSummary:
         pos = label.astype(bool)
         self._add(POSITIVE_SCORES, sign * np.bincount(bins[pos], minlength=score_bins))
         self._add(NEGATIVE_SCORES, sign * np.bincount(bins[~pos], minlength=score_bins))
+        if fine:
+            ranks = auc_bin(scores)
+            self._add(AUC_POSITIVE_SCORES, sign * np.bincount(ranks[pos], minlength=AUC_BINS))
+            self._add(AUC_NEGATIVE_SCORES, sign * np.bincount(ranks[~pos], minlength=AUC_BINS))
+        if calibration_bins is not None:
+            self._add_calibration(label, scores, calibration_bins, sign)
+
+    def _add_calibration(self, label: np.ndarray, scores: np.ndarray, bins: int, sign: int) -> None:
+        """Per calibration bin the labelled count, positives and exact score sum; the exact
+        Brier and log-loss sums (a retraction subtracts the very same integers)."""
+        cal = score_bin(scores, bins)
+        self._add(CALIBRATION_LABELLED, sign * np.bincount(cal, minlength=bins))
+        self._add(CALIBRATION_POSITIVES, sign * np.bincount(cal[label == 1], minlength=bins))
+        score_sums, brier_sum, log_loss_sum = batch_sums(scores, label, cal, bins)
+        self._add_sums(CALIBRATION_SCORES, score_sums, sign)
+        losses = [0, 0]
+        losses[BRIER], losses[LOG_LOSS] = brier_sum, log_loss_sum
+        self._add_sums(LOSSES, losses, sign)
 
     # ------------------------------------------------------------------ merging
 
     def __iadd__(self, other: BucketSummary) -> BucketSummary:
         for name, vec in other.counts.items():
             self._add(name, vec)
+        for name, sums in other.sums.items():
+            self._add_sums(name, sums)
         for name, sk in other.sketches.items():
             mine = self.sketches.get(name)
             if mine is None:
@@ -281,6 +389,8 @@ class BucketSummary:
     def __isub__(self, other: BucketSummary) -> BucketSummary:
         for name, vec in other.counts.items():
             self._add(name, -vec)
+        for name, sums in other.sums.items():
+            self._add_sums(name, sums, -1)
         for name, sk in other.sketches.items():
             if name not in self.sketches:
                 if sk.is_empty:
@@ -309,6 +419,7 @@ class BucketSummary:
             counts={k: v.copy() for k, v in self.counts.items()},
             sketches={k: s.copy() for k, s in self.sketches.items()},
             categories={k: Counter(c) for k, c in self.categories.items()},
+            sums={k: list(v) for k, v in self.sums.items()},
             category_cap=self.category_cap,
             protected=self.protected,
         )
@@ -317,7 +428,7 @@ class BucketSummary:
         """This summary with every categorical feature cut to ``cap`` values (self if none is over),
         ``protected`` (default: this summary's) values kept.
 
-        Counts and sketches are shared, not copied: the result is for reading.
+        Counts, sketches and sums are shared, not copied: the result is for reading.
 
         >>> s = BucketSummary(category_cap=None)
         >>> s.add_categorical_feature("c", ["a", "b", "c"])
@@ -333,7 +444,12 @@ class BucketSummary:
             fold_counter(c, cap, keep.get(name, NOTHING))
             cats[name] = c
         return BucketSummary(
-            counts=self.counts, sketches=self.sketches, categories=cats, category_cap=cap, protected=keep
+            counts=self.counts,
+            sketches=self.sketches,
+            categories=cats,
+            sums=self.sums,
+            category_cap=cap,
+            protected=keep,
         )
 
     def __eq__(self, other: object) -> bool:
@@ -359,6 +475,13 @@ class BucketSummary:
             b_c = +other.categories.get(name, Counter())
             if a_c != b_c:
                 return False
+        for name in set(self.sums) | set(other.sums):
+            a_x, b_x = self.sums.get(name), other.sums.get(name)
+            if a_x is None or b_x is None:
+                if any(a_x or b_x or ()):  # absent equals all zeros, as for counts
+                    return False
+            elif a_x != b_x:
+                return False
         return True
 
     __hash__ = None  # type: ignore[assignment]
@@ -366,7 +489,7 @@ class BucketSummary:
     # ------------------------------------------------------------------ wire format
 
     def to_bytes(self) -> bytes:
-        """Compact, versioned encoding: sparse count vectors, sketches, category counts."""
+        """Compact, versioned encoding: sparse count vectors, sketches, category counts, exact sums."""
         counts = {}
         for name, vec in self.counts.items():
             nz = np.flatnonzero(vec)
@@ -376,6 +499,11 @@ class BucketSummary:
             "s": {name: sk.to_bytes().hex() for name, sk in self.sketches.items() if not sk.is_empty},
             "k": {name: dict(c) for name, c in self.categories.items() if c},
         }
+        if self.sums:  # an optional key: summaries without sums encode (and decode) as before
+            doc["x"] = {
+                name: [len(v), [i for i, u in enumerate(v) if u], [_sum_text(u) for u in v if u]]
+                for name, v in self.sums.items()
+            }
         return bytes([FORMAT_VERSION]) + orjson.dumps(doc)
 
     @classmethod
@@ -390,7 +518,29 @@ class BucketSummary:
             out.counts[name] = vec
         out.sketches = {name: LogSketch.from_bytes(bytes.fromhex(h)) for name, h in doc["s"].items()}
         out.categories = {name: Counter(c) for name, c in doc["k"].items()}
+        for name, (size, idx, texts) in doc.get("x", {}).items():
+            v = [0] * size
+            for i, t in zip(idx, texts, strict=True):
+                v[i] = _sum_from_text(t)
+            out.sums[name] = v
         return out
+
+
+def _sum_text(units: int) -> str:
+    """A non-zero exact sum as hex digits of its odd part and ``p`` + its power of two: a sum of
+    floats in units of 2**-1074 ends in hundreds of zero bits.
+
+    >>> _sum_text(0x1a << 1000), _sum_text(-3), _sum_from_text(_sum_text(-(5 << 7))) == -(5 << 7)
+    ('dp1001', '-3', True)
+    """
+    shift = (units & -units).bit_length() - 1
+    odd = units >> shift
+    return f"{odd:x}p{shift}" if shift else f"{odd:x}"
+
+
+def _sum_from_text(text: str) -> int:
+    odd, _, shift = text.partition("p")
+    return int(odd, 16) << int(shift or 0)
 
 
 def merge_all(parts: Iterable[BucketSummary]) -> BucketSummary:

@@ -2,8 +2,11 @@
 
 Inputs are confusion counts at the configured threshold and, for the
 threshold-free metrics, per-class score histograms: ``pos[i]`` / ``neg[i]`` count the
-labelled positives / negatives whose score falls in bin ``i`` of ``B`` equal-width bins
-on [0, 1] (bin ``i`` covers ``[i/B, (i+1)/B)``, the last bin includes 1.0).
+labelled positives / negatives whose score falls in bin ``i`` of an ascending grid of
+bins on [0, 1], lowest first: the fixed fine grid of the service
+(:data:`streamon.core.state.summary.AUC_EDGES`) or ``B`` equal-width bins (bin ``i``
+covers ``[i/B, (i+1)/B)``, the last bin includes 1.0). Only the order of the bins
+matters, not their edges.
 
 A score's position inside its bin is unknown, so scores in the same bin are ties and
 the operating points are the thresholds at bin boundaries: "flag the top ``j`` bins".
@@ -18,10 +21,12 @@ import math
 
 import numpy as np
 import numpy.typing as npt
+from scipy import special
 
 from streamon.core.statistics.business import BusinessCosts, business_metrics
 
 DEFAULT_BINS = 200
+FloatArray = npt.NDArray[np.float64]
 
 
 def _ratio(num: float, den: float) -> float:
@@ -84,16 +89,31 @@ def auc_roc(pos: npt.ArrayLike, neg: npt.ArrayLike) -> float:
     return wins / float(n_pos * n_neg)
 
 
-def auc_pr(pos: npt.ArrayLike, neg: npt.ArrayLike) -> float:
+def auc_pr(pos: npt.ArrayLike, neg: npt.ArrayLike, ties: str = "bin") -> float:
     """Area under the precision-recall curve as average precision.
 
-    ``sum_j (R_j - R_{j-1}) * P_j`` over thresholds at bin boundaries, descending:
-    scikit-learn's ``average_precision_score`` applied to the binned scores (no
-    interpolation between points). NaN without positives.
+    ``ties="bin"``: ``sum_j (R_j - R_{j-1}) * P_j`` over thresholds at bin boundaries,
+    descending: scikit-learn's ``average_precision_score`` applied to the binned scores
+    (each bin one group of tied scores, no interpolation between points).
+
+    ``ties="spread"``: each inner bin contributes the expected precisions of its positives
+    under a uniformly random order of the bin's items (the AP analogue of "ties count
+    half", see :func:`_spread_precision_sums`); the first and last bins stay tie groups,
+    since they hold the scores outside the grid, typically exactly 0 and 1, which
+    scikit-learn ties too. With a fine grid this tracks ``average_precision_score`` on the
+    raw scores, where the step rule's bias is first order in the bin width.
+
+    NaN without positives.
 
     >>> auc_pr([0, 1, 3], [2, 1, 0])  # 3/4 * 3/3 + 1/4 * 4/5
     0.95
+    >>> auc_pr([0, 1, 0], [0, 1, 0], ties="spread")  # precision 1 or 1/2, as likely
+    0.75
+    >>> auc_pr([0, 1, 0], [0, 1, 0])  # the step rule: the tie group's precision
+    0.5
     """
+    if ties not in ("bin", "spread"):
+        raise ValueError(f"ties must be 'bin' or 'spread', got {ties!r}")
     p, n = _histograms(pos, neg)
     n_pos = p.sum()
     if n_pos == 0:
@@ -102,7 +122,37 @@ def auc_pr(pos: npt.ArrayLike, neg: npt.ArrayLike) -> float:
     flagged = tp + fp
     # Where a bin has no positives the recall step is 0, so its precision does not matter.
     precision = np.divide(tp, flagged, out=np.zeros_like(tp), where=flagged > 0)
-    return float(p @ precision) / float(n_pos)
+    sums = p * precision  # per bin: its positives' precisions summed, step rule
+    if ties == "spread" and p.size > 2:
+        inner = slice(1, p.size - 1)
+        sums[inner] = _spread_precision_sums(p[inner], n[inner], (tp - p)[inner], (flagged - p - n)[inner])
+    return float(sums.sum()) / float(n_pos)
+
+
+def _spread_precision_sums(a: FloatArray, b: FloatArray, tp0: FloatArray, n0: FloatArray) -> FloatArray:
+    """Per bin with ``a`` positives and ``b`` negatives, below ``n0`` flagged items of which
+    ``tp0`` are positive: the expected sum of its positives' precisions when the bin's
+    ``c = a + b`` items come in a uniformly random order.
+
+    The item at position ``m`` of the bin is positive with probability ``a / c``, and then
+    the other ``m - 1`` before it hold ``(m - 1)(a - 1)/(c - 1)`` positives on average, so
+    by linearity the expectation is exactly
+    ``sum_m (a / c) * (tp0 + 1 + (m - 1)(a - 1)/(c - 1)) / (n0 + m)``, in closed form
+    ``beta * c + (alpha - beta * n0) * (digamma(n0 + c + 1) - digamma(n0 + 1))`` with
+    ``beta = a (a - 1) / (c (c - 1))`` and ``alpha = a (tp0 + 1) / c - beta``.
+
+    >>> one = lambda *v: [np.array([x]) for x in v]
+    >>> _spread_precision_sums(*one(2.0, 0.0, 0.0, 0.0)).tolist()  # two positives on top
+    [2.0]
+    >>> _spread_precision_sums(*one(1.0, 1.0, 0.0, 0.0)).tolist()  # precision 1 or 1/2
+    [0.75]
+    """
+    c = a + b
+    safe_c = np.maximum(c, 1.0)
+    beta = np.where(c > 1, a * (a - 1.0) / (safe_c * np.maximum(c - 1.0, 1.0)), 0.0)
+    alpha = a * (tp0 + 1.0) / safe_c - beta
+    harmonic = special.digamma(n0 + c + 1.0) - special.digamma(n0 + 1.0)  # sum of 1/(n0 + m)
+    return np.where(a > 0, beta * c + (alpha - beta * n0) * harmonic, 0.0)
 
 
 def precision_at_fpr(pos: npt.ArrayLike, neg: npt.ArrayLike, fpr: float = 0.01) -> float:

@@ -240,8 +240,7 @@ def _realised(current: BucketSummary, score_bins: int, costs: BusinessCosts) -> 
     c = current.confusion
     tp, fp, tn, fn = int(c[TP]), int(c[FP]), int(c[TN]), int(c[FN])
     out = {k: v for k, v in classification.threshold_metrics(tp, fp, tn, fn).items() if k in METRICS}
-    pos = current.vector(POSITIVE_SCORES, score_bins)
-    neg = current.vector(NEGATIVE_SCORES, score_bins)
+    pos, neg, _ = current.ranking_histograms(score_bins)  # as the realised AUC: equal when all labelled
     out["auc_roc"] = classification.auc_roc(pos, neg)
     out["expected_value"] = classification.expected_value(tp, fp, tn, fn, costs)
     return out

@@ -202,7 +202,7 @@ def collect_from_files(
     return data
 
 
-def _read_topic(engine: Engine, topic: str) -> list[bytes | None]:
+def read_topic(engine: Engine, topic: str) -> list[bytes | None]:
     """Every committed message value of ``topic`` as it stands now."""
     from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
@@ -260,8 +260,8 @@ def collect_from_kafka(engine: Engine, experiment: str, model: str | None = None
     t = engine.settings.kafka.topics
     decoder = engine.decoder(check_time=False)
     bad = [0]
-    preds = _read_topic(engine, t.predictions)
-    labels = _read_topic(engine, t.labels)
+    preds = read_topic(engine, t.predictions)
+    labels = read_topic(engine, t.labels)
     data = collect(
         _decode(preds, decoder.prediction, bad),
         list(_decode(labels, decoder.label, bad)),

@@ -113,7 +113,7 @@ class MonitorResult:
     def report(self, title: str = "streamon report") -> Report:
         """The HTML report of this run (:mod:`streamon.report`): ``.save(path)``, or shown
         inline in Jupyter."""
-        from streamon.report.collect import collect
+        from streamon.report.collect import collect, window_views
         from streamon.report.render import render_html
 
         r = self._replay
@@ -121,7 +121,7 @@ class MonitorResult:
             title,
             r.history if r is not None else [],
             self.snapshot,
-            r.stage2 if r is not None else None,
+            window_views(r.stage2) if r is not None and r.stage2 is not None else None,
             self._rules,
             self.alerts,
             predictions=self.predictions,
@@ -232,6 +232,20 @@ class Monitor:
         if not self._labels:
             self._sources[1] = str(path)
         self._labels += read_lines(Path(path))
+        return self
+
+    def add_predictions_raw(self, values: Iterable[bytes | None], source: str = "prediction") -> Monitor:
+        """Add prediction messages as a producer sent them (JSON bytes; None, a tombstone, is skipped)."""
+        if not self._predictions:
+            self._sources[0] = source
+        self._predictions += [v for v in values if v is not None]
+        return self
+
+    def add_labels_raw(self, values: Iterable[bytes | None], source: str = "label") -> Monitor:
+        """Add label messages as a producer sent them (JSON bytes; None, a tombstone, is skipped)."""
+        if not self._labels:
+            self._sources[1] = source
+        self._labels += [v for v in values if v is not None]
         return self
 
     def run(

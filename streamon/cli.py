@@ -182,10 +182,13 @@ def replay(
 
 @cli.command()
 @CONFIG_OPTION
-@click.option(
-    "--predictions", type=click.Path(path_type=Path), required=True, help="prediction events, JSONL"
-)
+@click.option("--predictions", type=click.Path(path_type=Path), default=None, help="prediction events, JSONL")
 @click.option("--labels", type=click.Path(path_type=Path), default=None, help="label events, JSONL")
+@click.option(
+    "--bootstrap-servers",
+    default=None,
+    help="read the config's predictions and labels topics from this cluster instead of files",
+)
 @click.option(
     "--reference",
     "reference_path",
@@ -199,8 +202,9 @@ def replay(
 @click.option("--title", default=None, help="the report's title [default: from the predictions file]")
 def report(
     config_path: Path,
-    predictions: Path,
+    predictions: Path | None,
     labels: Path | None,
+    bootstrap_servers: str | None,
     reference_path: Path | None,
     out_path: Path,
     title: str | None,
@@ -212,6 +216,9 @@ def report(
     realised performance, feature drift and distributions, data integrity, segments,
     business value, the experiment's arms, and the alerts with their evidence.
 
+    With --bootstrap-servers it reads the config's predictions and labels topics from the
+    beginning to their current end (the inputs of `streamon ab report --bootstrap-servers`).
+
     \b
     Example:
       streamon report --config configs/monitoring_config.yaml \\
@@ -221,17 +228,33 @@ def report(
 
     from streamon.api import Monitor
     from streamon.config import load_config
+    from streamon.errors import InputError
     from streamon.progress import progress
     from streamon.replay import summarise_bad_lines
 
     started = time.perf_counter()
-    monitor = Monitor(load_config(config_path), reference=reference_path).add_prediction_file(predictions)
-    if labels is not None:
-        monitor.add_label_file(labels)
+    settings = _with_bootstrap(load_config(config_path), bootstrap_servers)
+    monitor = Monitor(settings, reference=reference_path)
+    if bootstrap_servers:
+        if predictions is not None or labels is not None:
+            raise InputError("give --predictions/--labels or --bootstrap-servers, not both")
+        from streamon.abreport import read_topic
+
+        topics = settings.kafka.topics
+        monitor.add_predictions_raw(read_topic(monitor.engine, topics.predictions), topics.predictions)
+        monitor.add_labels_raw(read_topic(monitor.engine, topics.labels), topics.labels)
+        source = f"{settings.kafka.bootstrap_servers} ({topics.predictions}, {topics.labels})"
+    elif predictions is not None:
+        monitor.add_prediction_file(predictions)
+        if labels is not None:
+            monitor.add_label_file(labels)
+        source = predictions.name
+    else:
+        raise InputError("give --predictions (and --labels) JSONL files, or --bootstrap-servers")
     result = monitor.run(progress=progress)
     for line in summarise_bad_lines(result.bad_events):
         click.echo(line, err=True)
-    result.report(title or f"streamon report: {predictions.name}").save(out_path)
+    result.report(title or f"streamon report: {source}").save(out_path)
     click.echo(
         f"wrote {out_path} ({result.predictions:,} predictions, {result.labels:,} labels, "
         f"{len(result.alerts)} alert events) in {time.perf_counter() - started:.1f}s"

@@ -126,7 +126,7 @@ class ReportData:
     title: str
     event_time: float
     models: list[ModelView]
-    predictions: int = 0
+    predictions: int | None = None  # None: not known (a worker's report)
     labels: int = 0
     bad_events: int = 0
 
@@ -142,20 +142,58 @@ def _model_of(s: Sample) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class WindowView:
+    """What a report reads of a model's windows at the end: the current window's confusion
+    counts and each feature's reference vs current distribution."""
+
+    confusion: tuple[int, int, int, int]
+    distributions: dict[str, Distribution]
+
+
+def window_views(stage2: Aggregator, drift_bins: int = 10) -> dict[str, WindowView]:
+    """Per model, :class:`WindowView` of its windows over all variants (read where the
+    aggregator lives: the worker's main loop, or after a replay)."""
+    out = {}
+    for name, state in stage2.models.items():
+        if not state.windows:
+            continue
+        cur, ref = BucketSummary(category_cap=None), BucketSummary(category_cap=None)
+        for w in state.windows.values():
+            cur += w.current
+            if state.spec.reference is None:
+                ref += w.reference
+        reference = state.spec.reference if state.spec.reference is not None else ref
+        c = cur.confusion
+        out[name] = WindowView(
+            (int(c[TP]), int(c[FP]), int(c[TN]), int(c[FN])),
+            distributions(state.spec, cur, reference, drift_bins),
+        )
+    return out
+
+
+def drawn(s: Sample) -> bool:
+    """Whether a report draws ``s`` over time: the current window over all variants, and the
+    experiment's series (per arm, no window). What a worker keeps of each evaluation."""
+    labels = dict(s.labels)
+    if s.name.startswith("streamon_ab_"):
+        return True
+    return labels.get("window") == "current" and labels.get("variant") == ALL
+
+
 def collect(
     title: str,
     history: list[tuple[float, list[Sample]]],
     snapshot: Snapshot,
-    stage2: Aggregator | None,
+    windows: dict[str, WindowView] | None,
     rules: list[Rule],
     alerts: list[dict[str, Any]],
     *,
-    predictions: int = 0,
+    predictions: int | None = None,
     labels: int = 0,
     bad_events: int = 0,
-    drift_bins: int = 10,
 ) -> ReportData:
-    """The report of a replay: its evaluations' history, last snapshot, windows and alerts."""
+    """The report of a run: its evaluations' history, last snapshot, windows and alerts."""
     views: dict[str, ModelView] = {}
 
     def view(model: str) -> ModelView:
@@ -181,19 +219,9 @@ def collect(
                 continue
             v.thresholds.setdefault(rule.metric, []).append((rule.alert, rule.op, rule.threshold))
         v.alerts = [a for a in alerts if a.get("model") == v.model]
-    if stage2 is not None:
-        for name, state in stage2.models.items():
-            if name not in views or not state.windows:
-                continue
-            cur, ref = BucketSummary(category_cap=None), BucketSummary(category_cap=None)
-            for w in state.windows.values():
-                cur += w.current
-                if state.spec.reference is None:
-                    ref += w.reference
-            reference = state.spec.reference if state.spec.reference is not None else ref
-            c = cur.confusion
-            views[name].confusion = (int(c[TP]), int(c[FP]), int(c[TN]), int(c[FN]))
-            views[name].distributions = distributions(state.spec, cur, reference, drift_bins)
+        w = (windows or {}).get(v.model)
+        if w is not None:
+            v.confusion, v.distributions = w.confusion, w.distributions
     return ReportData(
         title,
         snapshot.event_time,

@@ -494,10 +494,14 @@ def render_html(data: ReportData) -> str:
     """The report as one HTML document (plotly.js inline: opens offline)."""
     page = _Page()
     nav = " ".join(f'<a href="#model-{html.escape(v.model)}">{html.escape(v.model)}</a>' for v in data.models)
+    counts = (
+        f" · {data.predictions:,} predictions · {data.labels:,} labels · {data.bad_events:,} bad events"
+        if data.predictions is not None
+        else ""  # a worker's report: its stage 2 merges what every worker's stage 1 counted
+    )
     page.add(
         f"<h1>{html.escape(data.title)}</h1>"
-        f'<p class="meta">As of {_t(data.event_time)} UTC (event time) · {data.predictions:,} predictions · '
-        f"{data.labels:,} labels · {data.bad_events:,} bad events</p><nav>{nav}</nav><section>"
+        f'<p class="meta">As of {_t(data.event_time)} UTC (event time){counts}</p><nav>{nav}</nav><section>'
     )
     for v in data.models:
         page.add(

@@ -1,4 +1,4 @@
-"""The worker's HTTP endpoint: /metrics (Prometheus), /healthz and /readyz.
+"""The worker's HTTP endpoint: /metrics (Prometheus), /healthz, /readyz and /report (HTML).
 
 With a web configuration file (:mod:`streamon.webconfig`) the endpoint speaks TLS and asks
 for basic auth. Every connection is handled in its own thread (ThreadingHTTPServer), and
@@ -13,7 +13,7 @@ import logging
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -98,8 +98,10 @@ class MetricsServer:
         ready: Callable[[], bool] = lambda: True,
         web_config: WebConfig | None = None,
         health_without_auth: bool = False,
+        pages: Mapping[str, Callable[[], bytes]] | None = None,
     ) -> None:
         outer = self
+        html_pages = dict(pages or {})  # extra GET paths answered with HTML (the live report)
         auth = Authenticator(web_config.basic_auth_users if web_config is not None else {})
         headers = web_config.http_server_config.headers.items() if web_config is not None else []
         self.auth = auth
@@ -120,6 +122,14 @@ class MetricsServer:
                 elif path == "/readyz":
                     ok = ready()
                     self._answer(b"ready\n" if ok else b"not ready\n", 200 if ok else 503, "text/plain")
+                elif path in html_pages:
+                    try:
+                        page = html_pages[path]()
+                    except Exception as exc:  # a page that fails must not take the endpoint down
+                        log.exception("rendering %s failed", path)
+                        self._answer(f"{path} failed: {exc}\n".encode(), 500, "text/plain")
+                    else:
+                        self._answer(page, 200, "text/html; charset=utf-8")
                 else:
                     self._answer(b"not found\n", 404, "text/plain")
 

@@ -23,7 +23,7 @@ import signal
 import socket
 import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +45,7 @@ from prometheus_client import CollectorRegistry
 
 from streamon.config import Settings
 from streamon.core.alerts import AlertEngine
+from streamon.core.catalogue import METRICS
 from streamon.core.events import QUARANTINED
 from streamon.core.stages.evaluate import HistogramSample, Sample, Snapshot
 from streamon.core.stages.join import StagedStore
@@ -55,6 +56,7 @@ from streamon.errors import KafkaUnavailableError, StreamonError, WorkerStalledE
 from streamon.exporter import SnapshotCollector
 from streamon.kafka_client import SecurityWatch, install_log_scrubber, kafka_client_config
 from streamon.logs import librdkafka_logger
+from streamon.report.collect import WindowView, drawn, history_names, window_views
 from streamon.runtime.http import MetricsServer
 from streamon.runtime.liveness import (
     ABORT,
@@ -85,6 +87,10 @@ BATCH_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 # kafka.stall_timeout bounds the whole.
 KAFKA_TIMEOUT_S = 10.0
 METRICS_REFRESH_S = 1.0  # how often the main loop prepares the samples /metrics serves
+# The live report keeps this many points of its series (a week of 5-minute evaluations) and
+# alert events: bounded memory however long the worker runs.
+REPORT_POINTS = 2016
+REPORT_ALERTS = 2000
 
 # Produce errors caused by what a message carries: retrying the same messages fails the same way.
 CONTENT_ERRORS = frozenset(
@@ -154,6 +160,12 @@ class Worker:
         self.alerts = AlertEngine(self.engine.rules)
         self.alerts_infra = AlertEngine(self.engine.rules)  # per-worker samples, wall-clock time
         self.snapshot: Snapshot | None = None
+        # The live report (/report): the series it draws over time, one point per event-time
+        # evaluation interval, and the alert events, both bounded; the windows at the last point.
+        self._report_names = history_names(METRICS)
+        self._report_points: deque[tuple[float, list[Sample]]] = deque(maxlen=REPORT_POINTS)
+        self._report_windows: dict[str, WindowView] = {}
+        self._alert_log: deque[dict[str, Any]] = deque(maxlen=REPORT_ALERTS)
         self._stage2_dirty = True  # rebuild stage-2 state before the next step
         self._assigned1 = self._assigned2 = False
         self._buffer: list[Message] = []
@@ -265,6 +277,7 @@ class Worker:
                 ready=lambda: self.ready and self.stall() is None,
                 web_config=web,
                 health_without_auth=settings.monitoring.prometheus.health_without_auth,
+                pages={"/report": self.report_html},
             )
         except OSError as exc:
             raise StreamonError(
@@ -997,6 +1010,8 @@ class Worker:
         self.aggregator = self.engine.aggregator()
         self.alerts = AlertEngine(self.engine.rules)
         self.snapshot = None
+        self._report_points.clear()
+        self._report_windows = {}
         self._stage2_dirty = True
 
     def _rebuild_stage2(self) -> None:
@@ -1013,7 +1028,10 @@ class Worker:
                 self._apply_partial(msg)
                 if n % 10_000 == 0:
                     self._heartbeat()
-            self.alerts.restore(self._read_alert_history())
+            history = self._read_alert_history()
+            self.alerts.restore(history)
+            self._alert_log.clear()
+            self._alert_log.extend(history)
             # Partials consumed after the committed offsets (a failed transaction's) are read again.
             for tp in found:
                 self.c2.seek(
@@ -1106,10 +1124,44 @@ class Worker:
         if snap is not None:
             events += self.alerts.evaluate(snap)
             self.snapshot = snap
+            self._keep_for_report(snap)
+        self._alert_log.extend(events)
         for event in events:
             self._produce(
                 self.p2, self.topics.alerts, key=event["fingerprint"].encode(), value=orjson.dumps(event)
             )
+
+    def _keep_for_report(self, snap: Snapshot) -> None:
+        """One point of the live report's series per event-time evaluation interval (a worker
+        catching up evaluates every few seconds of wall time, over hours of event time)."""
+        last = self._report_points[-1][0] if self._report_points else -math.inf
+        if snap.event_time >= last + self.engine.eval_interval_s:
+            names = self._report_names
+            self._report_points.append(
+                (snap.event_time, [x for x in snap.samples if x.name in names and drawn(x)])
+            )
+            self._report_windows = window_views(self.aggregator)
+
+    def report_html(self) -> bytes:
+        """The live report (``/report``, on the HTTP thread): drawn from what the main loop kept,
+        so it never touches the aggregator while the loop changes it."""
+        from streamon.report.collect import collect
+        from streamon.report.render import render_html
+
+        snap = self.snapshot
+        if snap is None:
+            return (
+                b"<!DOCTYPE html><title>streamon</title><p>No evaluation yet: no model owned or no data.</p>"
+            )
+        data = collect(
+            f"streamon worker {self.instance_id}",
+            list(self._report_points),
+            snap,
+            self._report_windows,
+            self.engine.rules,
+            list(self._alert_log),
+        )
+        return render_html(data).encode()
 
     @property
     def eval_interval_wall(self) -> float:

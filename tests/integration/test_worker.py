@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import orjson
@@ -45,8 +46,19 @@ def test_worker_matches_replay_and_publishes_alerts(kafka_bootstrap, setup, tmp_
 
         assert requests.get(worker.url("/healthz"), timeout=5).status_code == 200
         assert requests.get(worker.url("/readyz"), timeout=5).status_code == 200
+        page = requests.get(worker.url("/report"), timeout=30)
     finally:
         _stop_all([worker])
+    # The live report (/report) draws the worker's own state: its numbers are its /metrics.
+    assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+    sections = re.findall(r'data-section="fraud-detector/([a-z]+)"', page.text)
+    assert {"summary", "performance", "confusion", "drift", "alerts"} <= set(sections), sections
+    cells = re.findall(r'data-metric="([^"]+)" data-labels="([^"]*)" data-value="([^"]+)"', page.text)
+    assert len(cells) >= 20
+    for name, labels_text, value in cells:
+        key = (name, tuple(sorted(tuple(kv.split("=", 1)) for kv in labels_text.split(","))))
+        assert h.same(float(value), live[key]), (key, value, live[key])
+    assert "SevereDataDrift" in page.text  # the alerts it published are in the report's timeline
     expected = h.replay_samples(settings, tmp_path, preds, labels)
     assert len(live) > 100
     assert h.diff(live, expected) == []

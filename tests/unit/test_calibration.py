@@ -27,7 +27,6 @@ from streamon.core.stages.evaluate import EvalSettings, calibration_metrics, eva
 from streamon.core.stages.join import MemoryStore
 from streamon.core.stages.stage1 import Partial, PartitionProcessor
 from streamon.core.stages.stage2 import Aggregator, WindowSettings
-from streamon.core.state.exact import totals_by_bin
 from streamon.core.state.summary import (
     CALIBRATION_LABELLED,
     CALIBRATION_SCORES,
@@ -39,7 +38,6 @@ from streamon.core.state.summary import (
 from streamon.core.statistics.calibration import (
     LOG_LOSS_EPS,
     Calibration,
-    exact_totals_by_bin,
     log_loss_terms,
 )
 from streamon.engine import build_engine
@@ -130,36 +128,6 @@ def test_each_statistic_is_the_exact_real_value_rounded_once() -> None:
         if in_bin.any():
             assert cal.mean_score[k] == float(exact_sum / int(in_bin.sum()))
     assert cal.ece == float(gap / n)
-
-
-KINDS = ["uniform", "wide", "zeros", "subnormal", "signed", "extremes", "nan"]
-
-
-@pytest.mark.parametrize("kind", KINDS)
-def test_vectorised_exact_sums_are_the_integers_of_exact_totals_by_bin(kind: str) -> None:
-    rng = np.random.default_rng(KINDS.index(kind))
-    for n in (0, 1, 127, 128, 129, 1000, 5000):
-        x = rng.random(n)
-        if kind == "wide":  # every exponent class, positive
-            x = np.abs(rng.normal(0.0, 1.0, n)) * 10.0 ** rng.integers(-307, 308, n)
-        elif kind == "zeros":
-            x[rng.random(n) < 0.3] = 0.0
-            x[rng.random(n) < 0.1] = -0.0
-        elif kind == "subnormal" and n:
-            x[0] = 7 * 5e-324
-        elif kind == "signed":
-            x = rng.normal(0.0, 1.0, n)
-        elif kind == "extremes" and n:
-            x[: min(n, 2)] = [1.7976931348623157e308, 2.2250738585072014e-308][: min(n, 2)]
-        elif kind == "nan" and n:
-            x[-1] = math.nan
-        for n_bins in (1, 12, 1000):  # 1000 bins: sparse (bin, exponent) keys
-            where = rng.integers(0, n_bins, n)
-            if kind == "nan" and n:
-                with pytest.raises(ValueError, match="finite"):
-                    exact_totals_by_bin(x, where, n_bins)
-            else:
-                assert exact_totals_by_bin(x, where, n_bins) == totals_by_bin(x, where, n_bins)
 
 
 def test_bins_are_floor_of_bins_times_score_with_one_in_the_last_bin() -> None:

@@ -6,6 +6,7 @@ import math
 from fractions import Fraction
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -68,3 +69,33 @@ def test_non_finite_values_are_refused() -> None:
             assert "finite" in str(e)
         else:
             raise AssertionError("a non-finite value was summed")
+
+
+KINDS = ["uniform", "wide", "zeros", "subnormal", "signed", "extremes", "nan"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_vectorised_per_bin_totals_are_the_per_value_integers(kind: str) -> None:
+    rng = np.random.default_rng(KINDS.index(kind))
+    for n in (0, 1, 127, 128, 129, 1000, 5000):
+        x = rng.random(n)
+        if kind == "wide":  # every exponent class, positive
+            x = np.abs(rng.normal(0.0, 1.0, n)) * 10.0 ** rng.integers(-307, 308, n)
+        elif kind == "zeros":
+            x[rng.random(n) < 0.3] = 0.0
+            x[rng.random(n) < 0.1] = -0.0
+        elif kind == "subnormal" and n:
+            x[0] = 7 * 5e-324
+        elif kind == "signed":
+            x = rng.normal(0.0, 1.0, n)
+        elif kind == "extremes" and n:
+            x[: min(n, 2)] = [1.7976931348623157e308, 2.2250738585072014e-308][: min(n, 2)]
+        elif kind == "nan" and n:
+            x[-1] = math.nan
+        for n_bins in (1, 12, 1000):  # 1000 bins: sparse (bin, exponent) keys
+            where = rng.integers(0, n_bins, n)
+            if kind == "nan" and n:
+                with pytest.raises(ValueError, match="finite"):
+                    exact.totals_by_bin(x, where, n_bins)
+            else:
+                assert exact.totals_by_bin(x, where, n_bins) == exact._totals_by_bin_each(x, where, n_bins)

@@ -9,8 +9,7 @@ The statistics are pure functions of that state: per calibration bin ``b`` (equa
 bins on [0, 1], ``b = floor(B * score)``, 1.0 in the last bin) the labelled predictions
 ``n[b]``, the positives among them ``pos[b]`` and the exact sum of their scores ``s[b]``
 (units of ``2**-1074``); and the exact sums of the Brier and log-loss terms. A batch's sums
-(:func:`batch_sums`) are the integers of :func:`streamon.core.state.exact.totals_by_bin`,
-computed for large batches by the vectorised :func:`exact_totals_by_bin`.
+(:func:`batch_sums`) are :func:`streamon.core.state.exact.totals_by_bin`.
 
 An undefined value (nothing labelled, an empty bin) is ``float('nan')``, as everywhere.
 """
@@ -59,84 +58,7 @@ def log_loss_terms(scores: npt.NDArray[np.float64], label: npt.NDArray[np.int64]
     return -logs
 
 
-# Exact sums of many values. A positive normal float64 with bit pattern ``b`` is
-# ``sig * 2**-1074 * 2**e`` with ``sig = b & (2**52 - 1) | 2**52`` and ``e = (b >> 52) - 1``:
-# its units are ``sig << e``. The significands are added in numpy per (bin, exponent class);
-# a class spans 8 exponents, so a significand shifted within its class is below 2**60; split
-# at bit 30 its halves are below 2**30, and float64 sums of up to 2**22 of them are exact
-# integers. Only the group totals become Python ints.
-_CLASS_BITS = 3
-_SPLIT = 30
-_LOW_MASK = (1 << _SPLIT) - 1
-_FRACTION_MASK = (1 << 52) - 1
-_IMPLICIT_BIT = 1 << 52
-_SMALLEST_NORMAL = 1 << 52  # bit pattern of the smallest positive normal float
-_INFINITY = 0x7FF << 52  # bit pattern of +inf; NaNs lie above it
-_CHUNK = 1 << 22
-_VECTOR_MIN = 128  # below this many values the per-value path of exact.totals_by_bin is faster
-
-
-def exact_totals_by_bin(values: npt.ArrayLike, bins: npt.ArrayLike, n_bins: int) -> list[int]:
-    """The exact sum per bin of ``values`` in units of ``2**-1074``: the integers of
-    :func:`streamon.core.state.exact.totals_by_bin`, vectorised for large batches of
-    positive values (negative, subnormal or non-finite values take exact.totals_by_bin).
-
-    >>> from streamon.core.state.exact import totals_by_bin
-    >>> x = np.geomspace(1e-300, 1e300, 1000)
-    >>> b = np.arange(1000) % 3
-    >>> exact_totals_by_bin(x, b, 3) == totals_by_bin(x, b, 3)
-    True
-    """
-    x = np.ascontiguousarray(values, dtype=np.float64).ravel()
-    where = np.asarray(bins, dtype=np.int64).ravel()
-    if len(x) >= _VECTOR_MIN:
-        bits = x.view(np.int64)  # ordered as the values when they are >= 0
-        low, high = int(bits.min()), int(bits.max())
-        if 0 <= low < _SMALLEST_NORMAL:  # zeros add nothing; a subnormal takes the other path
-            keep = bits != 0
-            bits, where = bits[keep], where[keep]
-            low = int(bits.min()) if len(bits) else _SMALLEST_NORMAL
-        if low >= _SMALLEST_NORMAL and high < _INFINITY:
-            out = [0] * n_bins
-            if not len(bits):
-                return out
-            c_min, c_max = (((v >> 52) - 1) >> _CLASS_BITS for v in (low, high))
-            for start in range(0, len(bits), _CHUNK):
-                chunk = slice(start, start + _CHUNK)
-                _add_positive_normal(out, bits[chunk], where[chunk], n_bins, c_min, c_max - c_min + 1)
-            return out
-    return totals_by_bin(x, where, n_bins)
-
-
-def _add_positive_normal(
-    out: list[int],
-    bits: npt.NDArray[np.int64],
-    where: npt.NDArray[np.int64],
-    n_bins: int,
-    c_min: int,
-    span: int,
-) -> None:
-    e = bits >> 52
-    e -= 1  # units = sig << e, e >= 0
-    sig = bits & _FRACTION_MASK
-    sig |= _IMPLICIT_BIT
-    key = e >> _CLASS_BITS
-    key -= c_min
-    e &= (1 << _CLASS_BITS) - 1
-    sig <<= e  # below 2**60
-    key += where * span
-    groups: list[int] | None = None
-    if n_bins * span > 4 * len(key) + 4096:  # sparse keys: number them densely first
-        unique, key = np.unique(key, return_inverse=True)
-        groups = unique.tolist()
-    high = np.bincount(key, weights=(sig >> _SPLIT).astype(np.float64))
-    sig &= _LOW_MASK
-    low = np.bincount(key, weights=sig.astype(np.float64))
-    used = np.flatnonzero(high + low)  # both halves are >= 0
-    keys = used.tolist() if groups is None else [groups[k] for k in used.tolist()]
-    for k, h, lo in zip(keys, high[used].tolist(), low[used].tolist(), strict=True):
-        group_sum = (int(h) << _SPLIT) + int(lo)
-        out[k // span] += group_sum << ((c_min + k % span) << _CLASS_BITS)
+_VECTOR_MIN = 128  # below this many values one per-value pass (exact.units) is faster
 
 
 def batch_sums(
@@ -159,9 +81,9 @@ def batch_sums(
         return sums[:n_bins], sums[n_bins], sums[n_bins + 1]
     # Apart: the exponents of each kind of value are few, so are the groups of each sum.
     one_bin = np.zeros(n, dtype=np.int64)
-    (brier_sum,) = exact_totals_by_bin(brier, one_bin, 1)
-    (log_loss_sum,) = exact_totals_by_bin(log_loss, one_bin, 1)
-    return exact_totals_by_bin(scores, bins, n_bins), brier_sum, log_loss_sum
+    (brier_sum,) = totals_by_bin(brier, one_bin, 1)
+    (log_loss_sum,) = totals_by_bin(log_loss, one_bin, 1)
+    return totals_by_bin(scores, bins, n_bins), brier_sum, log_loss_sum
 
 
 def exact_mean(units_total: int, n: int) -> float:

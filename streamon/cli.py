@@ -65,6 +65,17 @@ CONFIG_OPTION = click.option(
     show_default=True,
     help="streamon configuration file",
 )
+# The inputs replay, report and ab report share.
+LABELS_OPTION = click.option(
+    "--labels", type=click.Path(path_type=Path), default=None, help="label events, JSONL"
+)
+REFERENCE_OPTION = click.option(
+    "--reference",
+    "reference_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="reference profile (overrides the config's reference_profile)",
+)
 
 
 @cli.group()
@@ -112,14 +123,8 @@ def reference_build(config_path: Path, input_path: Path, out_path: Path) -> None
 @click.option(
     "--predictions", type=click.Path(path_type=Path), required=True, help="prediction events, JSONL"
 )
-@click.option("--labels", type=click.Path(path_type=Path), default=None, help="label events, JSONL")
-@click.option(
-    "--reference",
-    "reference_path",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="reference profile (overrides the config's reference_profile)",
-)
+@LABELS_OPTION
+@REFERENCE_OPTION
 @click.option(
     "--metrics-out",
     type=click.Path(path_type=Path),
@@ -183,19 +188,13 @@ def replay(
 @cli.command()
 @CONFIG_OPTION
 @click.option("--predictions", type=click.Path(path_type=Path), default=None, help="prediction events, JSONL")
-@click.option("--labels", type=click.Path(path_type=Path), default=None, help="label events, JSONL")
+@LABELS_OPTION
 @click.option(
     "--bootstrap-servers",
     default=None,
     help="read the config's predictions and labels topics from this cluster instead of files",
 )
-@click.option(
-    "--reference",
-    "reference_path",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="reference profile (overrides the config's reference_profile)",
-)
+@REFERENCE_OPTION
 @click.option(
     "--out", "out_path", type=click.Path(path_type=Path), required=True, help="the HTML file to write"
 )
@@ -631,7 +630,7 @@ def ab() -> None:
 @click.option("--experiment", required=True, help="experiment name (the predictions' experiment field)")
 @CONFIG_OPTION
 @click.option("--predictions", type=click.Path(path_type=Path), default=None, help="prediction events, JSONL")
-@click.option("--labels", type=click.Path(path_type=Path), default=None, help="label events, JSONL")
+@LABELS_OPTION
 @click.option("--bootstrap-servers", default=None, help="read the config's topics from this cluster instead")
 @click.option("--model", default=None, help="only this model's predictions")
 @click.option(

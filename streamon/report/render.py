@@ -109,12 +109,28 @@ def _cell(c: Any) -> str:
     return f"<td>{html.escape(str(c))}</td>"
 
 
+def _line(pts: Points, name: str, **style: Any) -> go.Scatter:
+    """A series over event time."""
+    return go.Scatter(x=[_t(t) for t, _ in pts], y=[v for _, v in pts], name=name, **style)
+
+
+def _band(lo: Points, hi: Points, name: str, **style: Any) -> go.Scatter:
+    """The area between two series over event time (an interval), drawn as one closed shape."""
+    return go.Scatter(
+        x=[_t(t) for t, _ in hi] + [_t(t) for t, _ in lo][::-1],
+        y=[v for _, v in hi] + [v for _, v in lo][::-1],
+        fill="toself",
+        line={"width": 0},
+        name=name,
+        hoverinfo="skip",
+        **style,
+    )
+
+
 def _lines(fig: go.Figure, series: dict[str, Points], row: int | None = None, col: int | None = None) -> None:
     for name, pts in series.items():
         if pts:
-            trace = go.Scatter(
-                x=[_t(t) for t, _ in pts], y=[v for _, v in pts], name=name, mode="lines+markers"
-            )
+            trace = _line(pts, name, mode="lines+markers")
             fig.add_trace(trace, row=row, col=col) if row else fig.add_trace(trace)
 
 
@@ -241,17 +257,7 @@ def _estimation(page: _Page, v: ModelView) -> bool:
         hi = v.points(est, variant=ALL, window="current", bound="upper")
         fig = go.Figure()
         if lo and hi:
-            fig.add_trace(
-                go.Scatter(
-                    x=[_t(t) for t, _ in hi] + [_t(t) for t, _ in lo][::-1],
-                    y=[x for _, x in hi] + [x for _, x in lo][::-1],
-                    fill="toself",
-                    fillcolor="rgba(72,101,129,0.18)",
-                    line={"width": 0},
-                    name="band",
-                    hoverinfo="skip",
-                )
-            )
+            fig.add_trace(_band(lo, hi, "band", fillcolor="rgba(72,101,129,0.18)"))
         _lines(fig, {"estimated": e, "realised": v.points(realised, variant=ALL, window="current")})
         fig.update_layout(title=f"Estimated vs realised {_short(realised)} (current window)")
         page.chart(fig)
@@ -267,18 +273,8 @@ def _drift(page: _Page, v: ModelView) -> bool:
     for i, name in enumerate(DRIFT):
         per = v.keyed(name, "feature", variant=ALL, window="current")
         for feature, pts in per.items():
-            fig.add_trace(
-                go.Scatter(
-                    x=[_t(t) for t, _ in pts],
-                    y=[x for _, x in pts],
-                    name=feature,
-                    legendgroup=feature,
-                    showlegend=i == 0,
-                    mode="lines",
-                ),
-                row=i // 2 + 1,
-                col=i % 2 + 1,
-            )
+            trace = _line(pts, feature, legendgroup=feature, showlegend=i == 0, mode="lines")
+            fig.add_trace(trace, row=i // 2 + 1, col=i % 2 + 1)
     fig.update_layout(title="Feature drift over time (current vs reference window)")
     page.chart(fig, 560)
     page.table(
@@ -375,11 +371,7 @@ def _business(page: _Page, v: ModelView) -> bool:
     fig = make_subplots(rows=1, cols=3, subplot_titles=list(series))
     for i, (name, pts) in enumerate(series.items()):
         if pts:
-            fig.add_trace(
-                go.Scatter(x=[_t(t) for t, _ in pts], y=[x for _, x in pts], name=name, mode="lines"),
-                row=1,
-                col=i + 1,
-            )
+            fig.add_trace(_line(pts, name, mode="lines"), row=1, col=i + 1)
     fig.update_layout(title="Business value over time (current window)", showlegend=False)
     page.chart(fig)
     return True
@@ -445,38 +437,11 @@ def _experiment(page: _Page, v: ModelView) -> bool:
             hi = v.points("streamon_ab_confidence_sequence_upper", variant=variant, metric=metric)
             p = v.points("streamon_ab_sequential_p_value", variant=variant, metric=metric)
             if lo and hi:
-                fig.add_trace(
-                    go.Scatter(
-                        x=[_t(t) for t, _ in hi] + [_t(t) for t, _ in lo][::-1],
-                        y=[x for _, x in hi] + [x for _, x in lo][::-1],
-                        fill="toself",
-                        line={"width": 0},
-                        opacity=0.25,
-                        name=f"{variant} interval",
-                        hoverinfo="skip",
-                    ),
-                    row=1,
-                    col=1,
-                )
+                fig.add_trace(_band(lo, hi, f"{variant} interval", opacity=0.25), row=1, col=1)
             if d:
-                fig.add_trace(
-                    go.Scatter(
-                        x=[_t(t) for t, _ in d],
-                        y=[x for _, x in d],
-                        name=f"{variant} − control",
-                        mode="lines",
-                    ),
-                    row=1,
-                    col=1,
-                )
+                fig.add_trace(_line(d, f"{variant} − control", mode="lines"), row=1, col=1)
             if p:
-                fig.add_trace(
-                    go.Scatter(
-                        x=[_t(t) for t, _ in p], y=[x for _, x in p], name=f"{variant} p", mode="lines"
-                    ),
-                    row=1,
-                    col=2,
-                )
+                fig.add_trace(_line(p, f"{variant} p", mode="lines"), row=1, col=2)
         fig.update_layout(title=f"Experiment on {v.model}: {metric}")
         page.chart(fig, 360)
     rows = []

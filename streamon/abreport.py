@@ -171,7 +171,8 @@ def collect(
     return data
 
 
-def _decode(raws: Iterable[bytes | None], decode: Any, bad: list[int]) -> Iterator[Any]:
+def decode_events(raws: Iterable[bytes | None], decode: Any, bad: list[int]) -> Iterator[Any]:
+    """The valid events of ``raws`` (blank lines and tombstones skipped, the invalid counted in ``bad``)."""
     for raw in raws:
         if raw is None or not raw.strip():
             continue
@@ -191,8 +192,8 @@ def collect_from_files(
     label_lines = read_lines(labels) if labels is not None else []
     bad = [0]
     data = collect(
-        _decode(pred_lines, decoder.prediction, bad),
-        list(_decode(label_lines, decoder.label, bad)),
+        decode_events(pred_lines, decoder.prediction, bad),
+        list(decode_events(label_lines, decoder.label, bad)),
         experiment,
         model,
         engine.evaluation.costs,
@@ -263,8 +264,8 @@ def collect_from_kafka(engine: Engine, experiment: str, model: str | None = None
     preds = read_topic(engine, t.predictions)
     labels = read_topic(engine, t.labels)
     data = collect(
-        _decode(preds, decoder.prediction, bad),
-        list(_decode(labels, decoder.label, bad)),
+        decode_events(preds, decoder.prediction, bad),
+        list(decode_events(labels, decoder.label, bad)),
         experiment,
         model,
         engine.evaluation.costs,

@@ -104,6 +104,7 @@ class MonitorResult:
     notes: list[str] = field(default_factory=list)
     _replay: ReplayResult | None = field(default=None, repr=False, compare=False)
     _rules: list[Rule] = field(default_factory=list, repr=False, compare=False)
+    _monitor: Monitor | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def _of(cls, r: ReplayResult, rules: list[Rule]) -> MonitorResult:
@@ -128,6 +129,8 @@ class MonitorResult:
             labels=self.labels,
             bad_events=len(self.bad_events),
         )
+        if self._monitor is not None:
+            data.experiments = self._monitor.experiment_reports()
         return Report(render_html(data))
 
     def value(self, name: str, **labels: str) -> float:
@@ -268,4 +271,23 @@ class Monitor:
             now=now,
             history=history_names(METRICS) if history else (),
         )
-        return MonitorResult._of(result, self.engine.rules)
+        out = MonitorResult._of(result, self.engine.rules)
+        out._monitor = self
+        return out
+
+    def experiment_reports(self) -> list[dict[str, Any]]:
+        """``streamon ab report --json`` of every experiment in the events added (the arms with
+        their fixed-horizon intervals and sequential tests), with the config's A/B settings."""
+        from streamon import abreport
+
+        decoder = self.engine.decoder(check_time=False)
+        bad = [0]
+        predictions = list(abreport.decode_events(self._predictions, decoder.prediction, bad))
+        labels = list(abreport.decode_events(self._labels, decoder.label, bad))
+        ab = self.settings.ab_testing
+        costs = self.engine.evaluation.costs
+        out = []
+        for experiment in sorted({p.experiment for p in predictions if p.experiment and p.variant}):
+            data = abreport.collect(predictions, labels, experiment, None, costs, self._sources[0])
+            out.append(abreport.analyse(data, costs, ab.control, ab.alpha, ab.sequential_tau))
+        return out

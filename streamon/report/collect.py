@@ -129,6 +129,8 @@ class ReportData:
     predictions: int | None = None  # None: not known (a worker's report)
     labels: int = 0
     bad_events: int = 0
+    # `streamon ab report --json` of each experiment in the input (a report of files or topics)
+    experiments: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _label_key(s: Sample) -> tuple[tuple[str, str], ...]:

@@ -82,7 +82,10 @@ class _Page:
         self.parts.append(text)
 
     def chart(self, fig: go.Figure, height: int | None = None) -> None:
+        top = fig.layout.margin.t  # room a figure asked for (subplot titles under its title)
         fig.update_layout(**_LAYOUT)
+        if top is not None:
+            fig.update_layout(margin={"t": top})
         if height:
             fig.update_layout(height=height)
         self.n_charts += 1
@@ -275,7 +278,7 @@ def _drift(page: _Page, v: ModelView) -> bool:
         for feature, pts in per.items():
             trace = _line(pts, feature, legendgroup=feature, showlegend=i == 0, mode="lines")
             fig.add_trace(trace, row=i // 2 + 1, col=i % 2 + 1)
-    fig.update_layout(title="Feature drift over time (current vs reference window)")
+    fig.update_layout(title="Feature drift over time (current vs reference window)", margin={"t": 80})
     page.chart(fig, 560)
     page.table(
         ["feature (current window, all variants)", *(_short(n) for n in DRIFT)],
@@ -372,7 +375,7 @@ def _business(page: _Page, v: ModelView) -> bool:
     for i, (name, pts) in enumerate(series.items()):
         if pts:
             fig.add_trace(_line(pts, name, mode="lines"), row=1, col=i + 1)
-    fig.update_layout(title="Business value over time (current window)", showlegend=False)
+    fig.update_layout(title="Business value over time (current window)", showlegend=False, margin={"t": 80})
     page.chart(fig)
     return True
 
@@ -421,10 +424,15 @@ def _alerts(page: _Page, v: ModelView, end: float) -> bool:
     return True
 
 
-def _experiment(page: _Page, v: ModelView) -> bool:
+def _experiment(page: _Page, v: ModelView, analyses: list[dict[str, Any]]) -> bool:
+    drawn = False
+    for a in analyses:
+        if v.model in a.get("models", []):
+            _ab_analysis(page, a)
+            drawn = True
     diffs = v.series.get("streamon_ab_difference", {})
     if not diffs:
-        return False
+        return drawn
     metrics = sorted({dict(k)["metric"] for k in diffs})
     variants = sorted({dict(k)["variant"] for k in diffs})
     for metric in metrics:
@@ -442,7 +450,7 @@ def _experiment(page: _Page, v: ModelView) -> bool:
                 fig.add_trace(_line(d, f"{variant} − control", mode="lines"), row=1, col=1)
             if p:
                 fig.add_trace(_line(p, f"{variant} p", mode="lines"), row=1, col=2)
-        fig.update_layout(title=f"Experiment on {v.model}: {metric}")
+        fig.update_layout(title=f"Experiment on {v.model}: {metric}", margin={"t": 80})
         page.chart(fig, 360)
     rows = []
     for variant in variants:
@@ -453,6 +461,65 @@ def _experiment(page: _Page, v: ModelView) -> bool:
             )
     page.table(["arm", "metric", *[_short(n) for n in AB]], rows)
     return True
+
+
+_AB_METRICS = (
+    ("error_rate", "error rate"),
+    ("detection_rate", "detection rate"),
+    ("business_value", "value/pred"),
+)
+
+
+def _ab_analysis(page: _Page, a: dict[str, Any]) -> None:
+    """``streamon ab report``'s result: each arm's metrics, and each treatment's difference from
+    the control with its fixed-horizon CI and always-valid confidence sequence."""
+    page.add(f"<h3>Experiment {html.escape(a['experiment'])} (control {html.escape(str(a['control']))})</h3>")
+    page.table(
+        ["arm", "predictions", "labelled", "accuracy", "precision", "recall", "value/pred", "status"],
+        [
+            [arm["variant"], f"{arm['n']:,}", f"{arm['labelled']:,}", float(arm["accuracy"]),
+             float(arm["precision"]), float(arm["recall"]), float(arm["mean_value"]), arm["status"]]
+            for arm in a["arms"]
+        ],
+    )  # fmt: skip
+    for t in a["tests"]:
+        fig = go.Figure()
+        names, diffs, ci, cs = [], [], [], []
+        for key, label in _AB_METRICS:
+            r = t.get(key) or {}
+            seq = r.get("sequential") or {}
+            if not r or r.get("status") != "ok":
+                continue
+            names.append(label)
+            diffs.append(r["diff"])
+            ci.append((r["ci_low"], r["ci_high"]))
+            cs.append((seq.get("cs_low", math.nan), seq.get("cs_high", math.nan)))
+        if not names:
+            continue
+        for what, bounds, offset in (("fixed-horizon CI", ci, -0.12), ("confidence sequence", cs, 0.12)):
+            fig.add_trace(
+                go.Scatter(
+                    x=diffs,
+                    y=[i + offset for i in range(len(names))],
+                    mode="markers",
+                    name=what,
+                    error_x={
+                        "type": "data",
+                        "symmetric": False,
+                        "array": [hi - d for d, (_, hi) in zip(diffs, bounds, strict=True)],
+                        "arrayminus": [d - lo for d, (lo, _) in zip(diffs, bounds, strict=True)],
+                    },
+                )
+            )
+        fig.add_vline(x=0, line_dash="dot", line_color="#9fb3c8")
+        fig.update_layout(
+            title=f"{t['treatment']} − {t['control']}: differences, {1 - a['alpha']:g} intervals",
+            yaxis={"tickvals": list(range(len(names))), "ticktext": names},
+            height=300,
+        )
+        page.chart(fig)
+    for line in a.get("recommendations", []):
+        page.add(f"<p>{html.escape(line)}</p>")
 
 
 def render_html(data: ReportData) -> str:
@@ -483,7 +550,7 @@ def render_html(data: ReportData) -> str:
             ("integrity", "Data integrity", _integrity),
             ("segments", "Segments", _segments),
             ("business", "Business value", _business),
-            ("experiment", "Experiment", _experiment),
+            ("experiment", "Experiment", lambda p, m: _experiment(p, m, data.experiments)),
         ):
             mark = len(page.parts)
             _section(page, f"{v.model}/{key}", title)

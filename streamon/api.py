@@ -289,5 +289,6 @@ class Monitor:
         out = []
         for experiment in sorted({p.experiment for p in predictions if p.experiment and p.variant}):
             data = abreport.collect(predictions, labels, experiment, None, costs, self._sources[0])
+            data.bad = bad[0]
             out.append(abreport.analyse(data, costs, ab.control, ab.alpha, ab.sequential_tau))
         return out

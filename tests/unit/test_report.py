@@ -104,3 +104,20 @@ def test_report_errors_are_one_line(tmp_path: Path) -> None:
     assert exc.value.code != 0
     last = err.getvalue().strip().splitlines()[-1]
     assert last.startswith("error: cannot write the report to ") and "Traceback" not in err.getvalue()
+
+
+def test_the_experiment_section_is_the_ab_report(files: tuple[Path, Path, Path, Path]) -> None:
+    import json
+
+    from streamon.api import Monitor
+
+    config, preds, labels, out = files
+    said = io.StringIO()
+    with contextlib.redirect_stdout(said):
+        main(["ab", "report", "--config", str(config), "--experiment", "exp-1", "--predictions", str(preds),
+              "--labels", str(labels), "--json"])  # fmt: skip
+    cli = json.loads(said.getvalue())
+    (api,) = Monitor(config).add_prediction_file(preds).add_label_file(labels).experiment_reports()
+    assert json.loads(json.dumps(api, default=str)) == cli  # the same analysis, not a second one
+    page = out.read_text()
+    assert "Experiment exp-1 (control A)" in page and cli["recommendations"][0].split(":")[0] in page

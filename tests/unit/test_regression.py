@@ -407,7 +407,9 @@ def test_the_bias_of_an_unbiased_baseline_is_judged_against_its_mae() -> None:
     # A baseline bias of exactly 0 (well calibrated) still gives a defined, small change.
     d = reg.regression_degradation({"mean_error": 0.03}, {"mae": 1.5, "mean_error": 0.0})["mean_error"]
     assert d.relative_drop == pytest.approx(0.02) and d.severity == "none"
-    assert math.isnan(reg.regression_degradation({"mean_error": 0.3}, {"mean_error": 0.1})["mean_error"].relative_drop)
+    assert math.isnan(
+        reg.regression_degradation({"mean_error": 0.3}, {"mean_error": 0.1})["mean_error"].relative_drop
+    )
 
 
 def test_degradation_of_an_undefined_or_zero_baseline_is_nan() -> None:

@@ -155,7 +155,7 @@ def collect(
         joined = latest.get(p.prediction_id)
         if joined is None:
             continue
-        kind = outcome(p.predicted, joined.label)
+        kind = outcome(p.predicted, int(joined.label))  # a binary model: 0 or 1
         arm.counts[kind] += 1
         arm.labelled_at.append((p.ts, OUTCOMES.index(kind)))
         per_arm[p.variant].append(values[kind])

@@ -450,9 +450,10 @@ def simulate(
     from streamon.simulate import SimulationSpec, parse_drift, parse_variants, run_simulation
 
     settings = _with_bootstrap(load_config(config_path), bootstrap_servers)
+    chosen = parse_variants(models) or settings.model_names
     spec = SimulationSpec(
         rate=rate,
-        models=parse_variants(models) or settings.model_names,
+        models=chosen,
         variants=parse_variants(variants),
         experiment=experiment,
         fraud_rate=fraud_rate,
@@ -464,6 +465,8 @@ def simulate(
         drift_ramp_s=drift_ramp,
         drift_variants=drift_variant,
         seed=seed,
+        # The config's regression models get credit-limit traffic (a value, numeric labels).
+        regression=tuple(m.name for m in settings.models if m.task == "regression" and m.name in chosen),
     )
     if out_dir is not None:
         if bootstrap_servers:

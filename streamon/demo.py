@@ -22,6 +22,10 @@ confluent-kafka 2.16 / librdkafka 2.16 (what the worker needs):
 The reference profile is pinned to simulated pre-drift traffic (as ``streamon
 reference build`` would from a file), so drift is visible as soon as it starts
 instead of after a full rolling reference window.
+
+Models of the config with ``task: regression`` get credit-limit traffic (a predicted
+amount, labelled with the true one; :mod:`streamon.traffic`) and a table of their own:
+MAE, RMSE, R², the bias and the drift of the predictions and of the target.
 """
 
 from __future__ import annotations
@@ -79,7 +83,21 @@ PERF = (
     ("n", "streamon_predictions_in_window"),
     ("labelled", "streamon_labelled_in_window"),
     ("coverage", "streamon_label_coverage_ratio"),
+    # regression models
+    ("mae", "ml_model_mae"),
+    ("rmse", "ml_model_rmse"),
+    ("r2", "ml_model_r2"),
+    ("bias", "ml_model_mean_error"),
+    ("prediction_psi", "ml_prediction_drift_psi_score"),
+    ("target_psi", "ml_target_drift_psi_score"),
 )
+# Drift of a regression model's outputs, shown among the drifting features under these names.
+OUTPUT_DRIFT = {
+    "ml_prediction_drift_psi_score": ("(prediction)", "psi"),
+    "ml_prediction_drift_js_divergence": ("(prediction)", "js"),
+    "ml_target_drift_psi_score": ("(target)", "psi"),
+    "ml_target_drift_js_divergence": ("(target)", "js"),
+}
 
 
 @dataclass
@@ -222,10 +240,17 @@ class DemoState:
         return [(m, v, rows[(m, v)]) for m, v in order]
 
     def coverage(self) -> float:
+        """Labelled / predictions in the current window, over every model."""
+        n = labelled = 0.0
         for _model, variant, row in self.perf_rows():
             if variant == "all":
-                return row.get("coverage", math.nan)
-        return math.nan
+                n += row.get("n", 0.0)
+                labelled += row.get("labelled", 0.0)
+        return labelled / n if n else math.nan
+
+    def regression_rows(self) -> list[tuple[str, str, dict[str, float]]]:
+        """The rows of :meth:`perf_rows` of regression models (those with an MAE)."""
+        return [(m, v, row) for m, v, row in self.perf_rows() if "mae" in row]
 
     def top_drift(self, k: int = 6) -> list[tuple[str, str, float, float]]:
         """(model, feature, PSI, JS) of the most drifting features, over all variants."""
@@ -234,13 +259,14 @@ class DemoState:
         psi: dict[tuple[str, str], float] = {}
         js: dict[tuple[str, str], float] = {}
         for s in self.snapshot.samples:
-            if s.name not in ("ml_data_drift_psi_score", "ml_data_drift_js_divergence"):
+            output = OUTPUT_DRIFT.get(s.name)
+            if output is None and s.name not in ("ml_data_drift_psi_score", "ml_data_drift_js_divergence"):
                 continue
             labels = dict(s.labels)
             if labels.get("window") != "current" or labels.get("variant") != "all":
                 continue
-            key = (labels.get("model", ""), labels.get("feature", ""))
-            (psi if s.name == "ml_data_drift_psi_score" else js)[key] = s.value
+            feature, stat = output or (labels.get("feature", ""), "psi" if "psi" in s.name else "js")
+            (psi if stat == "psi" else js)[(labels.get("model", ""), feature)] = s.value
         ranked = sorted(psi, key=lambda kf: -psi[kf] if not math.isnan(psi[kf]) else math.inf)
         return [(m, f, psi[(m, f)], js.get((m, f), math.nan)) for m, f in ranked[:k]]
 
@@ -312,16 +338,19 @@ def _fmt(value: float | None, spec: str = ".3f") -> str:
 
 def status_line(st: DemoState) -> str:
     sim = st.sim or SimStats()
-    rows = {v: r for _m, v, r in st.perf_rows()}
-    allv = rows.get("all", {})
+    everything = [r for _m, v, r in st.perf_rows() if v == "all"]
+    allv = next((r for r in everything if "mae" not in r), {})  # the first binary model's
+    reg = next((r for r in everything if "mae" in r), None)
     drift = st.top_drift(1)
     top = f"top PSI {drift[0][1]}={_fmt(drift[0][2])}" if drift else "top PSI —"
+    regression = f"MAE {_fmt(reg.get('mae'), ',.1f')} R2 {_fmt(reg.get('r2'))}; " if reg is not None else ""
     return (
         f"[{st.elapsed:5.0f}s] produced {sim.predictions:,} predictions, {sim.labels:,} labels; "
         f"worker {st.processed:,} events ({st.events_per_s:.0f}/s); "
         f"coverage {_fmt(st.coverage(), '.0%')}; accuracy {_fmt(allv.get('accuracy'))} "
         f"recall {_fmt(allv.get('recall'))} AUC {_fmt(allv.get('auc_roc'))} "
-        f"ROI {_fmt(allv.get('roi'), '.1f')}; {top}; {len(st.firing)} alerts firing; {st.drift_status()}"
+        f"ROI {_fmt(allv.get('roi'), '.1f')}; {regression}{top}; {len(st.firing)} alerts firing; "
+        f"{st.drift_status()}"
     )
 
 
@@ -362,6 +391,8 @@ def render(st: DemoState) -> Any:
     for col in ("n", "labelled", "accuracy", "precision", "recall", "AUC-ROC", "ROI"):
         perf.add_column(col, justify="right")
     for model, variant, row in st.perf_rows():
+        if "mae" in row:
+            continue  # a regression model: its own table below
         perf.add_row(
             model,
             variant,
@@ -374,6 +405,30 @@ def render(st: DemoState) -> Any:
             _fmt(row.get("roi"), ",.1f"),
             style="bold" if variant == "all" else None,
         )
+
+    tables = [perf]
+    regression_rows = st.regression_rows()
+    if regression_rows:
+        reg = Table(title="Regression models (current window)", title_justify="left")
+        reg.add_column("model")
+        reg.add_column("variant")
+        for col in ("n", "labelled", "MAE", "RMSE", "R²", "bias", "prediction PSI", "target PSI"):
+            reg.add_column(col, justify="right")
+        for model, variant, row in regression_rows:
+            reg.add_row(
+                model,
+                variant,
+                _fmt(row.get("n"), ",.0f"),
+                _fmt(row.get("labelled"), ",.0f"),
+                _fmt(row.get("mae"), ",.1f"),
+                _fmt(row.get("rmse"), ",.1f"),
+                _fmt(row.get("r2")),
+                _fmt(row.get("bias"), "+,.1f"),
+                _fmt(row.get("prediction_psi")),
+                _fmt(row.get("target_psi")),
+                style="bold" if variant == "all" else None,
+            )
+        tables.append(reg)
 
     drift = Table(title="Top drifting features (PSI, all variants)", title_justify="left")
     for col in ("model", "feature", "PSI", "JS", ""):
@@ -407,7 +462,7 @@ def render(st: DemoState) -> Any:
             on,
             _fmt(value, ".4g") if isinstance(value, int | float) else "—",
         )
-    return Group(Panel(head), traffic, perf, drift, alerts)
+    return Group(Panel(head), traffic, *tables, drift, alerts)
 
 
 # --------------------------------------------------------------------------- setup
@@ -439,6 +494,11 @@ def _demo_settings(settings: Settings, broker: DemoBroker, run_id: str | None) -
     )
 
 
+def regression_models(settings: Settings) -> tuple[str, ...]:
+    """The models of ``settings`` with ``task: regression`` (credit-limit traffic)."""
+    return tuple(m.name for m in settings.models if m.task == "regression")
+
+
 def build_reference_profile(settings: Settings, opts: DemoOptions, out_dir: Path) -> tuple[Path, int]:
     """A reference profile from simulated pre-drift traffic (labelled), like `streamon reference build`."""
     from streamon.engine import build_engine
@@ -455,6 +515,7 @@ def build_reference_profile(settings: Settings, opts: DemoOptions, out_dir: Path
             variants=opts.variants,
             label_fraction=1.0,
             seed=opts.seed + 1_000,
+            regression=regression_models(settings),
         )
     )
     truth = {lab["prediction_id"]: lab["label"] for lab in labels}
@@ -526,6 +587,7 @@ def run_demo(opts: DemoOptions, echo: Callable[[str], None] | None = None) -> De
         drift=opts.drift,
         drift_after_s=opts.drift_after,
         seed=opts.seed,
+        regression=regression_models(settings),
     )
     broker = DemoBroker(opts.bootstrap, settings)
     run_id = None if broker.is_mock else uuid.uuid4().hex[:6]

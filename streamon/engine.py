@@ -45,6 +45,7 @@ class Engine:
             max_features=self.settings.limits.max_features,
             max_string_length=self.settings.limits.max_string_length,
             max_feature_value_length=self.settings.limits.max_feature_value_length,
+            regression=[name for name, m in self.models.items() if m.task == "regression"],
         )
 
     def partition_processor(
@@ -91,6 +92,7 @@ def build_engine(settings: Settings, profile: Path | None = None) -> Engine:
     for m in settings.models:
         spec = ModelSpec(
             name=m.name,
+            task=m.task,
             threshold=m.threshold,
             score_bins=m.score_bins,
             calibration_bins=m.calibration_bins,
@@ -117,6 +119,7 @@ def build_engine(settings: Settings, profile: Path | None = None) -> Engine:
                     f"calibration bins, the config asks for {spec.calibration_bins}: rebuild it"
                 )
             pinned.threshold = spec.threshold
+            pinned.task = spec.task
             pinned.calibration_bins = spec.calibration_bins
             spec = pinned
         # Cardinality caps on values from data (the profile does not carry them).

@@ -502,7 +502,7 @@ def build_reference(
     """
     decoder = engine.decoder(check_time=False)
     by_model: dict[str, list[Prediction]] = {name: [] for name in engine.models}
-    labels: dict[str, int] = {}
+    labels: dict[str, float] = {}
     bad: list[BadLine] = []
     lines = read_lines(events)
     with _progress(progress, "reading", len(lines), "lines") as tick:
@@ -517,7 +517,11 @@ def build_reference(
                 continue
             by_model[p.model].append(p)
             label = orjson.loads(raw).get("label")  # valid JSON: the decoder parsed it
-            if label in (0, 1) and not isinstance(label, bool):
+            if isinstance(label, bool) or not isinstance(label, int | float):
+                continue
+            if engine.models[p.model].task == "regression":  # the true value (orjson: finite)
+                labels[p.prediction_id] = float(label)
+            elif label in (0, 1):
                 labels[p.prediction_id] = int(label)
         tick(len(lines) % TICK_LINES)
     empty = [name for name, ps in by_model.items() if not ps]

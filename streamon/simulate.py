@@ -76,6 +76,9 @@ class SimulationSpec:
     drift_ramp_s: float = 120.0  # for "gradual"
     drift_variants: tuple[str, ...] = ()  # drift only these arms (empty = all traffic)
     seed: int = 7
+    # Models of ``models`` that are regression models (``task: regression`` in the config):
+    # credit-limit traffic, a predicted ``value`` and a numeric label (streamon.traffic).
+    regression: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.rate) and self.rate > 0):
@@ -174,6 +177,7 @@ class TrafficSource:
             label_noise=spec.label_noise,
             drift_at=None,
             seed=self._seed(),
+            regression=spec.regression,
         )
         preds, labels = generate(base)
         if len(spec.variants) == 2:
@@ -185,14 +189,22 @@ class TrafficSource:
                 p["variant"] = spec.variants[0 if arm == "A" else 1]
         shares = np.array([spec.drifted_share(p["ts"] - self.start) for p in preds])
         if shares.any():
-            drifted, _ = generate(replace(base, drift_at=-1.0, drift=spec.generated_drift))
+            drifted, drifted_labels = generate(replace(base, drift_at=-1.0, drift=spec.generated_drift))
             pick = self._pick.random(n) < shares
+            moved = set()
             for i in np.flatnonzero(pick):
                 if spec.drift_variants and preds[i].get("variant") not in spec.drift_variants:
                     continue
                 if "variant" in preds[i]:
                     drifted[i]["variant"] = preds[i]["variant"]  # the routed arm, not generate's draw
                 preds[i] = drifted[i]
+                moved.add(preds[i]["prediction_id"])
+            if spec.regression:  # a drifted credit limit has its own true value (a fraud flag does not)
+                truth = {lab["prediction_id"]: lab["label"] for lab in drifted_labels}
+                for lab in labels:
+                    pid = lab["prediction_id"]
+                    if pid in moved and truth.get(pid) is not None:
+                        lab["label"] = truth[pid]
         ids = {}
         for p in preds:
             new = f"{self.id_prefix}-{self.produced:09d}"

@@ -1,5 +1,9 @@
 """Fraud-like prediction and label traffic, with drift and degradation on demand.
 
+Models named in ``TrafficSpec.regression`` are regression models instead: a credit-limit
+model whose prediction is an amount (``value``) and whose label is the true amount (see
+:func:`_regression_events`). Binary events are the same with or without them.
+
 Used by ``streamon simulate``, the demo, the tests and the benchmarks. Seeded, so a
 given set of parameters always produces the same events.
 """
@@ -34,6 +38,8 @@ class TrafficSpec:
     drift: tuple[str, ...] = ("sudden",)  # sudden | categorical | missing | calibration | degrade
     seed: int = 7
     extra: dict[str, Any] = field(default_factory=dict)
+    # Models of ``models`` that are regression models (credit limits, see _regression_events).
+    regression: tuple[str, ...] = ()
 
 
 def generate(spec: TrafficSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -75,6 +81,8 @@ def generate(spec: TrafficSpec) -> tuple[list[dict[str, Any]], list[dict[str, An
     delay = rng.exponential(spec.label_delay_s, n)
     flipped = rng.random(n) < spec.label_noise
 
+    # Drawn from a stream of their own: the binary events stay what they are without them.
+    reg = _regression_events(spec, drifted) if spec.regression else None
     predictions: list[dict[str, Any]] = []
     labels: list[dict[str, Any]] = []
     for i in range(n):
@@ -98,9 +106,58 @@ def generate(spec: TrafficSpec) -> tuple[list[dict[str, Any]], list[dict[str, An
         if variant is not None:
             p["variant"] = spec.variants[variant[i]]
             p["experiment"] = spec.experiment
+        truth: float = int(fraud[i]) ^ int(flipped[i])
+        if reg is not None and p["model"] in spec.regression:
+            del p["score"]
+            p["value"], truth, p["features"] = reg[0][i], reg[1][i], reg[2][i]
         predictions.append(p)
         if labelled[i]:
-            truth = int(fraud[i]) ^ int(flipped[i])
             labels.append({"prediction_id": pid, "label": truth, "ts": round(float(ts[i] + delay[i]), 3)})
     labels.sort(key=lambda e: e["ts"])
     return predictions, labels
+
+
+REGIONS = ("north", "south", "east", "west")
+
+
+def _regression_events(
+    spec: TrafficSpec, drifted: np.ndarray
+) -> tuple[list[float], list[float], list[dict[str, Any]]]:
+    """(predicted values, true values, features) of ``spec.n`` credit-limit predictions.
+
+    The true limit grows with income and tenure and shrinks with utilisation; the model
+    sees the same features and errs by a few hundred. Drift: ``sudden`` raises incomes
+    (feature drift; the model follows, so its error does not change), ``categorical`` shifts
+    the regions, ``missing`` blanks utilisation, ``degrade`` and ``calibration`` bias the
+    prediction upwards (+15%) and widen its error. Labels are never noisy.
+
+    >>> values, truths, features = _regression_events(TrafficSpec(n=3), np.zeros(3, dtype=bool))
+    >>> len(values), sorted(features[0])
+    (3, ['income', 'region', 'tenure_years', 'utilisation'])
+    """
+    rng = np.random.default_rng([spec.seed, 0x4E6])
+    n = spec.n
+    income = rng.lognormal(11.0, 0.4, n)
+    utilisation = rng.beta(2.0, 5.0, n)
+    tenure = rng.exponential(4.0, n)
+    region = rng.choice(len(REGIONS), n, p=[0.4, 0.3, 0.2, 0.1])
+    shifted_region = rng.choice(len(REGIONS), n, p=[0.1, 0.2, 0.3, 0.4])
+    if "sudden" in spec.drift:
+        income = np.where(drifted, income * 1.5, income)
+    region = np.where(drifted & ("categorical" in spec.drift), shifted_region, region)
+    missing = drifted & ("missing" in spec.drift) & (rng.random(n) < 0.4)
+    expected = 0.08 * income * (1.0 - 0.5 * utilisation) + 300.0 * tenure
+    truth = expected + rng.normal(0.0, 400.0, n)
+    value = expected + rng.normal(0.0, 300.0, n)
+    if "degrade" in spec.drift or "calibration" in spec.drift:
+        value = np.where(drifted, value * 1.15 + rng.normal(0.0, 600.0, n), value)
+    features = [
+        {
+            "income": round(float(income[i]), 2),
+            "utilisation": None if missing[i] else round(float(utilisation[i]), 4),
+            "tenure_years": round(float(tenure[i]), 3),
+            "region": REGIONS[region[i]],
+        }
+        for i in range(n)
+    ]
+    return [round(float(v), 2) for v in value], [round(float(t), 2) for t in truth], features

@@ -139,6 +139,14 @@ DEFAULT_ALERT_RULES: tuple[dict[str, object], ...] = (
           "config, above 1% threshold"),
     _rule("FeatureAbsent", "streamon_feature_absent", ">", 0.5, "10m", "warning", "data_quality",
           "Feature absent", "No prediction of the window has feature {{ feature }}, which the reference has"),
+    # Regression models (docs/statistics.md "Prediction and target drift"): the distribution of
+    # the predictions or of the labels moved away from the reference. Degradation of MAE, RMSE,
+    # MAPE, R² and the bias is ModelPerformanceDegraded{,High} (label metric).
+    _rule("PredictionDriftDetected", "ml_prediction_drift_psi_score", ">", 0.2, "15m", "warning",
+          "model_performance", "Prediction drift detected",
+          "PSI of the predicted values is {{ value }}, above 0.2 threshold"),
+    _rule("TargetDriftDetected", "ml_target_drift_psi_score", ">", 0.2, "15m", "warning", "data_quality",
+          "Target drift detected", "PSI of the labels (target) is {{ value }}, above 0.2 threshold"),
     _rule("ConsumerLagHigh", "streamon_consumer_lag_messages", ">", 100000, "10m", "warning",
           "infrastructure", "Consumer lag high",
           "Consumer lag is {{ value }} messages, above 100000 threshold"),

@@ -39,6 +39,7 @@ class PredictionFields(_FieldMap):
     features: NonEmptyStr = "features"
     latency_ms: NonEmptyStr = "latency_ms"
     amount: NonEmptyStr = "amount"
+    value: NonEmptyStr = "value"  # a regression model's prediction (in place of score)
 
 
 class LabelFields(_FieldMap):

@@ -30,6 +30,10 @@ from streamon.config._base import (
 _MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 # Metrics a baseline may pin; degradation = relative drop of the live value against it.
 BASELINE_METRICS = ("accuracy", "precision", "recall", "specificity", "f1_score", "auc_roc", "auc_pr")
+# The same for a regression model (core/statistics/regression.py): errors, R², the bias.
+REGRESSION_BASELINE_METRICS = ("mae", "rmse", "mape", "r2", "mean_error")
+# Keys that only a binary model has: a regression model is refused them, not silently ignored.
+BINARY_ONLY = ("threshold", "score_bins", "calibration_bins")
 
 
 class FeatureSpec(_Section):
@@ -59,9 +63,11 @@ class SegmentConfig(_Section):
 
 
 class ModelSpec(_Section):
-    """One monitored model: its decision threshold, features and reference."""
+    """One monitored model: its task, decision threshold, features and reference."""
 
     name: NonEmptyStr
+    # binary: a score in [0, 1] and 0/1 labels; regression: a predicted value, numeric labels.
+    task: Literal["binary", "regression"] = "binary"
     threshold: Probability = 0.5
     score_bins: Int = Field(default=200, ge=2, le=100_000)
     # Equal-width score bins of the calibration metrics (ECE, reliability curve).
@@ -95,7 +101,9 @@ class ModelSpec(_Section):
 
     @field_validator("baseline")
     @classmethod
-    def _baseline(cls, value: dict[str, float]) -> dict[str, float]:
+    def _baseline(cls, value: dict[str, float], info: ValidationInfo) -> dict[str, float]:
+        if info.data.get("task") == "regression":
+            return _regression_baseline(value)
         for key, number in value.items():
             if key not in BASELINE_METRICS:
                 hint = _did_you_mean(key, BASELINE_METRICS) or f" (one of: {', '.join(BASELINE_METRICS)})"
@@ -107,11 +115,20 @@ class ModelSpec(_Section):
 
     @model_validator(mode="after")
     def _unique(self) -> ModelSpec:
+        if self.task == "regression":
+            for key in BINARY_ONLY:
+                if key in self.model_fields_set:
+                    raise _PathError((key,), f"regression models have no {key}: remove it")
         _check_unique([f.name for f in self.features], "features", "name", "feature name")
         _check_unique([s.field for s in self.segments], "segments", "field", "segment field")
         if self.variants is not None:
             _check_unique(list(self.variants), "variants", None, "variant")
         return self
+
+    @property
+    def baseline_metrics(self) -> tuple[str, ...]:
+        """The metrics a baseline of this model's task may pin."""
+        return REGRESSION_BASELINE_METRICS if self.task == "regression" else BASELINE_METRICS
 
     def feature(self, name: str) -> FeatureSpec | None:
         """The feature called ``name``, or None."""
@@ -119,3 +136,21 @@ class ModelSpec(_Section):
             if feature.name == name:
                 return feature
         return None
+
+
+def _regression_baseline(value: dict[str, float]) -> dict[str, float]:
+    allowed = REGRESSION_BASELINE_METRICS
+    for key, number in value.items():
+        if key not in allowed:
+            hint = _did_you_mean(key, allowed)
+            raise _PathError(
+                (key,), f"unknown baseline metric of a regression model{hint} (one of: {', '.join(allowed)})"
+            )
+        # Degradation divides by the baseline: a zero one says nothing. Errors are positive.
+        if key in ("mae", "rmse", "mape") and not number > 0.0:
+            raise _PathError((key,), f"must be > 0 (got {number:g})")
+        if key == "r2" and not (number <= 1.0 and number != 0.0):
+            raise _PathError((key,), f"must be at most 1 and not 0 (got {number:g})")
+        if key == "mean_error" and number == 0.0:
+            raise _PathError((key,), "must not be 0 (the relative change of the bias divides by it)")
+    return value

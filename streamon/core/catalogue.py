@@ -71,6 +71,37 @@ _METRICS = [
         (*MODEL, "bin"),
         "Reliability curve: mean score of the labelled predictions in the calibration bin",
     ),
+    # --- regression performance (stage 2, global; models with task: regression) ---
+    MetricInfo(
+        "ml_model_mae", "gauge", MODEL, "Mean absolute error of labelled predictions (regression), exact"
+    ),
+    MetricInfo(
+        "ml_model_rmse", "gauge", MODEL, "Root mean squared error of labelled predictions (regression), exact"
+    ),
+    MetricInfo(
+        "ml_model_mape",
+        "gauge",
+        MODEL,
+        "Mean absolute percentage error as a fraction (regression), over the labels that are not 0",
+    ),
+    MetricInfo(
+        "ml_model_r2",
+        "gauge",
+        MODEL,
+        "Coefficient of determination R2 of labelled predictions (regression); NaN for a constant label",
+    ),
+    MetricInfo(
+        "ml_model_mean_error",
+        "gauge",
+        MODEL,
+        "Mean of prediction minus label (regression bias; positive = over-prediction)",
+    ),
+    MetricInfo(
+        "ml_model_residual_quantile",
+        "gauge",
+        (*MODEL, "quantile"),
+        "Quantile of the absolute error |prediction - label| (regression), from a 1% relative sketch",
+    ),
     MetricInfo("ml_fraud_precision_at_1_percent", "gauge", MODEL, "Precision at a 1% false positive rate"),
     MetricInfo("ml_fraud_precision_at_5_percent", "gauge", MODEL, "Precision at a 5% false positive rate"),
     MetricInfo("ml_fraud_lift", "gauge", MODEL, "Lift in the top k% of scores over the base fraud rate"),
@@ -93,6 +124,12 @@ _METRICS = [
     MetricInfo("streamon_predictions_in_window", "gauge", MODEL, "Predictions with event time in the window"),
     MetricInfo(
         "streamon_labelled_in_window", "gauge", MODEL, "Labelled predictions with event time in the window"
+    ),
+    MetricInfo(
+        "streamon_mape_excluded_in_window",
+        "gauge",
+        MODEL,
+        "Labelled predictions of the window with label 0, left out of ml_model_mape (regression)",
     ),
     MetricInfo("streamon_label_coverage_ratio", "gauge", MODEL, "Labelled / all predictions in the window"),
     MetricInfo("streamon_positive_rate", "gauge", MODEL, "Share of predictions above the decision threshold"),
@@ -196,6 +233,67 @@ _METRICS = [
         "gauge",
         ("model", "variant", "window", "feature"),
         "Wasserstein-1 distance (numeric features), in feature units",
+    ),
+    # --- prediction and target drift (stage 2, global; regression models) ---
+    MetricInfo(
+        "ml_prediction_drift_psi_score",
+        "gauge",
+        MODEL,
+        "Population stability index of the predicted values, current vs reference (regression)",
+    ),
+    MetricInfo(
+        "ml_prediction_drift_ks_statistic",
+        "gauge",
+        MODEL,
+        "Kolmogorov-Smirnov statistic of the predicted values, current vs reference (regression)",
+    ),
+    MetricInfo(
+        "ml_prediction_drift_ks_p_value",
+        "gauge",
+        MODEL,
+        "Kolmogorov-Smirnov p-value of the predicted values, current vs reference (regression)",
+    ),
+    MetricInfo(
+        "ml_prediction_drift_js_divergence",
+        "gauge",
+        MODEL,
+        "Jensen-Shannon distance, base 2, of the predicted values over the reference deciles (regression)",
+    ),
+    MetricInfo(
+        "ml_prediction_drift_wasserstein_distance",
+        "gauge",
+        MODEL,
+        "Wasserstein-1 distance of the predicted values, in their units (regression)",
+    ),
+    MetricInfo(
+        "ml_target_drift_psi_score",
+        "gauge",
+        MODEL,
+        "Population stability index of the labels (the target), current vs reference (regression)",
+    ),
+    MetricInfo(
+        "ml_target_drift_ks_statistic",
+        "gauge",
+        MODEL,
+        "Kolmogorov-Smirnov statistic of the labels (the target), current vs reference (regression)",
+    ),
+    MetricInfo(
+        "ml_target_drift_ks_p_value",
+        "gauge",
+        MODEL,
+        "Kolmogorov-Smirnov p-value of the labels (the target), current vs reference (regression)",
+    ),
+    MetricInfo(
+        "ml_target_drift_js_divergence",
+        "gauge",
+        MODEL,
+        "Jensen-Shannon distance, base 2, of the labels over the reference deciles (regression)",
+    ),
+    MetricInfo(
+        "ml_target_drift_wasserstein_distance",
+        "gauge",
+        MODEL,
+        "Wasserstein-1 distance of the labels (the target), in their units (regression)",
     ),
     MetricInfo(
         "streamon_feature_drift_detected",

@@ -21,6 +21,12 @@ above, so reasons and details come from there; the same tests check, on random a
 mutated bytes, that both paths give the same verdict and the same event. The batch methods
 (:meth:`Decoder.predictions`, :meth:`Decoder.labels`) are what stage 1 and replay call.
 
+Regression models (``Decoder(regression=...)``) send a ``value`` instead of a ``score``: their
+predictions are checked against ``regression_prediction.schema.json`` on the validator's
+path, and with one configured every label is checked against ``regression_label.schema.json``
+(any finite number; whether it fits its prediction's model is the join's business). Without
+them nothing of this runs, and binary events decode as they always have.
+
 Hostile input is bounded before anything is kept: the message size, the JSON nesting depth
 (orjson's own limit), the length of every string that is kept (identifiers, feature names,
 string feature values) and the number of features. ``tests/unit/test_fuzz.py`` feeds the
@@ -32,7 +38,7 @@ from __future__ import annotations
 import difflib
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache, lru_cache
@@ -74,6 +80,7 @@ PREDICTION_FIELDS = (
     "features",
     "latency_ms",
     "amount",
+    "value",  # a regression model's prediction (it has no score)
 )
 LABEL_FIELDS = ("prediction_id", "label", "ts", "amount")
 
@@ -104,6 +111,8 @@ class Prediction:
     prediction_id: str
     model: str
     ts: float
+    # The score of a binary model; a regression model's predicted ``value`` (its ``predicted``
+    # is 0): one field, so the join record and stage 1 carry both kinds alike.
     score: float
     predicted: int
     variant: str = ""
@@ -117,7 +126,9 @@ class Prediction:
 @dataclass(slots=True)
 class Label:
     prediction_id: str
-    label: int
+    # 0 or 1 (an int); with a regression model configured, any finite number (0 and 1 still
+    # ints): whether it fits its prediction's model is decided at the join.
+    label: float
     ts: float
     amount: float = math.nan
 
@@ -214,7 +225,18 @@ def _fast_valid_label(doc: dict[str, Any], max_str: int = 256) -> bool:
     return value is None or type(value) is float or type(value) is int
 
 
-_FAST_VALID = {"prediction": _fast_valid_prediction, "label": _fast_valid_label}
+def _not_sure(doc: dict[str, Any], max_str: int = 256) -> bool:
+    return False
+
+
+# The regression forms take the validator (a slower path, for a smaller share of events); a
+# 0/1 label is valid in both label forms, so the binary fast check serves the wider one too.
+_FAST_VALID = {
+    "prediction": _fast_valid_prediction,
+    "label": _fast_valid_label,
+    "regression_prediction": _not_sure,
+    "regression_label": _fast_valid_label,
+}
 
 
 # ---------------------------------------------------------------------- typed native path
@@ -277,7 +299,7 @@ def _typed_decoders(
                 ("latency_ms", Annotated[float, msgspec.Meta(ge=0, le=86_400_000)] | None, None),
                 ("amount", _Amount, None),
             ],
-            rename=dict(prediction_names),
+            rename={k: v for k, v in prediction_names if k != "value"},  # no value in a binary event
             **options,
         )
         prediction = msgspec.json.Decoder(struct)
@@ -456,8 +478,12 @@ class Decoder:
         max_features: int = 500,
         max_string_length: int = 256,
         max_feature_value_length: int = 1024,
+        regression: Iterable[str] = (),
     ) -> None:
-        self.thresholds = thresholds
+        # Regression models (``regression``) have no threshold: their predictions carry a
+        # ``value`` and take the validator's path, and labels may be any finite number.
+        self.regression = frozenset(regression)
+        self.thresholds = {k: v for k, v in thresholds.items() if k not in self.regression}
         self.fields = fields or FieldMap()
         self.max_bytes = max_bytes
         self.max_future_s = max_future_s
@@ -471,7 +497,7 @@ class Decoder:
         self._strings_fit = min(max_string_length, max_feature_value_length)
         self._rename_prediction = not self.fields.is_identity("prediction")
         self._rename_label = not self.fields.is_identity("label")
-        self._models = tuple(sorted(thresholds))
+        self._models = tuple(sorted({*self.thresholds, *self.regression}))
         self._typed_prediction, self._typed_label = _typed_decoders(
             max_string_length,
             max_feature_value_length,
@@ -501,11 +527,15 @@ class Decoder:
             return Invalid(INVALID_JSON, str(exc)[:200])
         if not isinstance(doc, dict):
             return Invalid(NOT_AN_OBJECT, f"expected a JSON object, got {type(doc).__name__}")
+        schema = kind
         if kind == "prediction":
             if self._rename_prediction:
                 mapping = self.fields.prediction
                 doc = {canon: doc[theirs] for canon, theirs in mapping.items() if theirs in doc}
-            if _fast_valid_prediction(doc, self.max_string_length):
+            model = doc.get("model")
+            if self.regression and type(model) is str and model in self.regression:
+                schema = "regression_prediction"
+            elif _fast_valid_prediction(doc, self.max_string_length):
                 return doc
         elif kind == "label":
             if self._rename_label:
@@ -513,7 +543,9 @@ class Decoder:
                 doc = {canon: doc[theirs] for canon, theirs in mapping.items() if theirs in doc}
             if _fast_valid_label(doc, self.max_string_length):
                 return doc
-        bad = schema_error(kind, doc)
+            if self.regression:
+                schema = "regression_label"
+        bad = schema_error(schema, doc)
         if bad is None:
             return doc
         return self._renamed(kind, bad)
@@ -664,6 +696,8 @@ class Decoder:
     def _prediction(self, raw: bytes | None, now: float | None) -> Prediction | Invalid:
         """One prediction through orjson, the fast path and the validator: names what is wrong."""
         doc = self._plain(raw, _fast_valid_prediction) if not self._rename_prediction else None
+        if doc is not None and self.regression and doc["model"] in self.regression:
+            doc = None  # a score is no regression model's prediction: its own schema decides
         if doc is None:  # not the plain valid case: the full path, which names what is wrong
             loaded = self._load(raw, "prediction")
             if isinstance(loaded, Invalid):
@@ -680,16 +714,26 @@ class Decoder:
                 return bad
         model = doc["model"]
         threshold = self.thresholds.get(model)
-        if threshold is None:
+        if threshold is None and model not in self.regression:
             hint = did_you_mean(model[:100], self._models)
             return Invalid(
                 UNKNOWN_MODEL,
                 f"model {model[:100]!r} is not configured{hint}",
                 self._theirs("prediction", "model"),
             )
-        score = float(doc["score"])
-        if not math.isfinite(score):  # pragma: no cover - strict JSON has no NaN; kept for safety
-            return Invalid(SCORE_OUT_OF_RANGE, "score is not a finite number")
+        if threshold is None:  # a regression model: the value travels as the score
+            score = float(doc["value"])
+            if not math.isfinite(score):  # pragma: no cover - orjson refuses non-finite numbers
+                return Invalid(
+                    SCHEMA_VIOLATION, "value is not a finite number", self._theirs("prediction", "value")
+                )
+            decided = 0
+        else:
+            score = float(doc["score"])
+            if not math.isfinite(score):  # pragma: no cover - strict JSON has no NaN; kept for safety
+                return Invalid(SCORE_OUT_OF_RANGE, "score is not a finite number")
+            predicted = doc.get("predicted")
+            decided = int(score >= threshold) if predicted is None else int(predicted)
         ts = doc["ts"]
         # else: as is (a finite float in the seconds range needs no check without a clock)
         if now is not None or type(ts) is not float or not math.isfinite(ts) or ts > MAX_EPOCH_SECONDS:
@@ -704,7 +748,6 @@ class Decoder:
                 f"{len(features)} features > limit {self.max_features}",
                 self._theirs("prediction", "features"),
             )
-        predicted = get("predicted")
         latency = get("latency_ms")
         amount = get("amount")
         return Prediction(  # positional: cheaper than keywords on the hot path
@@ -712,7 +755,7 @@ class Decoder:
             model,
             ts,
             score,
-            int(score >= threshold) if predicted is None else int(predicted),
+            decided,
             get("variant") or "",
             get("experiment") or "",
             get("model_version") or "",
@@ -778,5 +821,15 @@ class Decoder:
             if isinstance(ts, Invalid):
                 return ts
         amount = doc.get("amount")
-        label = int(doc["label"])
+        value = doc["label"]
+        if not self.regression:
+            label: float = int(value)
+        elif value == 0 or value == 1:  # 0/1 as ints, as without regression models
+            label = int(value)
+        else:
+            label = float(value)
+            if not math.isfinite(label):  # pragma: no cover - orjson refuses non-finite numbers
+                return Invalid(
+                    SCHEMA_VIOLATION, "label is not a finite number", self._theirs("label", "label")
+                )
         return Label(doc["prediction_id"], label, ts, math.nan if amount is None else float(amount))

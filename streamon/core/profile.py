@@ -12,7 +12,7 @@ for a performance baseline).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import repeat
 from operator import attrgetter, itemgetter
@@ -23,6 +23,7 @@ import orjson
 
 from streamon.core.events import Prediction
 from streamon.core.state.cardinality import DEFAULT_VARIANT, NOTHING
+from streamon.core.state.sketch import LogSketch
 from streamon.core.state.summary import (
     DEFAULT_CALIBRATION_BINS,
     MAX_CATEGORIES,
@@ -30,6 +31,7 @@ from streamon.core.state.summary import (
     OTHER,
     BucketSummary,
 )
+from streamon.core.statistics import regression
 from streamon.core.statistics.integrity import add_count, count_out_of_range, out_of_range_name
 
 PROFILE_VERSION = 1
@@ -73,6 +75,7 @@ class ModelSpec:
     max_categories: int = MAX_CATEGORIES
     # Variants of the reference events (a pinned profile): protected from the cap like an allowlist.
     reference_variants: frozenset[str] = NOTHING
+    task: str = "binary"  # "binary" | "regression" (what score and label mean, see _OUTPUTS)
     _protected: tuple[object, dict[str, frozenset[str]]] | None = field(
         default=None, init=False, repr=False, compare=False
     )
@@ -199,7 +202,7 @@ def summarise(
     scores = np.fromiter(map(_SCORE, predictions), dtype=np.float64, count=n)
     predicted = np.fromiter(map(_PREDICTED, predictions), dtype=np.int64, count=n)
     latency = np.fromiter(map(_LATENCY, predictions), dtype=np.float64, count=n)
-    out.add_predictions(scores, predicted, spec.score_bins, latency)
+    _OUTPUTS[spec.task](spec, out, scores, predicted, latency)
     features = list(map(_FEATURES, predictions))
     plain = _all_dicts(features)
     ranges = spec.ranges
@@ -215,10 +218,32 @@ def summarise(
     return out
 
 
+def _binary_outputs(
+    spec: ModelSpec, out: BucketSummary, scores: np.ndarray, predicted: np.ndarray, latency: np.ndarray
+) -> None:
+    out.add_predictions(scores, predicted, spec.score_bins, latency)
+
+
+def _regression_outputs(
+    spec: ModelSpec, out: BucketSummary, values: np.ndarray, predicted: np.ndarray, latency: np.ndarray
+) -> None:
+    """Volume and latency as for binary (no score histogram), and every value in a sketch."""
+    out.add_predictions(values, predicted, None, latency)
+    sketch = out.sketches.get(regression.PREDICTION)
+    if sketch is None:
+        sketch = out.sketches[regression.PREDICTION] = LogSketch(spec.relative_accuracy)
+    sketch.add(values)
+
+
+# What a group of predictions adds besides its features, per model task (ModelSpec.task).
+_OUTPUTS = {"binary": _binary_outputs, "regression": _regression_outputs}
+
+
 def build_profile(
-    spec: ModelSpec, predictions: list[Prediction], labels: dict[str, int], bins: int = 10
+    spec: ModelSpec, predictions: list[Prediction], labels: Mapping[str, float], bins: int = 10
 ) -> ModelSpec:
-    """A copy of ``spec`` pinned to the reference ``predictions`` (and their ``labels``, if any)."""
+    """A copy of ``spec`` pinned to the reference ``predictions`` (and their ``labels``, if any:
+    0/1 for a binary model, the true values for a regression model)."""
     columns = {name: numeric_column(predictions, name) for name in spec.numeric}
     edges = {name: numeric_edges(column, bins) for name, column in columns.items()}
     ranges = {
@@ -231,6 +256,7 @@ def build_profile(
     variants = top_categories((p.variant or None for p in predictions), spec.max_variants)
     pinned = ModelSpec(
         name=spec.name,
+        task=spec.task,
         threshold=spec.threshold,
         score_bins=spec.score_bins,
         calibration_bins=spec.calibration_bins,
@@ -247,7 +273,11 @@ def build_profile(
     )
     reference = summarise(pinned, predictions)
     labelled = [p for p in predictions if p.prediction_id in labels]
-    if labelled:
+    if labelled and spec.task == "regression":
+        regression.add_labelled(
+            reference, [p.score for p in labelled], [labels[p.prediction_id] for p in labelled]
+        )
+    elif labelled:
         reference.add_labels(
             np.array([labels[p.prediction_id] for p in labelled]),
             np.array([p.predicted for p in labelled]),

@@ -88,7 +88,7 @@ def test_shipped_alert_rules_are_the_defaults_written_out() -> None:
     shipped = load_config(SHIPPED).alerts.rules
     defaults = tuple(AlertRule.model_validate(r) for r in DEFAULT_ALERT_RULES)
     assert shipped == defaults
-    assert len(shipped) == 18
+    assert len(shipped) == 20
     by_name = {r.alert: r for r in shipped}
     assert by_name["ModelAccuracyDegraded"].for_ == 600
     assert (

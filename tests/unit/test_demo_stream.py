@@ -39,8 +39,9 @@ class Run:
     aggregator: object
 
 
-def _events() -> list[tuple[float, int, bytes, str]]:
+def _events(**models: tuple[str, ...]) -> list[tuple[float, int, bytes, str]]:
     spec = SimulationSpec(
+        **models,  # type: ignore[arg-type]
         rate=100.0,
         variants=("A", "B"),
         experiment="demo",
@@ -176,3 +177,45 @@ def test_error_stream_keeps_every_buckets_rate() -> None:
     for k in np.flatnonzero(labelled >= 100):
         kept = values[bucket == k]
         assert abs(kept.mean() - errors[k] / labelled[k]) <= 0.5 / kept.size + 1e-12
+
+
+# --------------------------------------------------------------------------- regression
+
+
+REGRESSION = "credit-limit"
+
+
+def test_the_demos_regression_model_shows_its_degradation() -> None:
+    """The demo's traffic for both models of the demo config: the credit-limit model's error and
+    bias grow with the "degrade" drift (+15% predictions), it has no binary series, the fraud
+    model beside it keeps its own, and 1 and 3 partitions agree."""
+    engine = build_engine(load_config(ROOT / "configs" / "demo_config.yaml"))
+    events = _events(models=(MODEL, REGRESSION), regression=(REGRESSION,))
+    one, three = _run(engine, events, 1), _run(engine, events, 3)
+
+    def at(run: Run, t: float, name: str, model: str = REGRESSION, **labels: str) -> float:
+        snap = run.snapshots[run.times.index(t)]
+        return snap.value(name, model=model, variant="all", window="current", **labels)
+
+    before, after = 55.0, END
+    for name in ("ml_model_mae", "ml_model_rmse", "ml_model_r2", "ml_model_mean_error"):
+        for t in (before, after):
+            assert at(one, t, name) == at(three, t, name), (name, t)
+    assert at(one, after, "ml_model_mae") > 2 * at(one, before, "ml_model_mae")
+    assert abs(at(one, before, "ml_model_mean_error")) < 0.1 * at(one, before, "ml_model_mae")
+    assert at(one, after, "ml_model_mean_error") > 0.5 * at(one, after, "ml_model_mae")  # biased up
+    assert at(one, after, "ml_model_r2") < at(one, before, "ml_model_r2")
+    q = {x: at(one, after, "ml_model_residual_quantile", quantile=x) for x in ("0.5", "0.9", "0.99")}
+    assert q["0.5"] < q["0.9"] < q["0.99"]
+    assert at(one, after, "streamon_labelled_in_window") > 0
+    # No binary series for it.
+    names = {s.name for s in one.snapshots[-1].samples if dict(s.labels).get("model") == REGRESSION}
+    assert not names & {
+        "ml_model_accuracy",
+        "ml_business_roi",
+        "streamon_ab_difference",
+        "ml_predictions_total",
+    }
+    # The fraud model beside it keeps its binary series.
+    for name in ("ml_model_accuracy", "ml_model_auc_roc", "ml_business_roi"):
+        assert not math.isnan(at(one, after, name, MODEL)), name

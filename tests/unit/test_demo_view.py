@@ -1,4 +1,5 @@
-"""What the demo's live view shows: each note once, and which alert events its table lists."""
+"""What the demo's live view shows: each note once, which alert events its table lists, and a
+regression model's own table."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import re
 
 from rich.console import Console
 
+from streamon.core.stages.evaluate import Sample, Snapshot
 from streamon.demo import ALERT_ROWS, MOCK_NOTE, DemoState, alerts_title, note_lines, render
 
 
@@ -43,3 +45,39 @@ def test_alert_table_says_which_events_it_shows() -> None:
     few = _state([])
     few.add_alert({"status": "firing", "fingerprint": "x", "alertname": "A", "labels": {}})
     assert alerts_title(few) == "Alerts (1 firing): 1 alert event"
+
+
+def test_regression_models_have_their_own_table_and_drift_rows() -> None:
+    def sample(name: str, model: str, value: float, **extra: str) -> Sample:
+        labels = (("model", model), ("variant", "all"), ("window", "current"), *extra.items())
+        return Sample(name, labels, value)
+
+    st = _state([])
+    st.snapshot = Snapshot(
+        0.0,
+        [
+            sample("ml_model_accuracy", "fraud-detector", 0.91),
+            sample("streamon_predictions_in_window", "fraud-detector", 1000.0),
+            sample("streamon_labelled_in_window", "fraud-detector", 800.0),
+            sample("ml_model_mae", "credit-limit", 1234.5),
+            sample("ml_model_r2", "credit-limit", 0.875),
+            sample("ml_model_mean_error", "credit-limit", 512.0),
+            sample("streamon_predictions_in_window", "credit-limit", 1000.0),
+            sample("streamon_labelled_in_window", "credit-limit", 600.0),
+            sample("ml_prediction_drift_psi_score", "credit-limit", 0.4567),
+            sample("ml_target_drift_psi_score", "credit-limit", 0.0321),
+            sample("ml_data_drift_psi_score", "fraud-detector", 0.15, feature="transaction_amount"),
+        ],
+    )
+    screen = _screen(st)
+    assert "Regression models (current window)" in screen
+    assert "1,234.5" in screen and "+512.0" in screen and "0.875" in screen
+    # The outputs' drift ranks among the features' (prediction first: the largest PSI).
+    assert st.top_drift(2) == [
+        ("credit-limit", "(prediction)", 0.4567, st.top_drift(2)[0][3]),
+        ("fraud-detector", "transaction_amount", 0.15, st.top_drift(2)[1][3]),
+    ]
+    assert st.coverage() == 0.7  # labelled / predictions over both models
+    # The binary table keeps the binary model only.
+    perf = screen[screen.index("Performance") : screen.index("Regression models")]
+    assert "fraud-detector" in perf and "credit-limit" not in perf

@@ -80,7 +80,7 @@ SCHEMAS = {
         json.loads((ROOT / "schemas" / f"{kind}.schema.json").read_text()),
         format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER,
     )
-    for kind in ("prediction", "label")
+    for kind in ("prediction", "label", "regression_prediction", "regression_label")
 }
 
 # Small limits on one decoder so the fuzzer reaches them; the other has the defaults.
@@ -88,6 +88,8 @@ TIGHT = Decoder(
     {"m": 0.5}, max_bytes=4096, max_features=5, max_string_length=128, max_feature_value_length=16
 )
 DEFAULT = Decoder({"m": 0.5, "other-model": 0.3})
+# With a regression model: its predictions carry a value, and every label may be any number.
+MIXED = Decoder({"m": 0.5}, regression=["r"])
 NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 
 
@@ -164,6 +166,12 @@ VALID_PREDICTION: dict[str, Any] = {
     "amount": 12.5,
 }
 VALID_LABEL: dict[str, Any] = {"prediction_id": "tx-1", "label": 1, "ts": NOW - 30, "amount": 12.5}
+VALID_REGRESSION: dict[str, Any] = {
+    **{k: v for k, v in VALID_PREDICTION.items() if k not in ("score", "predicted")},
+    "model": "r",
+    "value": -1250.75,
+}
+VALID_REGRESSION_LABEL: dict[str, Any] = {**VALID_LABEL, "label": -3.25}
 
 
 @st.composite
@@ -225,16 +233,26 @@ def check_decoded(decoder: Decoder, kind: str, raw: bytes | None, out: Any) -> N
         return
     assert raw is not None and len(raw) <= decoder.max_bytes
     doc = orjson.loads(raw)
-    errors = [e.message for e in SCHEMAS[kind].iter_errors(doc)]
-    assert not errors, f"accepted a {kind} the JSON Schema rejects: {errors[:2]} {raw[:200]!r}"
+    schema = _schema_of(decoder, kind, doc)
+    errors = [e.message for e in SCHEMAS[schema].iter_errors(doc)]
+    assert not errors, f"accepted a {schema} the JSON Schema rejects: {errors[:2]} {raw[:200]!r}"
     assert math.isfinite(out.ts) and out.ts >= 0, out
     assert isinstance(out.prediction_id, str) and 0 < len(out.prediction_id) <= decoder.max_string_length
     if kind == "label":
-        assert isinstance(out, Label) and out.label in (0, 1) and type(out.label) is int
+        assert isinstance(out, Label)
+        if decoder.regression:  # any finite number; 0 and 1 as ints, the rest as floats
+            assert type(out.label) in (int, float) and math.isfinite(out.label)
+            assert (type(out.label) is int) == (out.label in (0, 1)), out
+        else:
+            assert out.label in (0, 1) and type(out.label) is int
         return
     assert isinstance(out, Prediction)
-    assert 0.0 <= out.score <= 1.0 and out.predicted in (0, 1) and type(out.predicted) is int
-    assert out.model in decoder.thresholds
+    if out.model in decoder.regression:  # the value travels as the score
+        assert math.isfinite(out.score) and out.predicted == 0 and type(out.predicted) is int
+        assert out.score == doc["value"] and schema == "regression_prediction"
+    else:
+        assert 0.0 <= out.score <= 1.0 and out.predicted in (0, 1) and type(out.predicted) is int
+        assert out.model in decoder.thresholds
     for name in IDENTIFIER_FIELDS:
         value = getattr(out, name, doc.get(name)) or ""
         assert isinstance(value, str) and len(value) <= decoder.max_string_length, (name, len(value))
@@ -246,6 +264,16 @@ def check_decoded(decoder: Decoder, kind: str, raw: bytes | None, out: Any) -> N
             assert len(value) <= decoder.max_feature_value_length
     assert math.isnan(out.latency_ms) or 0 <= out.latency_ms <= 86_400_000  # int64 microseconds downstream
     assert math.isnan(out.amount) or math.isfinite(out.amount)
+
+
+def _schema_of(decoder: Decoder, kind: str, doc: Any) -> str:
+    """The schema ``decoder`` must hold an event of ``kind`` to: by its model, for predictions."""
+    if not decoder.regression:
+        return kind
+    if kind == "label":
+        return "regression_label"
+    model = doc.get("model") if isinstance(doc, dict) else None
+    return "regression_prediction" if type(model) is str and model in decoder.regression else "prediction"
 
 
 def shape(event: Any) -> Any:
@@ -260,7 +288,7 @@ def shape(event: Any) -> Any:
 
 
 def check_both(raw: bytes | None) -> None:
-    for decoder in (DEFAULT, TIGHT):
+    for decoder in (DEFAULT, TIGHT, MIXED):
         for now in (None, NOW):
             p, lab = decoder.prediction(raw, now), decoder.label(raw, now)
             check_decoded(decoder, "prediction", raw, p)
@@ -278,9 +306,11 @@ def check_schema_rejections(raw: bytes) -> None:
         return
     if not isinstance(doc, dict):
         return
-    for kind, decode in (("prediction", DEFAULT.prediction), ("label", DEFAULT.label)):
-        if any(True for _ in SCHEMAS[kind].iter_errors(doc)):
-            assert isinstance(decode(raw), Invalid), (kind, raw[:200])
+    for decoder in (DEFAULT, MIXED):
+        for kind, decode in (("prediction", decoder.prediction), ("label", decoder.label)):
+            schema = _schema_of(decoder, kind, doc)
+            if any(True for _ in SCHEMAS[schema].iter_errors(doc)):
+                assert isinstance(decode(raw), Invalid), (schema, raw[:200])
 
 
 @DECODER_FUZZ
@@ -311,10 +341,27 @@ def test_decoder_on_near_valid_labels(raw: bytes) -> None:
     check_schema_rejections(raw)
 
 
+@DECODER_FUZZ
+@given(near_valid(VALID_REGRESSION))
+def test_decoder_on_near_valid_regression_predictions(raw: bytes) -> None:
+    check_both(raw)
+    check_schema_rejections(raw)
+
+
+@DECODER_FUZZ
+@given(near_valid(VALID_REGRESSION_LABEL))
+def test_decoder_on_near_valid_regression_labels(raw: bytes) -> None:
+    check_both(raw)
+    check_schema_rejections(raw)
+
+
 def test_the_fuzzed_base_events_are_valid() -> None:
     # Otherwise the near-valid strategies would only ever explore rejections.
     assert isinstance(DEFAULT.prediction(to_bytes(VALID_PREDICTION), NOW), Prediction)
     assert isinstance(DEFAULT.label(to_bytes(VALID_LABEL), NOW), Label)
+    assert isinstance(MIXED.prediction(to_bytes(VALID_REGRESSION), NOW), Prediction)
+    assert isinstance(MIXED.label(to_bytes(VALID_REGRESSION_LABEL), NOW), Label)
+    assert isinstance(MIXED.prediction(to_bytes(VALID_PREDICTION), NOW), Prediction)
     assert {TOO_LARGE, STRING_TOO_LONG, BAD_TIMESTAMP, "invalid_json", "unknown_model"} <= REASONS
 
 

@@ -395,17 +395,26 @@ def test_degradation_is_positive_when_worse_in_each_direction() -> None:
     assert d["rmse"].relative_drop == pytest.approx(0.05, rel=1e-9)
     assert d["mape"].relative_drop == 0.0 and d["mape"].severity == "none"
     assert d["r2"].relative_drop == pytest.approx(0.25) and d["r2"].severity == "high"
-    # The bias is compared by magnitude: -0.5 -> +0.6 is 20% worse, and the record holds |bias|.
-    assert d["mean_error"].relative_drop == pytest.approx(0.2)
+    # The bias is compared by magnitude, in units of the baseline MAE: |-0.5| -> |0.6| is 0.1 / 2.0.
+    assert d["mean_error"].relative_drop == pytest.approx(0.05)
     assert (d["mean_error"].current, d["mean_error"].baseline) == (0.6, 0.5)
     better = reg.regression_degradation(base, worse)
     assert all(v.relative_drop < 0 or k == "mape" for k, v in better.items())
     assert all(v.severity == "none" for v in better.values())
 
 
+def test_the_bias_of_an_unbiased_baseline_is_judged_against_its_mae() -> None:
+    # A baseline bias of exactly 0 (well calibrated) still gives a defined, small change.
+    d = reg.regression_degradation({"mean_error": 0.03}, {"mae": 1.5, "mean_error": 0.0})["mean_error"]
+    assert d.relative_drop == pytest.approx(0.02) and d.severity == "none"
+    assert math.isnan(
+        reg.regression_degradation({"mean_error": 0.3}, {"mean_error": 0.1})["mean_error"].relative_drop
+    )
+
+
 def test_degradation_of_an_undefined_or_zero_baseline_is_nan() -> None:
     d = reg.regression_degradation(
-        {"mae": 1.0, "r2": math.nan, "mean_error": 0.3}, {"mae": 0.0, "r2": 0.5, "mean_error": 0.0}
+        {"mae": 1.0, "r2": math.nan, "mean_error": 0.3}, {"mae": 0.0, "r2": 0.5, "mean_error": 0.1}
     )
     assert all(math.isnan(v.relative_drop) and v.severity == "none" for v in d.values())
     # An R² baseline below zero: worse is still positive.

@@ -16,7 +16,7 @@ from jsonschema import Draft202012Validator
 from streamon.config import LabelFields, PredictionFields
 
 ROOT = Path(__file__).resolve().parents[2]
-NAMES = ("prediction", "label", "alert")
+NAMES = ("prediction", "label", "alert", "regression_prediction", "regression_label")
 
 
 def _schema(name: str) -> dict[str, Any]:
@@ -43,8 +43,21 @@ def test_schema_is_a_valid_draft_2020_12_schema(name: str) -> None:
 
 def test_schemas_describe_the_default_field_names() -> None:
     # The decoder renames configured names to these before validating: they must match.
-    assert set(_schema("prediction")["properties"]) == set(PredictionFields.model_fields)
+    both = {*_schema("prediction")["properties"], *_schema("regression_prediction")["properties"]}
+    assert both == set(PredictionFields.model_fields)
     assert set(_schema("label")["properties"]) == set(LabelFields.model_fields)
+    assert set(_schema("regression_label")["properties"]) == set(LabelFields.model_fields)
+
+
+def test_regression_schemas_differ_from_binary_only_in_score_value_and_label() -> None:
+    binary, regression = _schema("prediction")["properties"], _schema("regression_prediction")["properties"]
+    assert set(binary) - set(regression) == {"score", "predicted"}
+    assert set(regression) - set(binary) == {"value"}
+    assert all(binary[k] == regression[k] for k in set(binary) & set(regression))
+    assert _valid("regression_prediction", {"prediction_id": "p", "model": "m", "ts": 1, "value": -2.5})
+    assert not _valid("regression_prediction", {"prediction_id": "p", "model": "m", "ts": 1, "score": 0.5})
+    assert _valid("regression_label", {"prediction_id": "p", "label": -1.0, "ts": 1})
+    assert not _valid("regression_label", {"prediction_id": "p", "label": "3", "ts": 1})
 
 
 PREDICTION = {"prediction_id": "p-1", "model": "fraud-detector", "ts": 1700000000, "score": 0.93}

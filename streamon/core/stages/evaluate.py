@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -34,7 +34,7 @@ from streamon.core.state.summary import (
     BucketSummary,
     category_counts,
 )
-from streamon.core.statistics import classification, drift
+from streamon.core.statistics import classification, drift, regression
 from streamon.core.statistics.business import BusinessCosts, business_metrics
 from streamon.core.statistics.calibration import Calibration, calibration
 from streamon.core.statistics.concept_drift import detect_concept_drift, detect_concept_drift_counts
@@ -353,46 +353,26 @@ def estimation(
     )
 
 
-def evaluate_model(
+class _Add(Protocol):
+    """The sample adder of one :func:`evaluate_model` call (its model and variant labels)."""
+
+    def __call__(self, name: str, value: float, window: str = "current", **extra: str) -> None: ...
+
+
+def _binary_performance(
+    add: _Add,
     spec: ModelSpec,
-    variant: str,
     current: BucketSummary,
     reference: BucketSummary,
     settings: EvalSettings,
-    baseline: dict[str, float] | None = None,
-    bucket_error_rates: Iterable[float] = (),
-    *,
-    memo: dict[Any, Any] | None = None,
-    window_seconds: float | None = None,
-    operating_share: float = 1.0,
-    bucket_errors: tuple[Sequence[int], Sequence[int]] | None = None,
-) -> list[Sample]:
-    """All gauges of one model/variant: performance, drift, business, coverage, degradation.
-
-    ``memo`` (optional, owned by the caller for ONE evaluation, while ``current`` and
-    ``reference`` stay unmodified) shares feature-drift results between calls on the same
-    summary objects, e.g. a model's only variant and "all".
-
-    ``window_seconds`` is the event time the current window covers, for the operating cost
-    of ROI (default the full ``settings.current_s``); ``operating_share`` the part of that
-    cost this variant bears (its share of the model's predictions; 1 for "all").
-
-    Concept drift runs on ``bucket_errors`` = (errors, labelled predictions) per bucket of
-    the current window, oldest first (:func:`detect_concept_drift_counts`), else on the
-    plain ``bucket_error_rates``.
-    """
-    samples: list[Sample] = []
-    model = spec.name
-
-    def add(name: str, value: float, window: str = "current", **extra: str) -> None:
-        samples.append(
-            _sample(  # = _labels(model=..., variant=..., window=..., **extra), without the call
-                name,
-                (("model", model), ("variant", variant), ("window", window), *extra.items()),
-                float(value),
-            )
-        )
-
+    baseline: Mapping[str, float] | None,
+    bucket_error_rates: Iterable[float],
+    window_seconds: float | None,
+    operating_share: float,
+    bucket_errors: tuple[Sequence[int], Sequence[int]] | None,
+) -> None:
+    """Performance, calibration, coverage, business, estimation, degradation and concept drift
+    of a binary model."""
     perf: dict[str, dict[str, float]] = {}
     for window, summary in (("current", current), ("reference", reference)):
         perf[window] = performance_metrics(summary, spec.score_bins, settings.top_k)
@@ -458,6 +438,169 @@ def evaluate_model(
             method=settings.concept_drift_method,
         )
 
+
+# Regression gauges of one window, in the order they are exported.
+_REGRESSION_NAMES = {
+    "mae": "ml_model_mae",
+    "rmse": "ml_model_rmse",
+    "mape": "ml_model_mape",
+    "r2": "ml_model_r2",
+    "mean_error": "ml_model_mean_error",
+}
+# Output distributions monitored for drift like numeric features: pseudo-feature ->
+# drift method -> [(exported metric, statistic of features_drift)].
+_OUTPUT_DRIFT: dict[str, dict[str, list[tuple[str, str]]]] = {
+    regression.PREDICTION: {
+        "psi": [("ml_prediction_drift_psi_score", "psi")],
+        "ks_test": [("ml_prediction_drift_ks_statistic", "ks"), ("ml_prediction_drift_ks_p_value", "ks_p")],
+        "js_divergence": [("ml_prediction_drift_js_divergence", "js")],
+        "wasserstein": [("ml_prediction_drift_wasserstein_distance", "wasserstein")],
+    },
+    regression.TARGET: {
+        "psi": [("ml_target_drift_psi_score", "psi")],
+        "ks_test": [("ml_target_drift_ks_statistic", "ks"), ("ml_target_drift_ks_p_value", "ks_p")],
+        "js_divergence": [("ml_target_drift_js_divergence", "js")],
+        "wasserstein": [("ml_target_drift_wasserstein_distance", "wasserstein")],
+    },
+}
+
+
+def _regression_performance(
+    add: _Add,
+    current: BucketSummary,
+    reference: BucketSummary,
+    settings: EvalSettings,
+    baseline: Mapping[str, float] | None,
+) -> None:
+    """MAE, RMSE, MAPE, R², bias, residual quantiles, coverage and degradation of a regression
+    model. Its labelled count is the regression state's (a regression model has no confusion
+    counts); business value, estimation and concept drift on binary errors do not apply."""
+    perf: dict[str, dict[str, float]] = {}
+    for window, summary in (("current", current), ("reference", reference)):
+        state = regression.state_of(summary)
+        values = regression.regression_metrics(state)
+        quantiles = regression.residual_quantiles(state)
+        if state.n < settings.min_labelled:  # too few labels to mean anything
+            values = dict.fromkeys(values, math.nan)
+            quantiles = dict.fromkeys(quantiles, math.nan)
+        perf[window] = values
+        if settings.performance_enabled:
+            for key, name in _REGRESSION_NAMES.items():
+                add(name, values[key], window)
+            for q, value in quantiles.items():
+                add("ml_model_residual_quantile", value, window, quantile=q)
+        n = summary.n_predictions
+        add("streamon_predictions_in_window", n, window)
+        add("streamon_labelled_in_window", state.n, window)
+        add("streamon_label_coverage_ratio", state.n / n if n else math.nan, window)
+        add("streamon_mape_excluded_in_window", state.zero_labels, window)
+
+    # Degradation against the configured baseline, else the reference window.
+    base = baseline or perf["reference"]
+    for metric, drop in regression.regression_degradation(
+        perf["current"], base, settings.degradation_medium, settings.degradation_high
+    ).items():
+        add("streamon_model_degradation_ratio", drop.relative_drop, metric=metric)
+
+
+def _output_drift(
+    add: _Add,
+    spec: ModelSpec,
+    current: BucketSummary,
+    reference: BucketSummary,
+    settings: EvalSettings,
+    memo: dict[Any, Any] | None,
+) -> None:
+    """Drift of a regression model's prediction and target distributions, with the statistics
+    of a numeric feature (:func:`features_drift` on the pseudo-features
+    :data:`~streamon.core.statistics.regression.PREDICTION` and ``TARGET``): bins at the
+    reference's deciles, from its sketch (or edges a profile pins under the pseudo-feature's
+    name, as for a pinned feature).
+
+    NaN below ``min_drift_samples`` values in either window: predictions for the prediction
+    distribution, labels for the target's."""
+    key = ("output_drift", id(current), id(reference), settings.drift_bins)
+    pseudo = [(name, "numeric") for name in _OUTPUT_DRIFT]
+    if memo is not None and key in memo:
+        results = memo[key]
+    else:
+        results = features_drift(spec, pseudo, current, reference, settings.drift_bins)
+        if memo is not None:  # keeps the summaries alive, so their ids stay theirs
+            memo[key] = results
+            memo[(id(current), id(reference))] = (current, reference)
+    methods = settings.drift_methods
+    for (name, stats), d in zip(_OUTPUT_DRIFT.items(), results, strict=True):
+        counts = [s.count if (s := w.sketches.get(name)) is not None else 0 for w in (current, reference)]
+        few = min(counts) < settings.min_drift_samples
+        for method, series in stats.items():
+            if method not in methods:
+                continue  # switched off in data_drift.methods
+            for metric, statistic in series:
+                add(metric, math.nan if few else d[statistic])
+
+
+def evaluate_model(
+    spec: ModelSpec,
+    variant: str,
+    current: BucketSummary,
+    reference: BucketSummary,
+    settings: EvalSettings,
+    baseline: dict[str, float] | None = None,
+    bucket_error_rates: Iterable[float] = (),
+    *,
+    memo: dict[Any, Any] | None = None,
+    window_seconds: float | None = None,
+    operating_share: float = 1.0,
+    bucket_errors: tuple[Sequence[int], Sequence[int]] | None = None,
+) -> list[Sample]:
+    """All gauges of one model/variant: performance, drift, business, coverage, degradation.
+
+    The model's task picks the performance family once: a binary model's (threshold
+    metrics, calibration, business value, estimation, concept drift) or a regression
+    model's (:func:`_regression_performance`); both have feature drift and integrity, then
+    score drift (binary) or prediction and target drift (regression, :func:`_output_drift`).
+
+    ``memo`` (optional, owned by the caller for ONE evaluation, while ``current`` and
+    ``reference`` stay unmodified) shares feature-drift results between calls on the same
+    summary objects, e.g. a model's only variant and "all".
+
+    ``window_seconds`` is the event time the current window covers, for the operating cost
+    of ROI (default the full ``settings.current_s``); ``operating_share`` the part of that
+    cost this variant bears (its share of the model's predictions; 1 for "all").
+
+    Concept drift runs on ``bucket_errors`` = (errors, labelled predictions) per bucket of
+    the current window, oldest first (:func:`detect_concept_drift_counts`), else on the
+    plain ``bucket_error_rates``.
+    """
+    samples: list[Sample] = []
+    model = spec.name
+
+    def add(name: str, value: float, window: str = "current", **extra: str) -> None:
+        samples.append(
+            _sample(  # = _labels(model=..., variant=..., window=..., **extra), without the call
+                name,
+                (("model", model), ("variant", variant), ("window", window), *extra.items()),
+                float(value),
+            )
+        )
+
+    regression_model = spec.task == "regression"  # the one choice of family, used twice below
+    if regression_model:
+        _regression_performance(add, current, reference, settings, baseline)
+    else:
+        _binary_performance(
+            add,
+            spec,
+            current,
+            reference,
+            settings,
+            baseline,
+            bucket_error_rates,
+            window_seconds,
+            operating_share,
+            bucket_errors,
+        )
+
     # Data drift per feature, current vs reference.
     if not settings.drift_enabled:
         return samples
@@ -503,9 +646,12 @@ def evaluate_model(
     # Data integrity per feature (out of range, unseen categories, wrong types, schema change).
     for name, value, extra in integrity_gauges(spec, monitored, current, reference, few):
         add(name, value, **extra)
-    sd = score_drift(spec, current, reference) if not few else {"psi": math.nan, "js": math.nan}
-    add("ml_data_drift_psi_score", sd["psi"], feature=SCORE_FEATURE)
-    add("ml_data_drift_js_divergence", sd["js"], feature=SCORE_FEATURE)
+    if regression_model:
+        _output_drift(add, spec, current, reference, settings, memo)
+    else:
+        sd = score_drift(spec, current, reference) if not few else {"psi": math.nan, "js": math.nan}
+        add("ml_data_drift_psi_score", sd["psi"], feature=SCORE_FEATURE)
+        add("ml_data_drift_js_divergence", sd["js"], feature=SCORE_FEATURE)
     return samples
 
 

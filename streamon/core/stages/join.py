@@ -4,7 +4,9 @@ A prediction is kept (compactly) until its label horizon passes; a label looks i
 prediction up by ``prediction_id`` and yields a :class:`LabelDelta` for the bucket
 of the PREDICTION's event time. A second, different label is a correction: the old
 contribution is retracted (sign -1) and the new one added. A label whose prediction
-is unknown waits ``orphan_grace_s`` for it, then is counted as orphaned.
+is unknown waits ``orphan_grace_s`` for it, then is counted as orphaned. With regression
+models configured a label may be any number: one that meets a binary model's prediction
+must still be 0 or 1 (see :meth:`Joiner.add_label`).
 
 Time is the partition's prediction watermark (the largest prediction event time
 seen), so a replay of the same partition makes the same decisions.
@@ -34,7 +36,7 @@ from __future__ import annotations
 import heapq
 import math
 import struct
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import astuple, dataclass
 from typing import Protocol
 
@@ -42,7 +44,7 @@ import numpy as np
 import orjson
 from sortedcontainers import SortedDict
 
-from streamon.core.events import Label, Prediction
+from streamon.core.events import SCHEMA_VIOLATION, Invalid, Label, Prediction, schema_error
 
 _PRED = b"p:"
 _LABEL = b"l:"
@@ -245,7 +247,7 @@ class LabelDelta:
     ts: float
     score: float
     predicted: int
-    label: int
+    label: float  # 0/1 (an int) for a binary model; the true value for a regression model
     sign: int
     # The prediction's segments as (field, value) pairs: named, so a label that arrives after
     # the config's segments were reordered or changed still lands in the right segments.
@@ -277,8 +279,22 @@ class Joiner:
     (1, 10.0, 1)
     """
 
-    def __init__(self, store: KeyValueStore, label_horizon_s: float, orphan_grace_s: float) -> None:
+    def __init__(
+        self,
+        store: KeyValueStore,
+        label_horizon_s: float,
+        orphan_grace_s: float,
+        regression: frozenset[str] = frozenset(),
+        on_misfit: Callable[[Invalid], None] | None = None,
+    ) -> None:
         self.store = store
+        # Regression models: their records say "no label yet" with None (-1.0 is a label),
+        # and only with one of them configured can a label be anything but 0 or 1.
+        self.regression = regression
+        # Told of each label that waited in the store and turns out not to fit its prediction's
+        # model (a non-0/1 label of a binary model) when the prediction arrives: the label is
+        # dropped, the caller counts it (its message was consumed batches ago).
+        self.on_misfit = on_misfit
         self.label_horizon_s = label_horizon_s
         self.orphan_grace_s = orphan_grace_s
         self.watermark = -math.inf
@@ -425,13 +441,15 @@ class Joiner:
         labels_wait = self.pending_labels > 0
         prefetched = self._prefetched if self._prefetched is not None else {}
         get = self.store.get
+        regression = self.regression
         changes: dict[bytes, bytes | None] = {}
         out: list[LabelDelta] = []
+        dropped = 0
         at = 0
         for p, segments in batch:
             pid = p.prediction_id.encode()
             key = _PRED + pid
-            label = -1
+            label: float | None = None if regression and p.model in regression else -1
             waiting = None
             if labels_wait:
                 lkey = _LABEL + pid
@@ -440,11 +458,19 @@ class Joiner:
                     waiting = get(lkey)
             if waiting is not None:
                 held = orjson.loads(waiting)  # type: ignore[arg-type]
-                label = held[0]
                 changes[lkey] = None
                 changes[_index_key(held[2], lkey)] = None
-                out.append(LabelDelta(p.model, p.variant, p.ts, p.score, p.predicted, label, 1, segments))
+                fitted = self._fitted(p.model, held[0]) if regression else held[0]
+                if isinstance(fitted, Invalid):
+                    if self.on_misfit is not None:
+                        self.on_misfit(fitted)
+                    dropped += 1
+                else:
+                    label = fitted
+                    out.append(LabelDelta(p.model, p.variant, p.ts, p.score, p.predicted, label, 1, segments))
             # [model, variant, ts, score, predicted, label(, [field, value, ...])]: a few dozen bytes.
+            # label: -1 = none yet for a binary model, None for a regression model (whose score
+            # is its value and whose label can be -1.0).
             # The segment list is appended only for models with segments; records without it
             # (written before segments were configured) still read, with no segment.
             rec: list[object] = [p.model, p.variant, p.ts, p.score, p.predicted, label]
@@ -455,7 +481,7 @@ class Joiner:
             at += 8
         self._write(changes)
         joined = len(out)
-        self.pending_labels -= joined
+        self.pending_labels -= joined + dropped
         self.stats.joined += joined
         self.pending_predictions += len(batch)
         first = min(expires)
@@ -466,8 +492,28 @@ class Joiner:
             self.watermark = latest
         return out
 
-    def add_label(self, lab: Label) -> list[LabelDelta]:
-        """Join ``lab`` to its prediction (or hold it); corrections retract the old label."""
+    def _fitted(self, model: str, label: float) -> float | Invalid:
+        """``label`` as ``model``'s records hold it, or why it does not fit (a binary model's
+        label is 0 or 1: today's reason and detail for any other, as its decoding gives)."""
+        if model in self.regression:
+            return float(label)
+        if label == 0 or label == 1:
+            return int(label)
+        bad = schema_error("label", {"prediction_id": "-", "label": label, "ts": 0})
+        return (
+            bad if bad is not None else Invalid(SCHEMA_VIOLATION, f"label {label!r} is not 0 or 1", "label")
+        )
+
+    def _unlabelled(self, model: str, label: float | None) -> bool:
+        """Whether a record's label field means "no label yet" (None, or -1 of a binary model)."""
+        return label is None or (label == -1 and model not in self.regression)
+
+    def add_label(self, lab: Label) -> list[LabelDelta] | Invalid:
+        """Join ``lab`` to its prediction (or hold it); corrections retract the old label.
+
+        An :class:`Invalid` when the label does not fit its prediction's model (only possible
+        with a regression model configured): nothing changes, the caller rejects the label.
+        """
         key = _PRED + lab.prediction_id.encode()
         raw = self._get(key)
         if raw is None:
@@ -487,19 +533,25 @@ class Joiner:
             return []
         rec = orjson.loads(raw)
         model, variant, ts, score, predicted, old = rec[:6]
+        label = lab.label
+        if self.regression:
+            fitted = self._fitted(model, label)
+            if isinstance(fitted, Invalid):
+                return fitted
+            label = fitted
         flat = rec[6] if len(rec) > 6 else ()
         segments = tuple(zip(flat[::2], flat[1::2], strict=True))
-        if old == lab.label:
+        if old == label:
             self.stats.duplicate_labels += 1
             return []
         out = []
-        if old != -1:
+        if not self._unlabelled(model, old):
             self.stats.corrections += 1
             out.append(LabelDelta(model, variant, ts, score, predicted, old, -1, segments))
         else:
             self.stats.joined += 1
-        out.append(LabelDelta(model, variant, ts, score, predicted, lab.label, 1, segments))
-        rec[5] = lab.label
+        out.append(LabelDelta(model, variant, ts, score, predicted, label, 1, segments))
+        rec[5] = label
         self._write({key: _pack(rec)})
         return out
 
@@ -529,8 +581,10 @@ class Joiner:
                     orphaned += 1
             expired = len(due)
             for raw in self.store.get_many(due) if due else ():
-                if raw is not None and orjson.loads(raw)[5] == -1:
-                    self.stats.expired_unlabelled += 1
+                if raw is not None:
+                    rec = orjson.loads(raw)
+                    if self._unlabelled(rec[0], rec[5]):
+                        self.stats.expired_unlabelled += 1
             self._scan_from = wm
         self.pending_predictions -= expired
         self.pending_labels -= orphaned

@@ -4,6 +4,10 @@ A :class:`PartitionProcessor` decodes and validates a batch of raw prediction an
 label messages of ONE partition, joins labels to predictions, and adds everything
 to per-(model, variant, bucket) :class:`BucketSummary` deltas, and to per-(model,
 segment field, segment value, bucket) deltas for the model's configured segments.
+What a prediction and a labelled prediction add depends on the model's task, chosen once
+per group (``_OUTPUTS`` in core/profile.py, :data:`_LABELLED` here): score histograms,
+confusion and calibration for a binary model; the value sketch and the exact error sums of
+:mod:`streamon.core.statistics.regression` for a regression model.
 Variants and segment values come from data, so each delta keeps only the bottom-K of
 them by stable hash (:mod:`streamon.core.state.cardinality`) and folds the rest into
 OTHER. Events rejected after decoding (wrong types, duplicates) stay dead letters and are
@@ -42,6 +46,7 @@ from streamon.core.stages.join import Joiner, LabelDelta
 from streamon.core.state.cardinality import DEFAULT_VARIANT, EXEMPT, MISSING, NOTHING, OTHER, admit, bottom_k
 from streamon.core.state.summary import BucketSummary
 from streamon.core.state.windows import floor_to
+from streamon.core.statistics import regression
 from streamon.core.statistics.integrity import (
     KEYS,
     REJECTED,
@@ -357,13 +362,27 @@ class PartitionProcessor:
         self.models = models
         self.bucket_s = bucket_s
         self.source = source
-        self.decoder = decoder or Decoder({name: m.threshold for name, m in models.items()})
-        self.joiner = Joiner(store, label_horizon_s, orphan_grace_s)  # type: ignore[arg-type]
+        regression = frozenset(name for name, m in models.items() if m.task == "regression")
+        self.decoder = decoder or Decoder(
+            {name: m.threshold for name, m in models.items()}, regression=regression
+        )
+        self.joiner = Joiner(
+            store,  # type: ignore[arg-type]
+            label_horizon_s,
+            orphan_grace_s,
+            regression,
+            self._misfit,
+        )
         self.counts = BatchCounts()
         self._deltas: dict[tuple[str, str, float], BucketSummary] = {}
         # (model, segment index, segment value, start)
         self._seg_deltas: dict[tuple[str, int, str, float], BucketSummary] = {}
         self._latest_label = -math.inf
+
+    def _misfit(self, bad: Invalid) -> None:
+        """A label that waited for its prediction, of a binary model, and is no 0/1: counted
+        as invalid (no dead letter: its message was committed batches ago)."""
+        self.counts.invalid[("labels", bad.reason)] += 1
 
     @property
     def watermark(self) -> float:
@@ -530,7 +549,13 @@ class PartitionProcessor:
             n_labels += 1
             if lab.ts > latest_label:  # = max(); event times are finite
                 latest_label = lab.ts
-            extend(add_label(lab))
+            deltas = add_label(lab)
+            if isinstance(deltas, Invalid):  # it does not fit its prediction's model
+                n_labels -= 1
+                theirs = self.decoder._theirs("label", deltas.field)
+                rejected.append(Rejected("labels", raw, deltas.reason, deltas.detail, index, theirs))
+                continue
+            extend(deltas)
         self.counts.labels += n_labels
         self._latest_label = latest_label
         if not partials:
@@ -608,16 +633,8 @@ class PartitionProcessor:
     def _add_labels(
         self, summary: BucketSummary, model: str, group: list[LabelDelta], sign: int, segment: bool = False
     ) -> None:
-        n = len(group)
-        summary.add_labels(
-            np.fromiter(map(_LABEL, group), dtype=np.int64, count=n),
-            np.fromiter(map(_PREDICTED, group), dtype=np.int64, count=n),
-            np.fromiter(map(_SCORE, group), dtype=np.float64, count=n),
-            self.models[model].score_bins,
-            sign=sign,
-            calibration_bins=None if segment else self.models[model].calibration_bins,
-            fine=not segment,
-        )
+        spec = self.models[model]
+        _LABELLED[spec.task](spec, summary, group, sign, segment)
 
     def take_partials(self) -> list[Partial]:
         """The deltas since the last call, one :class:`Partial` per model (every model, even if empty)."""
@@ -629,3 +646,39 @@ class PartitionProcessor:
         self._deltas = {}
         self._seg_deltas = {}
         return list(partials.values())
+
+
+def _binary_labelled(
+    spec: ModelSpec, summary: BucketSummary, group: list[LabelDelta], sign: int, segment: bool
+) -> None:
+    """Labelled predictions of a binary model: confusion, score histograms, calibration."""
+    n = len(group)
+    summary.add_labels(
+        np.fromiter(map(_LABEL, group), dtype=np.int64, count=n),
+        np.fromiter(map(_PREDICTED, group), dtype=np.int64, count=n),
+        np.fromiter(map(_SCORE, group), dtype=np.float64, count=n),
+        spec.score_bins,
+        sign=sign,
+        calibration_bins=None if segment else spec.calibration_bins,
+        fine=not segment,
+    )
+
+
+def _regression_labelled(
+    spec: ModelSpec, summary: BucketSummary, group: list[LabelDelta], sign: int, segment: bool
+) -> None:
+    """Labelled predictions of a regression model: the exact error sums, residuals and targets."""
+    n = len(group)
+    regression.add_labelled(
+        summary,
+        np.fromiter(map(_SCORE, group), dtype=np.float64, count=n),  # the predicted values
+        np.fromiter(map(_LABEL, group), dtype=np.float64, count=n),
+        sign,
+    )
+
+
+# How labelled predictions count into a summary, per model task (ModelSpec.task).
+_LABELLED: dict[str, Callable[[ModelSpec, BucketSummary, list[LabelDelta], int, bool], None]] = {
+    "binary": _binary_labelled,
+    "regression": _regression_labelled,
+}

@@ -375,9 +375,11 @@ class Aggregator:
             )
             self._counters(snap, name, state)
             self._segment_samples(snap, state)
-            # A/B tests over everything merged since this state began (monotonic totals).
-            totals = {v: t.vector(OUTCOMES_ADDED, 4) for v, t in state.totals.items()}
-            snap.samples.extend(ab_samples(name, totals, self.ab, self.settings.costs))
+            # A/B tests over everything merged since this state began (monotonic totals). They
+            # compare binary outcomes: a regression model has none, so no (all-NaN) series.
+            if spec.task != "regression":
+                totals = {v: t.vector(OUTCOMES_ADDED, 4) for v, t in state.totals.items()}
+                snap.samples.extend(ab_samples(name, totals, self.ab, self.settings.costs))
         return snap
 
     def _errors_of(self, w: Windowed[BucketSummary]) -> list[_BucketErrors]:
@@ -442,15 +444,19 @@ class Aggregator:
 
     def _counters(self, snap: Snapshot, model: str, state: ModelState) -> None:
         everything = BucketSummary()
+        # Outcomes are binary: a regression model's labels have none (zeros would read "unlabelled").
+        outcomes = state.spec.task != "regression"
         for variant, total in sorted(state.totals.items()):
             everything += total
-            self._counter_samples(snap, model, variant, total)
-        self._counter_samples(snap, model, ALL_VARIANTS, everything)
+            self._counter_samples(snap, model, variant, total, outcomes)
+        self._counter_samples(snap, model, ALL_VARIANTS, everything, outcomes)
 
     @staticmethod
-    def _counter_samples(snap: Snapshot, model: str, variant: str, total: BucketSummary) -> None:
+    def _counter_samples(
+        snap: Snapshot, model: str, variant: str, total: BucketSummary, outcomes: bool = True
+    ) -> None:
         added = total.vector(OUTCOMES_ADDED, 4)
-        for i, outcome in enumerate(OUTCOMES):
+        for i, outcome in enumerate(OUTCOMES if outcomes else ()):
             snap.samples.append(
                 Sample(
                     "ml_predictions_total",

@@ -253,12 +253,16 @@ class BucketSummary:
         self,
         scores: np.ndarray,
         predicted: np.ndarray,
-        score_bins: int,
+        score_bins: int | None,
         latency_ms: np.ndarray | None = None,
     ) -> None:
-        """Count a batch of predictions: volume, predicted positives, score histogram, latency."""
+        """Count a batch of predictions: volume, predicted positives, score histogram, latency.
+
+        ``score_bins=None``: no score histogram (a regression model's values are no scores).
+        """
         self._add(N_PREDICTIONS, np.array([len(scores), int(np.count_nonzero(predicted))]))
-        self._add(SCORES, np.bincount(score_bin(scores, score_bins), minlength=score_bins))
+        if score_bins is not None:
+            self._add(SCORES, np.bincount(score_bin(scores, score_bins), minlength=score_bins))
         if latency_ms is not None:
             nan = np.isnan(latency_ms)
             lat = latency_ms[~nan] if nan.any() else latency_ms

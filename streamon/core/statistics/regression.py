@@ -29,7 +29,7 @@ import numpy.typing as npt
 
 from streamon.core.state import exact
 from streamon.core.state.sketch import LogSketch
-from streamon.core.statistics.degradation import Degradation, degradation
+from streamon.core.statistics.degradation import Degradation, Severity, degradation
 
 __all__ = [
     "LOWER_IS_BETTER",
@@ -366,23 +366,28 @@ def regression_degradation(
 ) -> dict[str, Degradation]:
     """Relative change against a baseline, positive = worse (the degradation convention).
 
-    ``(current − baseline) / |baseline|`` for ``mae``, ``rmse``, ``mape`` and the bias (lower
-    is better; ``mean_error`` is compared by its magnitude, and its record holds the
-    magnitudes); ``(baseline − current) / |baseline|`` for ``r2`` and any other metric. NaN
-    (severity "none") with a NaN value or a zero baseline, including an unbiased baseline.
+    ``(current − baseline) / |baseline|`` for ``mae``, ``rmse`` and ``mape`` (lower is
+    better); ``(baseline − current) / |baseline|`` for ``r2`` and any other metric. The
+    bias (``mean_error``) is compared by its growth in units of the baseline's MAE,
+    ``(|bias| − |bias₀|) / MAE₀``, and its record holds the magnitudes: a well-calibrated
+    baseline has a bias near 0, and a change relative to that would be noise (and NaN at
+    exactly 0). NaN (severity "none") with a NaN value or a zero baseline; for the bias,
+    without a baseline MAE.
 
     >>> now = {"mae": 1.2, "r2": 0.74, "mean_error": -0.3}
     >>> d = regression_degradation(now, {"mae": 1.0, "r2": 0.8, "mean_error": 0.2})
     >>> [(k, round(v.relative_drop, 3), v.severity) for k, v in sorted(d.items())]
-    [('mae', 0.2, 'high'), ('mean_error', 0.5, 'high'), ('r2', 0.075, 'medium')]
+    [('mae', 0.2, 'high'), ('mean_error', 0.1, 'medium'), ('r2', 0.075, 'medium')]
     """
-
-    def magnitudes(values: Mapping[str, float]) -> dict[str, float]:
-        return {k: abs(v) if k == "mean_error" else v for k, v in values.items()}
-
-    return degradation(
-        magnitudes(current), magnitudes(baseline), medium, high, lower_is_better=LOWER_IS_BETTER
-    )
+    rest = {k: v for k, v in current.items() if k != "mean_error"}
+    out = degradation(rest, baseline, medium, high, lower_is_better=LOWER_IS_BETTER)
+    if "mean_error" in current and "mean_error" in baseline:
+        now, base = abs(current["mean_error"]), abs(baseline["mean_error"])
+        scale = baseline.get("mae", math.nan)
+        drop = (now - base) / scale if scale > 0 and math.isfinite(scale) else math.nan
+        severity: Severity = "high" if drop > high else "medium" if drop > medium else "none"
+        out["mean_error"] = Degradation("mean_error", now, base, drop, severity)
+    return out
 
 
 # ---------------------------------------------------------------------- in a BucketSummary

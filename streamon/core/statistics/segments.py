@@ -31,6 +31,7 @@ from streamon.core.stages.evaluate import (
     score_drift,
 )
 from streamon.core.state.summary import BucketSummary
+from streamon.core.statistics import regression
 
 # performance_metrics key -> exported family
 SEGMENT_PERFORMANCE = {
@@ -67,17 +68,21 @@ def segment_samples(
     """
     labels = (("model", spec.name), ("window", "current"), ("segment_field", field), ("segment", value))
     out: list[Sample] = []
-    if settings.performance_enabled:
+    # A regression model has no binary outcomes or score: no threshold metrics, positive
+    # rate or score drift; its labelled count is its regression state's.
+    binary = spec.task != "regression"
+    if settings.performance_enabled and binary:
         perf = performance_metrics(current, spec.score_bins, settings.top_k)
         enough = current.n_labelled >= settings.min_labelled
         for key, name in SEGMENT_PERFORMANCE.items():
             out.append(Sample(name, labels, perf[key] if enough else math.nan))
     n = current.n_predictions
     out.append(Sample("streamon_segment_predictions_in_window", labels, float(n)))
-    out.append(Sample("streamon_segment_labelled_in_window", labels, float(current.n_labelled)))
-    out.append(
-        Sample("streamon_segment_positive_rate", labels, current.n_predicted_positive / n if n else math.nan)
-    )
+    labelled = current.n_labelled if binary else regression.state_of(current).n
+    out.append(Sample("streamon_segment_labelled_in_window", labels, float(labelled)))
+    if binary:
+        positive_rate = current.n_predicted_positive / n if n else math.nan
+        out.append(Sample("streamon_segment_positive_rate", labels, positive_rate))
     if not settings.drift_enabled:
         return out
     few = min(n, reference.n_predictions) < settings.min_drift_samples
@@ -89,6 +94,9 @@ def segment_samples(
         if not few:
             psi = feature_drift(spec, f.name, f.kind, current, reference, settings.drift_bins)["psi"]
         out.append(Sample("streamon_segment_drift_psi_score", (*labels, ("feature", f.name)), psi))
-    score_psi = math.nan if few else score_drift(spec, current, reference)["psi"]
-    out.append(Sample("streamon_segment_drift_psi_score", (*labels, ("feature", SCORE_FEATURE)), score_psi))
+    if binary:
+        score_psi = math.nan if few else score_drift(spec, current, reference)["psi"]
+        out.append(
+            Sample("streamon_segment_drift_psi_score", (*labels, ("feature", SCORE_FEATURE)), score_psi)
+        )
     return out

@@ -126,11 +126,12 @@ def produce(
 
 
 def replay_samples(
-    settings: Settings, tmp: Path, preds: list[dict], labels: list[dict]
+    settings: Settings, tmp: Path, preds: list[dict | bytes], labels: list[dict | bytes]
 ) -> dict[tuple, float]:
+    """The model series ``streamon replay`` gives for these events (bytes: a message as sent)."""
     pp, lp = tmp / "p.jsonl", tmp / "l.jsonl"
-    pp.write_bytes(b"\n".join(orjson.dumps(e) for e in preds))
-    lp.write_bytes(b"\n".join(orjson.dumps(e) for e in labels))
+    pp.write_bytes(b"\n".join(e if isinstance(e, bytes) else orjson.dumps(e) for e in preds))
+    lp.write_bytes(b"\n".join(e if isinstance(e, bytes) else orjson.dumps(e) for e in labels))
     result = replay_files(build_engine(settings), pp, lp)
     return model_samples(render(result.snapshot).decode())
 

@@ -67,6 +67,10 @@ VARIABLES = {
     "__interval": "15s",
     "__range": "1h",
 }
+REGRESSION = "credit-limit"  # the stream's regression model (streamon.traffic)
+REGRESSION_SERIES = re.compile(
+    r"ml_model_(mae|rmse|mape|r2|mean_error|residual_quantile)|ml_(prediction|target)_drift_|streamon_mape_excluded"
+)
 # A trailing comparison with a number: what an alert rule adds to the quantity it watches.
 COMPARISON = re.compile(r"^(?P<lhs>.*?)\s*(?:==|!=|>=|<=|>|<)\s*-?[0-9.]+(?:e[+-]?[0-9]+)?\s*$", re.S | re.I)
 ABSENT = re.compile(r"^\s*absent\((?P<inner>.*)\)\s*$", re.S)
@@ -107,7 +111,9 @@ def panel_queries() -> list[tuple[str, str]]:
             override = {"feature": "merchant_category"} if "(categorical features)" in title else {}
             for target in panel.get("targets", []):
                 if target.get("expr"):
-                    out.append((f"{dashboard} / {title}", substitute(target["expr"], **override)))
+                    # A regression model's own series are checked with the regression model.
+                    model = {"model": REGRESSION} if REGRESSION_SERIES.search(target["expr"]) else {}
+                    out.append((f"{dashboard} / {title}", substitute(target["expr"], **override, **model)))
 
     for path in sorted(DASHBOARDS.glob("*.json")):
         walk(path.stem, json.loads(path.read_text())["panels"])
@@ -203,6 +209,12 @@ def test_every_alert_rule_and_dashboard_query_has_data(kafka_bootstrap: str, tmp
     d["models"][0]["baseline"] = {"accuracy": 0.97, "recall": 0.9, "auc_roc": 0.97, "f1_score": 0.6}
     # A segment field gives the streamon_segment_* series of the segment panels.
     d["models"][0]["segments"] = [{"field": "merchant_category"}]
+    # A regression model beside it: the regression rules and the Regression row.
+    d["models"].append(
+        {"name": REGRESSION, "task": "regression", "features": [
+            {"name": "income", "type": "numeric"}, {"name": "utilisation", "type": "numeric"},
+            {"name": "tenure_years", "type": "numeric"}, {"name": "region", "type": "categorical"}]}
+    )  # fmt: skip
     config, settings = write_config(tmp_path, d)
     t = settings.kafka.topics
     worker = WorkerProc(config, tmp_path / "state", "live-1").start()
@@ -221,8 +233,11 @@ def test_every_alert_rule_and_dashboard_query_has_data(kafka_bootstrap: str, tmp
         # Labels within minutes: event time ("now") is the newest event, labels included, and a
         # label hours after the last prediction would leave the 2h current window empty.
         preds, labels = traffic(
-            6000, label_delay_s=120.0, variants=("A", "B"), drift=("sudden", "categorical", "degrade")
-        )
+            8000, label_delay_s=120.0, variants=("A", "B"), drift=("sudden", "categorical", "degrade"),
+            models=("fraud-detector", REGRESSION), regression=(REGRESSION,),
+        )  # fmt: skip
+        for p in preds[::20]:  # a key no model declares (UnexpectedFeatureKey, its panel)
+            p["features"]["device_type"] = "mobile"
         chunks = 4
         for i in range(chunks):
             part = slice(i * len(preds) // chunks, (i + 1) * len(preds) // chunks)

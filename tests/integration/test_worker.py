@@ -13,10 +13,36 @@ from tests.integration import harness as h
 pytestmark = pytest.mark.integration
 
 
+# A regression model beside the binary one (streamon.traffic's credit-limit events).
+REGRESSION_MODEL = {
+    "name": "credit-limit",
+    "task": "regression",
+    "features": [
+        {"name": "income", "type": "numeric"},
+        {"name": "utilisation", "type": "numeric"},
+        {"name": "tenure_years", "type": "numeric"},
+        {"name": "region", "type": "categorical"},
+    ],
+}
+BOTH = {"models": ("fraud-detector", "credit-limit"), "regression": ("credit-limit",)}
+
+
+def _has_regression_series(metrics: dict) -> bool:
+    """The regression model's own series are there, with numbers (not a vacuous equality)."""
+    mae = [
+        v
+        for (name, labels), v in metrics.items()
+        if name == "ml_model_mae" and ("model", "credit-limit") in labels
+    ]
+    return bool(mae) and all(v == v and v > 0 for v in mae)
+
+
 @pytest.fixture
 def setup(kafka_bootstrap, tmp_path):
-    def make(partitions: int = 3, immediate_alerts: bool = False, **windows):
+    def make(partitions: int = 3, immediate_alerts: bool = False, regression: bool = False, **windows):
         d = h.settings_dict(kafka_bootstrap, partitions=partitions, **windows)
+        if regression:
+            d["models"].append(REGRESSION_MODEL)
         if immediate_alerts:
             # A worker that catches up on a backlog sees event time jump in few evaluations,
             # and event-time for-durations need several: fire at the first breach instead.
@@ -78,10 +104,10 @@ def test_worker_matches_replay_and_publishes_alerts(kafka_bootstrap, setup, tmp_
 
 
 def test_one_and_three_workers_give_identical_metrics(kafka_bootstrap, setup, tmp_path):
-    preds, labels = h.traffic(12_000, seed=11)
+    preds, labels = h.traffic(12_000, seed=11, **BOTH)  # a binary and a regression model
     results = []
     for n_workers in (1, 3):
-        config, settings = setup(partitions=6)
+        config, settings = setup(partitions=6, regression=True)
         t = settings.kafka.topics
         workers = [h.WorkerProc(config, tmp_path / f"s{n_workers}-{i}", f"w{n_workers}-{i}").start()
                    for i in range(n_workers)]  # fmt: skip
@@ -91,15 +117,15 @@ def test_one_and_three_workers_give_identical_metrics(kafka_bootstrap, setup, tm
             results.append(h.wait_metrics(workers, settings))
         finally:
             _stop_all(workers)
-    assert len(results[0]) > 100
+    assert len(results[0]) > 100 and _has_regression_series(results[0])
     assert h.diff(results[0], results[1]) == []
 
 
 @pytest.mark.parametrize("takeover", [False, True], ids=["restart", "takeover"])
 def test_sigkill_mid_stream_loses_nothing_counts_nothing_twice(kafka_bootstrap, setup, tmp_path, takeover):
-    config, settings = setup(partitions=4)
+    config, settings = setup(partitions=4, regression=True)
     t = settings.kafka.topics
-    preds, labels = h.traffic(16_000, seed=23)
+    preds, labels = h.traffic(16_000, seed=23, **BOTH)  # a binary and a regression model
     victim = h.WorkerProc(config, tmp_path / "victim", "victim").start()
     others = [h.WorkerProc(config, tmp_path / "other", "other").start()] if takeover else []
     try:
@@ -123,7 +149,7 @@ def test_sigkill_mid_stream_loses_nothing_counts_nothing_twice(kafka_bootstrap, 
         if not takeover:
             _stop_all(survivors)
     expected = h.replay_samples(settings, tmp_path, preds, labels)
-    assert h.diff(live, expected) == []
+    assert h.diff(live, expected) == [] and _has_regression_series(live)
     alerts = [orjson.loads(m.value()) for m in h.read_topic(kafka_bootstrap, t.alerts)]
     state: dict[str, str] = {}
     for a in alerts:
@@ -176,7 +202,23 @@ def test_bad_input_goes_to_dead_letter_and_does_not_count(kafka_bootstrap, setup
     assert len(dead) == len(bad_preds) + len(bad_labels)
     assert {m.value() for m in dead} >= {b"{not json", b"\xff\xfe"}  # original bytes kept
     assert 'streamon_events_invalid_total{reason="duplicate_prediction"' in text
-    assert h.diff(live, h.replay_samples(settings, tmp_path, preds, labels)) == []
+    # No bad event counts in a statistic; the integrity rates count the rejected ones, as
+    # replay does over the same input: the wrong-typed transaction_hour is seen.
+    sent_preds, sent_labels = (
+        preds[:2000] + bad_preds + preds[2000:],
+        labels[:100] + bad_labels + labels[100:],
+    )
+    assert h.diff(live, h.replay_samples(settings, tmp_path, sent_preds, sent_labels)) == []
+    wrong = (
+        "streamon_feature_wrong_type_ratio",
+        (
+            ("feature", "transaction_hour"),
+            ("model", "fraud-detector"),
+            ("variant", "all"),
+            ("window", "current"),
+        ),
+    )
+    assert live[wrong] > 0  # fmt: skip
 
 
 def test_corrections_and_orphans(kafka_bootstrap, setup, tmp_path):

@@ -104,7 +104,7 @@ fi
 
 if [ ${#installed[@]} -eq 0 ]; then
   echo "setup: in place: java $(java_major), mvn, openssl, promtool, amtool, prometheus, alertmanager," \
-    "composecheck, k8svalidate, Kafka broker jars"
+    "chromium, composecheck, k8svalidate, Kafka broker jars"
 else
   echo "setup: installed ${installed[*]}"
 fi

@@ -109,6 +109,15 @@ class ModelView:
                 out[d[label]] = pts
         return dict(sorted(out.items()))
 
+    def last_by(self, name: str, label: str, **labels: str) -> dict[str, float]:
+        """The last evaluation's samples of ``name`` matching ``labels``, by the value of ``label``."""
+        want = set(labels.items())
+        return {
+            dict(s.labels)[label]: s.value
+            for s in self.last
+            if s.name == name and want <= set(s.labels) and label in dict(s.labels)
+        }
+
     def has(self, name: str, **labels: str) -> bool:
         want = set(labels.items())
         return any(s.name == name and want <= set(s.labels) for s in self.last)

@@ -196,20 +196,9 @@ def _confusion(page: _Page, v: ModelView) -> bool:
 
 
 def _calibration(page: _Page, v: ModelView) -> bool:
-    observed = {
-        int(dict(s.labels)["bin"]): s.value
-        for s in v.last
-        if s.name == "ml_model_calibration_observed_rate"
-        and ("variant", ALL) in s.labels
-        and ("window", "current") in s.labels
-    }
-    mean = {
-        int(dict(s.labels)["bin"]): s.value
-        for s in v.last
-        if s.name == "ml_model_calibration_mean_score"
-        and ("variant", ALL) in s.labels
-        and ("window", "current") in s.labels
-    }
+    where = {"variant": ALL, "window": "current"}
+    observed = {int(b): x for b, x in v.last_by("ml_model_calibration_observed_rate", "bin", **where).items()}
+    mean = {int(b): x for b, x in v.last_by("ml_model_calibration_mean_score", "bin", **where).items()}
     over_time = {_short(n): v.points(n, variant=ALL, window="current") for n in CALIBRATION}
     if not observed and not any(over_time.values()):
         return False

@@ -92,12 +92,17 @@ class ModelView:
     variants: list[str] = field(default_factory=list)
 
     def points(self, name: str, **labels: str) -> Points:
-        """The one series of ``name`` whose labels include ``labels`` ([] if none)."""
+        """The series of ``name`` whose labels are ``labels`` ([] if none); when only series with
+        more labels match (a multiclass model's per-class and averaged ones), the macro average."""
         want = set(labels.items())
-        for key, pts in self.series.get(name, {}).items():
-            if want <= set(key):
+        matching = {key: pts for key, pts in self.series.get(name, {}).items() if want <= set(key)}
+        for key, pts in matching.items():
+            if set(key) == want:
                 return pts
-        return []
+        for key, pts in matching.items():
+            if ("average", "macro") in key and len(key) == len(want) + 1:
+                return pts
+        return next(iter(matching.values()), [])
 
     def keyed(self, name: str, label: str, **labels: str) -> dict[str, Points]:
         """The series of ``name`` matching ``labels``, by the value of ``label``."""
@@ -122,12 +127,22 @@ class ModelView:
         want = set(labels.items())
         return any(s.name == name and want <= set(s.labels) for s in self.last)
 
-    def value(self, name: str, **labels: str) -> float:
+    def sample(self, name: str, **labels: str) -> Sample | None:
+        """The last evaluation's sample of ``name`` with these labels (and ``model``); when only
+        samples with more labels match (per class, averaged), the macro average."""
         want = set(labels.items())
-        for s in self.last:
-            if s.name == name and want <= set(s.labels):
-                return s.value
-        return math.nan
+        matching = [s for s in self.last if s.name == name and want <= set(s.labels)]
+        for s in matching:
+            if len(s.labels) == len(want) + 1:  # + model
+                return s
+        for s in matching:
+            if ("average", "macro") in s.labels and len(s.labels) == len(want) + 2:
+                return s
+        return matching[0] if matching else None
+
+    def value(self, name: str, **labels: str) -> float:
+        s = self.sample(name, **labels)
+        return s.value if s is not None else math.nan
 
 
 @dataclass

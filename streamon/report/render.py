@@ -142,12 +142,13 @@ def _section(page: _Page, key: str, title: str) -> None:
 
 
 def _summary(page: _Page, v: ModelView) -> None:
-    labels = f"model={v.model},variant={ALL},window=current"
-    rows = [
-        [_short(n), (n, labels, v.value(n, variant=ALL, window="current"))]
-        for n in SUMMARY
-        if any(s.name == n for s in v.last)
-    ]
+    rows = []
+    for n in SUMMARY:
+        s = v.sample(n, variant=ALL, window="current")
+        if s is not None:  # its own labels: a multiclass model's averages say which
+            labels = ",".join(f"{k}={x}" for k, x in s.labels)
+            shown = _short(n) + (f" ({dict(s.labels)['average']})" if "average" in dict(s.labels) else "")
+            rows.append([shown, (n, labels, s.value)])
     page.table(["metric (current window, all variants)", "value"], rows)
 
 

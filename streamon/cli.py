@@ -467,6 +467,9 @@ def simulate(
         seed=seed,
         # The config's regression models get credit-limit traffic (a value, numeric labels).
         regression=tuple(m.name for m in settings.models if m.task == "regression" and m.name in chosen),
+        # Its multiclass models get transaction-router traffic (scores over their classes).
+        multiclass=tuple(m.name for m in settings.models if m.task == "multiclass" and m.name in chosen),
+        classes=tuple((m.name, m.classes) for m in settings.models if m.task == "multiclass"),
     )
     if out_dir is not None:
         if bootstrap_servers:

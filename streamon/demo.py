@@ -25,7 +25,10 @@ instead of after a full rolling reference window.
 
 Models of the config with ``task: regression`` get credit-limit traffic (a predicted
 amount, labelled with the true one; :mod:`streamon.traffic`) and a table of their own:
-MAE, RMSE, R², the bias and the drift of the predictions and of the target.
+MAE, RMSE, R², the bias and the drift of the predictions and of the target. Models with
+``task: multiclass`` get transaction-router traffic (a probability per declared class,
+labelled with the true class) and a table too: accuracy, macro F1, log loss, top-k
+accuracy and the drift of the predicted-class mix.
 """
 
 from __future__ import annotations
@@ -90,6 +93,10 @@ PERF = (
     ("bias", "ml_model_mean_error"),
     ("prediction_psi", "ml_prediction_drift_psi_score"),
     ("target_psi", "ml_target_drift_psi_score"),
+    # multiclass models (their macro F1 and top-k accuracy: see DemoState.perf_rows)
+    ("log_loss", "ml_model_log_loss"),
+    ("macro_f1", "ml_model_f1_score"),
+    ("top_k", "ml_model_top_k_accuracy"),
 )
 # Drift of a regression model's outputs, shown among the drifting features under these names.
 OUTPUT_DRIFT = {
@@ -233,7 +240,15 @@ class DemoState:
             if key is None:
                 continue
             labels = dict(s.labels)
-            if labels.get("window") != "current":
+            if labels.get("window") != "current" or "class" in labels:
+                continue  # a multiclass model's per-class series: its table shows averages
+            if s.name == "ml_model_f1_score" and labels.get("average", "macro") != "macro":
+                continue
+            if s.name == "ml_model_top_k_accuracy":
+                key = f"top{labels.get('k', '')}"
+            elif key == "macro_f1" and "average" not in labels:
+                continue  # a binary model's F1 (not shown)
+            elif "average" in labels and key != "macro_f1":
                 continue
             rows.setdefault((labels.get("model", ""), labels.get("variant", "")), {})[key] = s.value
         order = sorted(rows, key=lambda mv: (mv[0], mv[1] == "all", mv[1]))
@@ -251,6 +266,10 @@ class DemoState:
     def regression_rows(self) -> list[tuple[str, str, dict[str, float]]]:
         """The rows of :meth:`perf_rows` of regression models (those with an MAE)."""
         return [(m, v, row) for m, v, row in self.perf_rows() if "mae" in row]
+
+    def multiclass_rows(self) -> list[tuple[str, str, dict[str, float]]]:
+        """The rows of :meth:`perf_rows` of multiclass models (those with a macro F1)."""
+        return [(m, v, row) for m, v, row in self.perf_rows() if "macro_f1" in row]
 
     def top_drift(self, k: int = 6) -> list[tuple[str, str, float, float]]:
         """(model, feature, PSI, JS) of the most drifting features, over all variants."""
@@ -339,7 +358,7 @@ def _fmt(value: float | None, spec: str = ".3f") -> str:
 def status_line(st: DemoState) -> str:
     sim = st.sim or SimStats()
     everything = [r for _m, v, r in st.perf_rows() if v == "all"]
-    allv = next((r for r in everything if "mae" not in r), {})  # the first binary model's
+    allv = next((r for r in everything if "mae" not in r and "macro_f1" not in r), {})  # a binary model's
     reg = next((r for r in everything if "mae" in r), None)
     drift = st.top_drift(1)
     top = f"top PSI {drift[0][1]}={_fmt(drift[0][2])}" if drift else "top PSI —"
@@ -391,8 +410,8 @@ def render(st: DemoState) -> Any:
     for col in ("n", "labelled", "accuracy", "precision", "recall", "AUC-ROC", "ROI"):
         perf.add_column(col, justify="right")
     for model, variant, row in st.perf_rows():
-        if "mae" in row:
-            continue  # a regression model: its own table below
+        if "mae" in row or "macro_f1" in row:
+            continue  # a regression or multiclass model: its own table below
         perf.add_row(
             model,
             variant,
@@ -429,6 +448,28 @@ def render(st: DemoState) -> Any:
                 style="bold" if variant == "all" else None,
             )
         tables.append(reg)
+    multiclass_rows = st.multiclass_rows()
+    if multiclass_rows:
+        ks = sorted({key for _m, _v, row in multiclass_rows for key in row if key.startswith("top")})
+        mc = Table(title="Multiclass models (current window)", title_justify="left")
+        mc.add_column("model")
+        mc.add_column("variant")
+        for col in ("n", "labelled", "accuracy", "macro F1", "log loss", *ks, "predicted-class PSI"):
+            mc.add_column(col.replace("top", "top-") if col in ks else col, justify="right")
+        for model, variant, row in multiclass_rows:
+            mc.add_row(
+                model,
+                variant,
+                _fmt(row.get("n"), ",.0f"),
+                _fmt(row.get("labelled"), ",.0f"),
+                _fmt(row.get("accuracy")),
+                _fmt(row.get("macro_f1")),
+                _fmt(row.get("log_loss")),
+                *(_fmt(row.get(k)) for k in ks),
+                _fmt(row.get("prediction_psi")),
+                style="bold" if variant == "all" else None,
+            )
+        tables.append(mc)
 
     drift = Table(title="Top drifting features (PSI, all variants)", title_justify="left")
     for col in ("model", "feature", "PSI", "JS", ""):
@@ -499,6 +540,11 @@ def regression_models(settings: Settings) -> tuple[str, ...]:
     return tuple(m.name for m in settings.models if m.task == "regression")
 
 
+def multiclass_models(settings: Settings) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """(name, classes) of the models of ``settings`` with ``task: multiclass`` (router traffic)."""
+    return tuple((m.name, tuple(m.classes)) for m in settings.models if m.task == "multiclass")
+
+
 def build_reference_profile(settings: Settings, opts: DemoOptions, out_dir: Path) -> tuple[Path, int]:
     """A reference profile from simulated pre-drift traffic (labelled), like `streamon reference build`."""
     from streamon.engine import build_engine
@@ -516,6 +562,8 @@ def build_reference_profile(settings: Settings, opts: DemoOptions, out_dir: Path
             label_fraction=1.0,
             seed=opts.seed + 1_000,
             regression=regression_models(settings),
+            multiclass=tuple(name for name, _ in multiclass_models(settings)),
+            classes=dict(multiclass_models(settings)),
         )
     )
     truth = {lab["prediction_id"]: lab["label"] for lab in labels}
@@ -588,6 +636,8 @@ def run_demo(opts: DemoOptions, echo: Callable[[str], None] | None = None) -> De
         drift_after_s=opts.drift_after,
         seed=opts.seed,
         regression=regression_models(settings),
+        multiclass=tuple(name for name, _ in multiclass_models(settings)),
+        classes=multiclass_models(settings),
     )
     broker = DemoBroker(opts.bootstrap, settings)
     run_id = None if broker.is_mock else uuid.uuid4().hex[:6]

@@ -46,6 +46,7 @@ class Engine:
             max_string_length=self.settings.limits.max_string_length,
             max_feature_value_length=self.settings.limits.max_feature_value_length,
             regression=[name for name, m in self.models.items() if m.task == "regression"],
+            multiclass={name: m.classes for name, m in self.models.items() if m.task == "multiclass"},
         )
 
     def partition_processor(
@@ -93,6 +94,9 @@ def build_engine(settings: Settings, profile: Path | None = None) -> Engine:
         spec = ModelSpec(
             name=m.name,
             task=m.task,
+            classes=m.classes,
+            top_k=m.top_k,
+            value_matrix=tuple(tuple(row) for row in m.value_cells() or []) or None,
             threshold=m.threshold,
             score_bins=m.score_bins,
             calibration_bins=m.calibration_bins,
@@ -120,6 +124,11 @@ def build_engine(settings: Settings, profile: Path | None = None) -> Engine:
                 )
             pinned.threshold = spec.threshold
             pinned.task = spec.task
+            if spec.task == "multiclass" and pinned.classes != spec.classes:
+                raise InputError(
+                    f"reference profile {source} was built for other classes of {m.name!r}: rebuild it"
+                )
+            pinned.classes, pinned.top_k = spec.classes, spec.top_k
             pinned.calibration_bins = spec.calibration_bins
             spec = pinned
         # Cardinality caps on values from data (the profile does not carry them).

@@ -49,10 +49,22 @@ def families(snapshot: Snapshot | None, extra: list[Sample] | None = None) -> It
     for name in METRICS:
         if name in grouped:
             fam = _family(name)
-            order = METRICS[name].labels
-            for s in grouped[name]:
-                labels = dict(s.labels)
-                fam.add_metric([labels.get(k, "") for k in order], s.value)  # type: ignore[attr-defined]
+            info = METRICS[name]
+            order = info.labels
+            if info.optional:
+                # Samples of one family with different label sets (a binary model's precision
+                # without class, a multiclass model's with class or average): each sample
+                # carries the labels it has, in catalogue order; add_metric would give the
+                # missing ones "".
+                sample_name = f"{fam.name}_total" if info.type == "counter" else fam.name
+                for s in grouped[name]:
+                    labels = dict(s.labels)
+                    present = {k: labels.get(k, "") for k in order if k in labels or k not in info.optional}
+                    fam.add_sample(sample_name, present, s.value)
+            else:
+                for s in grouped[name]:
+                    labels = dict(s.labels)
+                    fam.add_metric([labels.get(k, "") for k in order], s.value)  # type: ignore[attr-defined]
             yield fam
         if name in hist_grouped:
             hfam = HistogramMetricFamily(name, METRICS[name].help, labels=list(METRICS[name].labels))

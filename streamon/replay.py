@@ -517,9 +517,14 @@ def build_reference(
                 continue
             by_model[p.model].append(p)
             label = orjson.loads(raw).get("label")  # valid JSON: the decoder parsed it
+            spec = engine.models[p.model]
+            if spec.task == "multiclass":  # a declared class name, kept as its index
+                if isinstance(label, str) and label in spec.classes:
+                    labels[p.prediction_id] = spec.classes.index(label)
+                continue
             if isinstance(label, bool) or not isinstance(label, int | float):
                 continue
-            if engine.models[p.model].task == "regression":  # the true value (orjson: finite)
+            if spec.task == "regression":  # the true value (orjson: finite)
                 labels[p.prediction_id] = float(label)
             elif label in (0, 1):
                 labels[p.prediction_id] = int(label)

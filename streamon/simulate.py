@@ -79,6 +79,10 @@ class SimulationSpec:
     # Models of ``models`` that are regression models (``task: regression`` in the config):
     # credit-limit traffic, a predicted ``value`` and a numeric label (streamon.traffic).
     regression: tuple[str, ...] = ()
+    # Models of ``models`` that are multiclass models (``task: multiclass``): transaction-
+    # router traffic, ``scores`` and class-name labels; ``classes`` pairs each with its classes.
+    multiclass: tuple[str, ...] = ()
+    classes: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.rate) and self.rate > 0):
@@ -178,6 +182,8 @@ class TrafficSource:
             drift_at=None,
             seed=self._seed(),
             regression=spec.regression,
+            multiclass=spec.multiclass,
+            classes=dict(spec.classes),
         )
         preds, labels = generate(base)
         if len(spec.variants) == 2:
@@ -199,7 +205,8 @@ class TrafficSource:
                     drifted[i]["variant"] = preds[i]["variant"]  # the routed arm, not generate's draw
                 preds[i] = drifted[i]
                 moved.add(preds[i]["prediction_id"])
-            if spec.regression:  # a drifted credit limit has its own true value (a fraud flag does not)
+            # A drifted credit limit or transaction has its own true value or class (a fraud flag does not).
+            if spec.regression or spec.multiclass:
                 truth = {lab["prediction_id"]: lab["label"] for lab in drifted_labels}
                 for lab in labels:
                     pid = lab["prediction_id"]

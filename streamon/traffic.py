@@ -2,7 +2,10 @@
 
 Models named in ``TrafficSpec.regression`` are regression models instead: a credit-limit
 model whose prediction is an amount (``value``) and whose label is the true amount (see
-:func:`_regression_events`). Binary events are the same with or without them.
+:func:`_regression_events`). Models named in ``TrafficSpec.multiclass`` are multiclass
+models: a transaction router whose prediction is a probability per class (``scores``) and
+whose label is the true class (see :func:`_multiclass_events`). Binary events are the same
+with or without them.
 
 Used by ``streamon simulate``, the demo, the tests and the benchmarks. Seeded, so a
 given set of parameters always produces the same events.
@@ -10,6 +13,7 @@ given set of parameters always produces the same events.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +44,10 @@ class TrafficSpec:
     extra: dict[str, Any] = field(default_factory=dict)
     # Models of ``models`` that are regression models (credit limits, see _regression_events).
     regression: tuple[str, ...] = ()
+    # Models of ``models`` that are multiclass models (a transaction router, see
+    # _multiclass_events), and the classes of each (default: MULTICLASS_CLASSES).
+    multiclass: tuple[str, ...] = ()
+    classes: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def generate(spec: TrafficSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -83,6 +91,10 @@ def generate(spec: TrafficSpec) -> tuple[list[dict[str, Any]], list[dict[str, An
 
     # Drawn from a stream of their own: the binary events stay what they are without them.
     reg = _regression_events(spec, drifted) if spec.regression else None
+    multi = {
+        name: _multiclass_events(spec, drifted, spec.classes.get(name, MULTICLASS_CLASSES))
+        for name in spec.multiclass
+    }
     predictions: list[dict[str, Any]] = []
     labels: list[dict[str, Any]] = []
     for i in range(n):
@@ -110,6 +122,10 @@ def generate(spec: TrafficSpec) -> tuple[list[dict[str, Any]], list[dict[str, An
         if reg is not None and p["model"] in spec.regression:
             del p["score"]
             p["value"], truth, p["features"] = reg[0][i], reg[1][i], reg[2][i]
+        elif multi and p["model"] in multi:
+            events = multi[p["model"]]
+            del p["score"]
+            p["scores"], truth, p["features"] = events[0][i], events[1][i], events[2][i]  # type: ignore[assignment]
         predictions.append(p)
         if labelled[i]:
             labels.append({"prediction_id": pid, "label": truth, "ts": round(float(ts[i] + delay[i]), 3)})
@@ -161,3 +177,72 @@ def _regression_events(
         for i in range(n)
     ]
     return [round(float(v), 2) for v in value], [round(float(t), 2) for t in truth], features
+
+
+MULTICLASS_CLASSES = ("approve", "review", "decline")
+CHANNELS = ("web", "app", "store")
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return z / z.sum(axis=1, keepdims=True)
+
+
+def _rounded(row: np.ndarray, classes: tuple[str, ...]) -> dict[str, float]:
+    """Probabilities to 6 decimals, the largest taking the rounding rest: they still sum to 1."""
+    out = {c: round(float(p), 6) for c, p in zip(classes, row, strict=True)}
+    top = classes[int(np.argmax(row))]
+    out[top] = round(1.0 - math.fsum(v for c, v in out.items() if c != top), 6)
+    return out
+
+
+def _multiclass_events(
+    spec: TrafficSpec, drifted: np.ndarray, classes: tuple[str, ...]
+) -> tuple[list[dict[str, float]], list[str], list[dict[str, Any]]]:
+    """(scores, true classes, features) of ``spec.n`` predictions of a transaction router.
+
+    A latent risk (from ``risk``, ``amount`` and ``channel``) places a transaction along
+    the classes in declared order (the first for the safest); the true class is drawn from
+    the softmax of its distances to each class, and the model, which sees the same
+    features, gives a nearly calibrated softmax (a little noise in its logits). Drift:
+    ``sudden`` raises ``risk`` (feature drift; the true classes follow, so the model stays
+    right), ``categorical`` shifts the channels, ``missing`` blanks ``amount``, ``degrade``
+    and ``calibration`` flatten the scores towards uniform and blur them. Labels are never
+    noisy.
+
+    >>> still = np.zeros(2, dtype=bool)
+    >>> scores, truths, features = _multiclass_events(TrafficSpec(n=2), still, ("a", "b", "c"))
+    >>> sorted(scores[0]), truths[0] in ("a", "b", "c"), sorted(features[0])
+    (['a', 'b', 'c'], True, ['amount', 'channel', 'risk'])
+    >>> all(abs(math.fsum(s.values()) - 1.0) < 1e-9 for s in scores)
+    True
+    """
+    rng = np.random.default_rng([spec.seed, 0x3C1, len(classes)])
+    n, k = spec.n, len(classes)
+    risk = rng.beta(2.0, 5.0, n)
+    amount = rng.lognormal(4.0, 0.8, n)
+    channel = rng.choice(len(CHANNELS), n, p=[0.5, 0.35, 0.15])
+    shifted_channel = rng.choice(len(CHANNELS), n, p=[0.15, 0.35, 0.5])
+    if "sudden" in spec.drift:
+        risk = np.where(drifted, np.minimum(risk * 1.6 + 0.1, 1.0), risk)
+    channel = np.where(drifted & ("categorical" in spec.drift), shifted_channel, channel)
+    missing = drifted & ("missing" in spec.drift) & (rng.random(n) < 0.4)
+    latent = risk + 0.05 * (np.log(amount) - 4.0) + 0.05 * (channel == 0)
+    centres = np.linspace(0.25, 0.75, k)  # most transactions nearest the first class
+    logits = -80.0 * (latent[:, None] - centres[None, :]) ** 2
+    truth = _softmax(logits)
+    actual = (rng.random(n)[:, None] > np.cumsum(truth, axis=1)).sum(axis=1).clip(0, k - 1)
+    seen = logits + rng.normal(0.0, 0.3, (n, k))
+    if "degrade" in spec.drift or "calibration" in spec.drift:
+        blurred = (logits + rng.normal(0.0, 3.0, (n, k))) / 4.0
+        seen = np.where(drifted[:, None], blurred, seen)
+    probs = _softmax(seen)
+    features = [
+        {
+            "risk": round(float(risk[i]), 4),
+            "amount": None if missing[i] else round(float(amount[i]), 2),
+            "channel": CHANNELS[channel[i]],
+        }
+        for i in range(n)
+    ]
+    return [_rounded(row, classes) for row in probs], [classes[a] for a in actual], features

@@ -40,6 +40,7 @@ class PredictionFields(_FieldMap):
     latency_ms: NonEmptyStr = "latency_ms"
     amount: NonEmptyStr = "amount"
     value: NonEmptyStr = "value"  # a regression model's prediction (in place of score)
+    scores: NonEmptyStr = "scores"  # a multiclass model's class probabilities (in place of score)
 
 
 class LabelFields(_FieldMap):

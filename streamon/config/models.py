@@ -32,8 +32,12 @@ _MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 BASELINE_METRICS = ("accuracy", "precision", "recall", "specificity", "f1_score", "auc_roc", "auc_pr")
 # The same for a regression model (core/statistics/regression.py): errors, R², the bias.
 REGRESSION_BASELINE_METRICS = ("mae", "rmse", "mape", "r2", "mean_error")
-# Keys that only a binary model has: a regression model is refused them, not silently ignored.
+# The same for a multiclass model (core/statistics/multiclass.py): macro F1, mean log loss.
+MULTICLASS_BASELINE_METRICS = ("accuracy", "f1_score", "log_loss")
+# Keys that only a binary model has: other models are refused them, not silently ignored.
 BINARY_ONLY = ("threshold", "score_bins", "calibration_bins")
+# Keys that only a multiclass model has.
+MULTICLASS_ONLY = ("classes", "top_k", "value_matrix")
 
 
 class FeatureSpec(_Section):
@@ -67,7 +71,14 @@ class ModelSpec(_Section):
 
     name: NonEmptyStr
     # binary: a score in [0, 1] and 0/1 labels; regression: a predicted value, numeric labels.
-    task: Literal["binary", "regression"] = "binary"
+    # multiclass: a probability per declared class (``scores``) and class-name labels.
+    task: Literal["binary", "regression", "multiclass"] = "binary"
+    # A multiclass model's classes, in the order its metrics and state index them.
+    classes: tuple[str, ...] = ()
+    # Top-k accuracy for each k (1 <= k < number of classes); [1] by default for two classes.
+    top_k: tuple[Int, ...] = (2,)
+    # Business value of a labelled prediction: {actual class: {predicted class: value}}; cells left out are 0.
+    value_matrix: dict[str, dict[str, Float]] | None = None
     threshold: Probability = 0.5
     score_bins: Int = Field(default=200, ge=2, le=100_000)
     # Equal-width score bins of the calibration metrics (ECE, reliability curve).
@@ -81,6 +92,16 @@ class ModelSpec(_Section):
     segments: tuple[SegmentConfig, ...] = ()
     # Explicit allowlist of A/B variants; others fold into "__other__". None = any (capped).
     variants: tuple[NonEmptyStr, ...] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_top_k(cls, data: object) -> object:
+        # Of two classes, the top 2 always holds the actual one: the default is then top 1.
+        if isinstance(data, dict) and data.get("task") == "multiclass" and "top_k" not in data:
+            classes = data.get("classes")
+            if isinstance(classes, list | tuple) and len(classes) == 2:
+                return {**data, "top_k": [1]}
+        return data
 
     @field_validator("name")
     @classmethod
@@ -104,6 +125,8 @@ class ModelSpec(_Section):
     def _baseline(cls, value: dict[str, float], info: ValidationInfo) -> dict[str, float]:
         if info.data.get("task") == "regression":
             return _regression_baseline(value)
+        if info.data.get("task") == "multiclass":
+            return _multiclass_baseline(value)
         for key, number in value.items():
             if key not in BASELINE_METRICS:
                 hint = _did_you_mean(key, BASELINE_METRICS) or f" (one of: {', '.join(BASELINE_METRICS)})"
@@ -115,20 +138,65 @@ class ModelSpec(_Section):
 
     @model_validator(mode="after")
     def _unique(self) -> ModelSpec:
-        if self.task == "regression":
+        if self.task != "binary":
             for key in BINARY_ONLY:
                 if key in self.model_fields_set:
-                    raise _PathError((key,), f"regression models have no {key}: remove it")
+                    raise _PathError((key,), f"{self.task} models have no {key}: remove it")
+        if self.task == "multiclass":
+            self._check_classes()
+            if self.segments:  # per-segment multiclass state is not built (its histograms are K-fold)
+                raise _PathError(("segments",), "multiclass models have no segments yet: remove them")
+        else:
+            for key in MULTICLASS_ONLY:  # set to something (a dumped config repeats the defaults)
+                if getattr(self, key) != type(self).model_fields[key].default:
+                    raise _PathError(
+                        (key,), f"only multiclass models have {key}: remove it (or set task: multiclass)"
+                    )
         _check_unique([f.name for f in self.features], "features", "name", "feature name")
         _check_unique([s.field for s in self.segments], "segments", "field", "segment field")
         if self.variants is not None:
             _check_unique(list(self.variants), "variants", None, "variant")
         return self
 
+    def _check_classes(self) -> None:
+        classes = self.classes
+        if len(classes) < 2:
+            raise _PathError(("classes",), "multiclass models need at least two classes")
+        for i, name in enumerate(classes):
+            if not name.strip():
+                raise _PathError(("classes", i), "must be a non-empty class name")
+        _check_unique(list(classes), "classes", None, "class")
+        if not self.top_k:
+            raise _PathError(("top_k",), "must list at least one k (or leave it out: [2])")
+        for i, k in enumerate(self.top_k):
+            if not 1 <= k < len(classes):
+                raise _PathError(
+                    ("top_k", i), f"must be in [1, {len(classes) - 1}] (got {k}; {len(classes)} classes)"
+                )
+        for actual, row in (self.value_matrix or {}).items():
+            if actual not in classes:
+                raise _PathError(
+                    ("value_matrix", actual), f"is not a declared class{_did_you_mean(actual, classes)}"
+                )
+            for predicted in row:
+                if predicted not in classes:
+                    raise _PathError(
+                        ("value_matrix", actual, predicted),
+                        f"is not a declared class{_did_you_mean(predicted, classes)}",
+                    )
+
     @property
     def baseline_metrics(self) -> tuple[str, ...]:
         """The metrics a baseline of this model's task may pin."""
+        if self.task == "multiclass":
+            return MULTICLASS_BASELINE_METRICS
         return REGRESSION_BASELINE_METRICS if self.task == "regression" else BASELINE_METRICS
+
+    def value_cells(self) -> list[list[float]] | None:
+        """The value matrix as K x K rows (actual) of columns (predicted), 0 where left out."""
+        if self.value_matrix is None:
+            return None
+        return [[self.value_matrix.get(a, {}).get(p, 0.0) for p in self.classes] for a in self.classes]
 
     def feature(self, name: str) -> FeatureSpec | None:
         """The feature called ``name``, or None."""
@@ -153,4 +221,20 @@ def _regression_baseline(value: dict[str, float]) -> dict[str, float]:
             raise _PathError((key,), f"must be at most 1 and not 0 (got {number:g})")
         if key == "mean_error" and number == 0.0:
             raise _PathError((key,), "must not be 0 (the relative change of the bias divides by it)")
+    return value
+
+
+def _multiclass_baseline(value: dict[str, float]) -> dict[str, float]:
+    allowed = MULTICLASS_BASELINE_METRICS
+    for key, number in value.items():
+        if key not in allowed:
+            hint = _did_you_mean(key, allowed)
+            raise _PathError(
+                (key,), f"unknown baseline metric of a multiclass model{hint} (one of: {', '.join(allowed)})"
+            )
+        # Degradation divides by the baseline: accuracy and F1 are ratios, a log loss is positive.
+        if key == "log_loss" and not number > 0.0:
+            raise _PathError((key,), f"must be > 0 (got {number:g})")
+        if key != "log_loss" and not 0.0 < number <= 1.0:
+            raise _PathError((key,), f"must be in (0, 1] (got {number:g})")
     return value

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 MODEL = ("model", "variant", "window")
+PER_CLASS = (*MODEL, "class", "average")  # multiclass: one of class | average; binary: neither
+_PER_CLASS_OPTIONAL = ("class", "average")
 ESTIMATED = (*MODEL, "bound")  # bound: estimate | lower | upper
 AB = ("model", "variant", "metric")  # variant = the treatment arm
 SEGMENT = ("model", "window", "segment_field", "segment")  # no variant: segments span all variants
@@ -22,21 +24,61 @@ class MetricInfo:
     type: str  # gauge | counter | histogram
     labels: tuple[str, ...]
     help: str
+    # Labels a sample may leave out (not exported as ""): e.g. a binary model's precision has
+    # no ``class`` or ``average``, a multiclass model's has one of them. The HELP of a name
+    # shared with binary models stays the binary one (their exposition is unchanged);
+    # docs/metrics.md gives the multiclass meaning.
+    optional: tuple[str, ...] = ()
 
 
 _METRICS = [
     # --- model performance (stage 2, global) ---
     MetricInfo(
-        "ml_model_accuracy", "gauge", MODEL, "Accuracy of labelled predictions at the decision threshold"
+        "ml_model_accuracy",
+        "gauge",
+        MODEL,
+        "Accuracy of labelled predictions at the decision threshold",
     ),
     MetricInfo(
-        "ml_model_precision", "gauge", MODEL, "Precision (positive predictive value) at the threshold"
+        "ml_model_precision",
+        "gauge",
+        PER_CLASS,
+        "Precision (positive predictive value) at the threshold",
+        _PER_CLASS_OPTIONAL,
     ),
-    MetricInfo("ml_model_recall", "gauge", MODEL, "Recall (true positive rate) at the threshold"),
+    MetricInfo(
+        "ml_model_recall",
+        "gauge",
+        PER_CLASS,
+        "Recall (true positive rate) at the threshold",
+        _PER_CLASS_OPTIONAL,
+    ),
     MetricInfo("ml_model_specificity", "gauge", MODEL, "Specificity (true negative rate) at the threshold"),
-    MetricInfo("ml_model_f1_score", "gauge", MODEL, "F1 score at the threshold"),
     MetricInfo(
-        "ml_model_auc_roc", "gauge", MODEL, "Area under the ROC curve, from per-class score histograms"
+        "ml_model_f1_score",
+        "gauge",
+        PER_CLASS,
+        "F1 score at the threshold",
+        _PER_CLASS_OPTIONAL,
+    ),
+    MetricInfo(
+        "ml_model_auc_roc",
+        "gauge",
+        PER_CLASS,
+        "Area under the ROC curve, from per-class score histograms",
+        _PER_CLASS_OPTIONAL,
+    ),
+    MetricInfo(
+        "ml_model_top_k_accuracy",
+        "gauge",
+        (*MODEL, "k"),
+        "Share of labelled predictions whose actual class is among the k highest scores (multiclass)",
+    ),
+    MetricInfo(
+        "ml_model_confusion_total",
+        "counter",
+        ("model", "variant", "actual", "predicted"),
+        "Labelled predictions by actual and predicted class since start (multiclass)",
     ),
     MetricInfo(
         "ml_model_auc_pr", "gauge", MODEL, "Area under the precision-recall curve (average precision)"
@@ -352,6 +394,12 @@ _METRICS = [
         "Net benefit over the window: benefit - error and review costs",
     ),
     MetricInfo("ml_business_processing_volume", "gauge", MODEL, "Predictions processed in the window"),
+    MetricInfo(
+        "ml_business_value_per_prediction",
+        "gauge",
+        MODEL,
+        "Mean value_matrix[actual][predicted] of the window's labelled predictions (multiclass)",
+    ),
     MetricInfo(
         "ml_business_alert_volume", "gauge", MODEL, "Predictions flagged (above threshold) in the window"
     ),

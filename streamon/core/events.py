@@ -27,6 +27,15 @@ path, and with one configured every label is checked against ``regression_label.
 (any finite number; whether it fits its prediction's model is the join's business). Without
 them nothing of this runs, and binary events decode as they always have.
 
+Multiclass models (``Decoder(multiclass={name: classes})``) send ``scores`` (class name ->
+probability) and an optional ``predicted`` class name: checked against
+``multiclass_prediction.schema.json`` on the validator's path, then by
+:func:`streamon.core.statistics.multiclass.check_scores` / ``check_class`` (declared classes,
+range, sum to 1). The :class:`Prediction` carries the vector in ``scores`` (declared order),
+the class index in ``predicted`` and that class's probability in ``score``. With one
+configured every label is checked against ``multiclass_label.schema.json`` (a class name or
+a number); the join decides whether it fits its prediction's model.
+
 Hostile input is bounded before anything is kept: the message size, the JSON nesting depth
 (orjson's own limit), the length of every string that is kept (identifiers, feature names,
 string feature values) and the number of features. ``tests/unit/test_fuzz.py`` feeds the
@@ -38,7 +47,7 @@ from __future__ import annotations
 import difflib
 import json
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache, lru_cache
@@ -48,6 +57,9 @@ from typing import Annotated, Any
 import fastjsonschema
 import msgspec
 import orjson
+
+from streamon.core.statistics import multiclass
+from streamon.core.statistics.multiclass import class_index as multiclass_index
 
 # Reasons an event is rejected; they label streamon_events_invalid_total.
 INVALID_JSON = "invalid_json"
@@ -64,6 +76,10 @@ TOO_LARGE = "too_large"
 STRING_TOO_LONG = "string_too_long"
 DUPLICATE_PREDICTION = "duplicate_prediction"
 SCHEMA_VIOLATION = "schema_violation"
+# A multiclass model's events (core/statistics/multiclass.py checks them): a class name it
+# does not declare (in scores, predicted or a label), and scores that do not sum to 1.
+UNKNOWN_CLASS = multiclass.UNKNOWN_CLASS
+SCORES_NOT_NORMALISED = multiclass.SCORES_NOT_NORMALISED
 # Set by the worker, not the decoder: an input message that kept failing stage 1's transaction.
 QUARANTINED = "quarantined"
 
@@ -81,6 +97,7 @@ PREDICTION_FIELDS = (
     "latency_ms",
     "amount",
     "value",  # a regression model's prediction (it has no score)
+    "scores",  # a multiclass model's class probabilities (it has no score)
 )
 LABEL_FIELDS = ("prediction_id", "label", "ts", "amount")
 
@@ -121,14 +138,18 @@ class Prediction:
     features: dict[str, Any] = field(default_factory=dict)
     latency_ms: float = math.nan
     amount: float = math.nan
+    # A multiclass model's probabilities in declared class order (its ``score`` is the
+    # predicted class's, its ``predicted`` the class index); None for the other models.
+    scores: list[float] | None = None
 
 
 @dataclass(slots=True)
 class Label:
     prediction_id: str
     # 0 or 1 (an int); with a regression model configured, any finite number (0 and 1 still
-    # ints): whether it fits its prediction's model is decided at the join.
-    label: float
+    # ints); with a multiclass model configured, also a class name: whether it fits its
+    # prediction's model is decided at the join.
+    label: float | str
     ts: float
     amount: float = math.nan
 
@@ -225,6 +246,24 @@ def _fast_valid_label(doc: dict[str, Any], max_str: int = 256) -> bool:
     return value is None or type(value) is float or type(value) is int
 
 
+def _fast_valid_class_label(doc: dict[str, Any], max_str: int = 256) -> bool:
+    """The multiclass label form: a 0/1 label as above, or a class name (bounded like an identifier)."""
+    value: Any = doc.get("label")
+    if type(value) is not str:
+        return _fast_valid_label(doc, max_str)
+    if not 0 < len(value) <= max_str:
+        return False
+    value = doc.get("prediction_id")
+    if type(value) is not str or not 0 < len(value) <= max_str:
+        return False
+    value = doc.get("ts")
+    kind = type(value)
+    if (kind is not float and kind is not int) or not value >= 0:
+        return False
+    value = doc.get("amount")
+    return value is None or type(value) is float or type(value) is int
+
+
 def _not_sure(doc: dict[str, Any], max_str: int = 256) -> bool:
     return False
 
@@ -236,6 +275,8 @@ _FAST_VALID = {
     "label": _fast_valid_label,
     "regression_prediction": _not_sure,
     "regression_label": _fast_valid_label,
+    "multiclass_prediction": _not_sure,
+    "multiclass_label": _fast_valid_class_label,
 }
 
 
@@ -299,7 +340,8 @@ def _typed_decoders(
                 ("latency_ms", Annotated[float, msgspec.Meta(ge=0, le=86_400_000)] | None, None),
                 ("amount", _Amount, None),
             ],
-            rename={k: v for k, v in prediction_names if k != "value"},  # no value in a binary event
+            # No value or scores in a binary event.
+            rename={k: v for k, v in prediction_names if k not in ("value", "scores")},
             **options,
         )
         prediction = msgspec.json.Decoder(struct)
@@ -479,11 +521,17 @@ class Decoder:
         max_string_length: int = 256,
         max_feature_value_length: int = 1024,
         regression: Iterable[str] = (),
+        multiclass: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         # Regression models (``regression``) have no threshold: their predictions carry a
         # ``value`` and take the validator's path, and labels may be any finite number.
         self.regression = frozenset(regression)
-        self.thresholds = {k: v for k, v in thresholds.items() if k not in self.regression}
+        # Multiclass models (name -> declared classes) neither: their predictions carry
+        # ``scores`` and take the validator's path, and labels may be class names.
+        self.multiclass = {name: multiclass_index(classes) for name, classes in (multiclass or {}).items()}
+        self.thresholds = {
+            k: v for k, v in thresholds.items() if k not in self.regression and k not in self.multiclass
+        }
         self.fields = fields or FieldMap()
         self.max_bytes = max_bytes
         self.max_future_s = max_future_s
@@ -497,7 +545,7 @@ class Decoder:
         self._strings_fit = min(max_string_length, max_feature_value_length)
         self._rename_prediction = not self.fields.is_identity("prediction")
         self._rename_label = not self.fields.is_identity("label")
-        self._models = tuple(sorted({*self.thresholds, *self.regression}))
+        self._models = tuple(sorted({*self.thresholds, *self.regression, *self.multiclass}))
         self._typed_prediction, self._typed_label = _typed_decoders(
             max_string_length,
             max_feature_value_length,
@@ -535,6 +583,8 @@ class Decoder:
             model = doc.get("model")
             if self.regression and type(model) is str and model in self.regression:
                 schema = "regression_prediction"
+            elif self.multiclass and type(model) is str and model in self.multiclass:
+                schema = "multiclass_prediction"
             elif _fast_valid_prediction(doc, self.max_string_length):
                 return doc
         elif kind == "label":
@@ -543,7 +593,9 @@ class Decoder:
                 doc = {canon: doc[theirs] for canon, theirs in mapping.items() if theirs in doc}
             if _fast_valid_label(doc, self.max_string_length):
                 return doc
-            if self.regression:
+            if self.multiclass:  # class names, and any number as with a regression model
+                schema = "multiclass_label"
+            elif self.regression:
                 schema = "regression_label"
         bad = schema_error(schema, doc)
         if bad is None:
@@ -698,6 +750,8 @@ class Decoder:
         doc = self._plain(raw, _fast_valid_prediction) if not self._rename_prediction else None
         if doc is not None and self.regression and doc["model"] in self.regression:
             doc = None  # a score is no regression model's prediction: its own schema decides
+        if doc is not None and self.multiclass and doc["model"] in self.multiclass:
+            doc = None  # nor a multiclass model's
         if doc is None:  # not the plain valid case: the full path, which names what is wrong
             loaded = self._load(raw, "prediction")
             if isinstance(loaded, Invalid):
@@ -714,14 +768,22 @@ class Decoder:
                 return bad
         model = doc["model"]
         threshold = self.thresholds.get(model)
-        if threshold is None and model not in self.regression:
+        classes = self.multiclass.get(model) if threshold is None and self.multiclass else None
+        if threshold is None and model not in self.regression and classes is None:
             hint = did_you_mean(model[:100], self._models)
             return Invalid(
                 UNKNOWN_MODEL,
                 f"model {model[:100]!r} is not configured{hint}",
                 self._theirs("prediction", "model"),
             )
-        if threshold is None:  # a regression model: the value travels as the score
+        probs: list[float] | None = None
+        if classes is not None:  # the predicted class's probability travels as the score
+            checked = self._class_scores(doc, classes)
+            if isinstance(checked, Invalid):
+                return checked
+            probs, decided = checked
+            score = probs[decided]
+        elif threshold is None:  # a regression model: the value travels as the score
             score = float(doc["value"])
             if not math.isfinite(score):  # pragma: no cover - orjson refuses non-finite numbers
                 return Invalid(
@@ -762,7 +824,24 @@ class Decoder:
             features,
             math.nan if latency is None else float(latency),
             math.nan if amount is None else float(amount),
+            probs,
         )
+
+    def _class_scores(self, doc: dict[str, Any], index: dict[str, int]) -> tuple[list[float], int] | Invalid:
+        """A multiclass prediction's probabilities (declared order) and predicted class index.
+
+        ``predicted`` absent or null: the class of the highest score, ties to the first declared.
+        """
+        probs = multiclass.check_scores(doc["scores"], index)
+        if isinstance(probs, multiclass.ScoreProblem):
+            return Invalid(probs.reason, probs.detail, self._theirs("prediction", probs.field))
+        name = doc.get("predicted")
+        if name is None:
+            return probs, probs.index(max(probs))  # list.index: the first maximum
+        decided = multiclass.check_class(name, index, "predicted")
+        if isinstance(decided, multiclass.ScoreProblem):
+            return Invalid(decided.reason, decided.detail, self._theirs("prediction", decided.field))
+        return probs, decided
 
     def _time_bounds(self, now: float | None) -> tuple[float, float]:
         """The event times the typed path admits at wall clock ``now`` (the same sums as
@@ -804,7 +883,8 @@ class Decoder:
 
     def _label(self, raw: bytes | None, now: float | None) -> Label | Invalid:
         """One label event through orjson, the fast path and the validator."""
-        doc = self._plain(raw, _fast_valid_label) if not self._rename_label else None
+        fast = _fast_valid_class_label if self.multiclass else _fast_valid_label
+        doc = self._plain(raw, fast) if not self._rename_label else None
         if doc is None:
             loaded = self._load(raw, "label")
             if isinstance(loaded, Invalid):
@@ -822,8 +902,16 @@ class Decoder:
                 return ts
         amount = doc.get("amount")
         value = doc["label"]
-        if not self.regression:
-            label: float = int(value)
+        if not self.regression and not self.multiclass:
+            label: float | str = int(value)
+        elif type(value) is str:  # a class name (the multiclass label form): checked at the join
+            if len(value) > self.max_string_length:  # it may wait in the join store: bounded
+                return Invalid(
+                    STRING_TOO_LONG,
+                    f"label has {len(value)} characters > limit {self.max_string_length}",
+                    self._theirs("label", "label"),
+                )
+            label = value
         elif value == 0 or value == 1:  # 0/1 as ints, as without regression models
             label = int(value)
         else:

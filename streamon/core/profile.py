@@ -31,7 +31,7 @@ from streamon.core.state.summary import (
     OTHER,
     BucketSummary,
 )
-from streamon.core.statistics import regression
+from streamon.core.statistics import multiclass, regression
 from streamon.core.statistics.integrity import add_count, count_out_of_range, out_of_range_name
 
 PROFILE_VERSION = 1
@@ -75,7 +75,13 @@ class ModelSpec:
     max_categories: int = MAX_CATEGORIES
     # Variants of the reference events (a pinned profile): protected from the cap like an allowlist.
     reference_variants: frozenset[str] = NOTHING
-    task: str = "binary"  # "binary" | "regression" (what score and label mean, see _OUTPUTS)
+    task: str = "binary"  # "binary" | "regression" | "multiclass" (what score and label mean, see _OUTPUTS)
+    # A multiclass model's declared classes (their order indexes its state) and top-k accuracies.
+    classes: tuple[str, ...] = ()
+    top_k: tuple[int, ...] = multiclass.DEFAULT_TOP_K
+    # A multiclass model's business value per labelled prediction, [actual][predicted] in
+    # declared class order (None: not configured).
+    value_matrix: tuple[tuple[float, ...], ...] | None = None
     _protected: tuple[object, dict[str, frozenset[str]]] | None = field(
         default=None, init=False, repr=False, compare=False
     )
@@ -202,7 +208,7 @@ def summarise(
     scores = np.fromiter(map(_SCORE, predictions), dtype=np.float64, count=n)
     predicted = np.fromiter(map(_PREDICTED, predictions), dtype=np.int64, count=n)
     latency = np.fromiter(map(_LATENCY, predictions), dtype=np.float64, count=n)
-    _OUTPUTS[spec.task](spec, out, scores, predicted, latency)
+    _OUTPUTS[spec.task](spec, out, scores, predicted, latency, predictions)
     features = list(map(_FEATURES, predictions))
     plain = _all_dicts(features)
     ranges = spec.ranges
@@ -219,13 +225,23 @@ def summarise(
 
 
 def _binary_outputs(
-    spec: ModelSpec, out: BucketSummary, scores: np.ndarray, predicted: np.ndarray, latency: np.ndarray
+    spec: ModelSpec,
+    out: BucketSummary,
+    scores: np.ndarray,
+    predicted: np.ndarray,
+    latency: np.ndarray,
+    predictions: list[Prediction],
 ) -> None:
     out.add_predictions(scores, predicted, spec.score_bins, latency)
 
 
 def _regression_outputs(
-    spec: ModelSpec, out: BucketSummary, values: np.ndarray, predicted: np.ndarray, latency: np.ndarray
+    spec: ModelSpec,
+    out: BucketSummary,
+    values: np.ndarray,
+    predicted: np.ndarray,
+    latency: np.ndarray,
+    predictions: list[Prediction],
 ) -> None:
     """Volume and latency as for binary (no score histogram), and every value in a sketch."""
     out.add_predictions(values, predicted, None, latency)
@@ -235,15 +251,32 @@ def _regression_outputs(
     sketch.add(values)
 
 
+def _multiclass_outputs(
+    spec: ModelSpec,
+    out: BucketSummary,
+    scores: np.ndarray,
+    predicted: np.ndarray,
+    latency: np.ndarray,
+    predictions: list[Prediction],
+) -> None:
+    """Latency as for binary (no volume there: the multiclass layout counts it), then the
+    predicted-class mix and confidence of :func:`streamon.core.statistics.multiclass.add_predictions`."""
+    out.add_predictions(scores[:0], predicted[:0], None, latency)
+    k = len(spec.classes)
+    rows = np.array([p.scores for p in predictions], dtype=np.float64).reshape(len(predictions), k)
+    multiclass.add_predictions(out, rows, predicted, k)
+
+
 # What a group of predictions adds besides its features, per model task (ModelSpec.task).
-_OUTPUTS = {"binary": _binary_outputs, "regression": _regression_outputs}
+_OUTPUTS = {"binary": _binary_outputs, "regression": _regression_outputs, "multiclass": _multiclass_outputs}
 
 
 def build_profile(
     spec: ModelSpec, predictions: list[Prediction], labels: Mapping[str, float], bins: int = 10
 ) -> ModelSpec:
     """A copy of ``spec`` pinned to the reference ``predictions`` (and their ``labels``, if any:
-    0/1 for a binary model, the true values for a regression model)."""
+    0/1 for a binary model, the true values for a regression model, the actual class indices
+    for a multiclass model)."""
     columns = {name: numeric_column(predictions, name) for name in spec.numeric}
     edges = {name: numeric_edges(column, bins) for name, column in columns.items()}
     ranges = {
@@ -257,6 +290,8 @@ def build_profile(
     pinned = ModelSpec(
         name=spec.name,
         task=spec.task,
+        classes=spec.classes,
+        top_k=spec.top_k,
         threshold=spec.threshold,
         score_bins=spec.score_bins,
         calibration_bins=spec.calibration_bins,
@@ -273,7 +308,17 @@ def build_profile(
     )
     reference = summarise(pinned, predictions)
     labelled = [p for p in predictions if p.prediction_id in labels]
-    if labelled and spec.task == "regression":
+    if labelled and spec.task == "multiclass":
+        k = len(spec.classes)  # labels: the actual class indices
+        multiclass.add_labelled(
+            reference,
+            np.array([p.scores for p in labelled], dtype=np.float64).reshape(len(labelled), k),
+            [p.predicted for p in labelled],
+            [int(labels[p.prediction_id]) for p in labelled],
+            k,
+            spec.top_k,
+        )
+    elif labelled and spec.task == "regression":
         regression.add_labelled(
             reference, [p.score for p in labelled], [labels[p.prediction_id] for p in labelled]
         )
@@ -304,6 +349,8 @@ def profile_to_bytes(specs: list[ModelSpec]) -> bytes:
             m["variants"] = sorted(s.reference_variants)
         if s.ranges:  # optional too: a profile without ranges reads as before
             m["ranges"] = {k: [lo, hi] for k, (lo, hi) in s.ranges.items()}
+        if s.classes:  # a multiclass model's classes: its counts are indexed by them
+            m["classes"] = list(s.classes)
         models[s.name] = m
     doc = {"version": PROFILE_VERSION, "models": models}
     return orjson.dumps(doc, option=orjson.OPT_INDENT_2)
@@ -329,5 +376,6 @@ def profile_from_bytes(data: bytes) -> dict[str, ModelSpec]:
             ranges={k: (float(lo), float(hi)) for k, (lo, hi) in m.get("ranges", {}).items()},
             reference=reference,
             reference_variants=frozenset(str(v) for v in m.get("variants", ())),
+            classes=tuple(str(c) for c in m.get("classes", ())),
         )
     return out

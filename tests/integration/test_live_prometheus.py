@@ -71,6 +71,10 @@ REGRESSION = "credit-limit"  # the stream's regression model (streamon.traffic)
 REGRESSION_SERIES = re.compile(
     r"ml_model_(mae|rmse|mape|r2|mean_error|residual_quantile)|ml_(prediction|target)_drift_|streamon_mape_excluded"
 )
+MULTICLASS = "txn-router"  # and its multiclass model
+MULTICLASS_SERIES = re.compile(
+    r'class!=""|average=~|ml_model_top_k_accuracy|ml_model_confusion_total|ml_model_log_loss'
+)
 # A trailing comparison with a number: what an alert rule adds to the quantity it watches.
 COMPARISON = re.compile(r"^(?P<lhs>.*?)\s*(?:==|!=|>=|<=|>|<)\s*-?[0-9.]+(?:e[+-]?[0-9]+)?\s*$", re.S | re.I)
 ABSENT = re.compile(r"^\s*absent\((?P<inner>.*)\)\s*$", re.S)
@@ -111,8 +115,12 @@ def panel_queries() -> list[tuple[str, str]]:
             override = {"feature": "merchant_category"} if "(categorical features)" in title else {}
             for target in panel.get("targets", []):
                 if target.get("expr"):
-                    # A regression model's own series are checked with the regression model.
-                    model = {"model": REGRESSION} if REGRESSION_SERIES.search(target["expr"]) else {}
+                    # A regression or multiclass model's own series are checked with that model.
+                    model = {}
+                    if REGRESSION_SERIES.search(target["expr"]):
+                        model = {"model": REGRESSION}
+                    elif MULTICLASS_SERIES.search(target["expr"]):
+                        model = {"model": MULTICLASS}
                     out.append((f"{dashboard} / {title}", substitute(target["expr"], **override, **model)))
 
     for path in sorted(DASHBOARDS.glob("*.json")):
@@ -215,6 +223,12 @@ def test_every_alert_rule_and_dashboard_query_has_data(kafka_bootstrap: str, tmp
             {"name": "income", "type": "numeric"}, {"name": "utilisation", "type": "numeric"},
             {"name": "tenure_years", "type": "numeric"}, {"name": "region", "type": "categorical"}]}
     )  # fmt: skip
+    # And a multiclass one: the multiclass rule and the Multiclass row.
+    d["models"].append(
+        {"name": MULTICLASS, "task": "multiclass", "classes": ["approve", "review", "decline"], "features": [
+            {"name": "risk", "type": "numeric"}, {"name": "amount", "type": "numeric"},
+            {"name": "channel", "type": "categorical"}]}
+    )  # fmt: skip
     config, settings = write_config(tmp_path, d)
     t = settings.kafka.topics
     worker = WorkerProc(config, tmp_path / "state", "live-1").start()
@@ -233,8 +247,9 @@ def test_every_alert_rule_and_dashboard_query_has_data(kafka_bootstrap: str, tmp
         # Labels within minutes: event time ("now") is the newest event, labels included, and a
         # label hours after the last prediction would leave the 2h current window empty.
         preds, labels = traffic(
-            8000, label_delay_s=120.0, variants=("A", "B"), drift=("sudden", "categorical", "degrade"),
-            models=("fraud-detector", REGRESSION), regression=(REGRESSION,),
+            10_000, label_delay_s=120.0, variants=("A", "B"), drift=("sudden", "categorical", "degrade"),
+            models=("fraud-detector", REGRESSION, MULTICLASS),
+            regression=(REGRESSION,), multiclass=(MULTICLASS,),
         )  # fmt: skip
         for p in preds[::20]:  # a key no model declares (UnexpectedFeatureKey, its panel)
             p["features"]["device_type"] = "mobile"

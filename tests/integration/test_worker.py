@@ -24,25 +24,43 @@ REGRESSION_MODEL = {
         {"name": "region", "type": "categorical"},
     ],
 }
-BOTH = {"models": ("fraud-detector", "credit-limit"), "regression": ("credit-limit",)}
+# And a multiclass one (streamon.traffic's transaction-router events).
+MULTICLASS_MODEL = {
+    "name": "txn-router",
+    "task": "multiclass",
+    "classes": ["approve", "review", "decline"],
+    "features": [
+        {"name": "risk", "type": "numeric"},
+        {"name": "amount", "type": "numeric"},
+        {"name": "channel", "type": "categorical"},
+    ],
+}
+ALL_KINDS = {  # all three kinds of model in one stream
+    "models": ("fraud-detector", "credit-limit", "txn-router"),
+    "regression": ("credit-limit",),
+    "multiclass": ("txn-router",),
+}
 
 
-def _has_regression_series(metrics: dict) -> bool:
-    """The regression model's own series are there, with numbers (not a vacuous equality)."""
-    mae = [
-        v
-        for (name, labels), v in metrics.items()
-        if name == "ml_model_mae" and ("model", "credit-limit") in labels
-    ]
-    return bool(mae) and all(v == v and v > 0 for v in mae)
+def _has_every_kind(metrics: dict) -> bool:
+    """The regression and multiclass models' own series are there, with numbers (not a
+    vacuous equality)."""
+
+    def values(name: str, *labels: tuple[str, str]) -> list[float]:
+        return [v for (n, ls), v in metrics.items() if n == name and all(x in ls for x in labels)]
+
+    mae = values("ml_model_mae", ("model", "credit-limit"))
+    f1 = values("ml_model_f1_score", ("model", "txn-router"), ("average", "macro"))
+    confusion = sum(values("ml_model_confusion_total", ("model", "txn-router"), ("variant", "all")))
+    return any(v > 0 for v in mae) and any(0 < v <= 1 for v in f1) and confusion > 0
 
 
 @pytest.fixture
 def setup(kafka_bootstrap, tmp_path):
-    def make(partitions: int = 3, immediate_alerts: bool = False, regression: bool = False, **windows):
+    def make(partitions: int = 3, immediate_alerts: bool = False, all_kinds: bool = False, **windows):
         d = h.settings_dict(kafka_bootstrap, partitions=partitions, **windows)
-        if regression:
-            d["models"].append(REGRESSION_MODEL)
+        if all_kinds:
+            d["models"] += [REGRESSION_MODEL, MULTICLASS_MODEL]
         if immediate_alerts:
             # A worker that catches up on a backlog sees event time jump in few evaluations,
             # and event-time for-durations need several: fire at the first breach instead.
@@ -104,10 +122,10 @@ def test_worker_matches_replay_and_publishes_alerts(kafka_bootstrap, setup, tmp_
 
 
 def test_one_and_three_workers_give_identical_metrics(kafka_bootstrap, setup, tmp_path):
-    preds, labels = h.traffic(12_000, seed=11, **BOTH)  # a binary and a regression model
+    preds, labels = h.traffic(12_000, seed=11, **ALL_KINDS)  # a binary, a regression and a multiclass model
     results = []
     for n_workers in (1, 3):
-        config, settings = setup(partitions=6, regression=True)
+        config, settings = setup(partitions=6, all_kinds=True)
         t = settings.kafka.topics
         workers = [h.WorkerProc(config, tmp_path / f"s{n_workers}-{i}", f"w{n_workers}-{i}").start()
                    for i in range(n_workers)]  # fmt: skip
@@ -117,15 +135,15 @@ def test_one_and_three_workers_give_identical_metrics(kafka_bootstrap, setup, tm
             results.append(h.wait_metrics(workers, settings))
         finally:
             _stop_all(workers)
-    assert len(results[0]) > 100 and _has_regression_series(results[0])
+    assert len(results[0]) > 100 and _has_every_kind(results[0])
     assert h.diff(results[0], results[1]) == []
 
 
 @pytest.mark.parametrize("takeover", [False, True], ids=["restart", "takeover"])
 def test_sigkill_mid_stream_loses_nothing_counts_nothing_twice(kafka_bootstrap, setup, tmp_path, takeover):
-    config, settings = setup(partitions=4, regression=True)
+    config, settings = setup(partitions=4, all_kinds=True)
     t = settings.kafka.topics
-    preds, labels = h.traffic(16_000, seed=23, **BOTH)  # a binary and a regression model
+    preds, labels = h.traffic(16_000, seed=23, **ALL_KINDS)  # a binary, a regression and a multiclass model
     victim = h.WorkerProc(config, tmp_path / "victim", "victim").start()
     others = [h.WorkerProc(config, tmp_path / "other", "other").start()] if takeover else []
     try:
@@ -149,7 +167,7 @@ def test_sigkill_mid_stream_loses_nothing_counts_nothing_twice(kafka_bootstrap, 
         if not takeover:
             _stop_all(survivors)
     expected = h.replay_samples(settings, tmp_path, preds, labels)
-    assert h.diff(live, expected) == [] and _has_regression_series(live)
+    assert h.diff(live, expected) == [] and _has_every_kind(live)
     alerts = [orjson.loads(m.value()) for m in h.read_topic(kafka_bootstrap, t.alerts)]
     state: dict[str, str] = {}
     for a in alerts:

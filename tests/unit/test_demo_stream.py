@@ -219,3 +219,59 @@ def test_the_demos_regression_model_shows_its_degradation() -> None:
     # The fraud model beside it keeps its binary series.
     for name in ("ml_model_accuracy", "ml_model_auc_roc", "ml_business_roi"):
         assert not math.isnan(at(one, after, name, MODEL)), name
+
+
+MULTICLASS = "tx-router"
+
+
+def test_the_demos_multiclass_model_shows_its_degradation() -> None:
+    """The demo's traffic for the fraud and the multiclass model of the demo config: the
+    router's accuracy, macro F1 and top-2 accuracy fall and its log loss rises with the
+    "degrade" drift (blurred scores), its confusion counter counts every labelled prediction,
+    it has no binary series, and 1 and 3 partitions agree exactly."""
+    settings = load_config(ROOT / "configs" / "demo_config.yaml")
+    classes = next(tuple(m.classes) for m in settings.models if m.name == MULTICLASS)
+    engine = build_engine(settings)
+    events = _events(models=(MODEL, MULTICLASS), multiclass=(MULTICLASS,), classes=((MULTICLASS, classes),))
+    one, three = _run(engine, events, 1), _run(engine, events, 3)
+
+    def at(run: Run, t: float, name: str, **labels: str) -> float:
+        snap = run.snapshots[run.times.index(t)]
+        return snap.value(name, model=MULTICLASS, variant="all", window="current", **labels)
+
+    before, after = 55.0, END
+    series = [
+        ("ml_model_accuracy", {}),
+        ("ml_model_f1_score", {"average": "macro"}),
+        ("ml_model_log_loss", {}),
+        ("ml_model_top_k_accuracy", {"k": "2"}),
+        ("ml_model_auc_roc", {"average": "macro"}),
+    ]
+    for name, labels in series:
+        for t in (before, after):
+            assert at(one, t, name, **labels) == at(three, t, name, **labels), (name, t)
+    assert at(one, after, "ml_model_accuracy") < at(one, before, "ml_model_accuracy") - 0.05
+    assert at(one, after, "ml_model_f1_score", average="macro") < at(
+        one, before, "ml_model_f1_score", average="macro"
+    )
+    assert at(one, after, "ml_model_log_loss") > at(one, before, "ml_model_log_loss")
+    for c in classes:
+        assert 0.0 <= at(one, after, "ml_model_recall", **{"class": c}) <= 1.0
+    last = one.snapshots[-1]
+    confusion = [
+        s
+        for s in last.series("ml_model_confusion_total")
+        if (dict(s.labels)["model"], dict(s.labels)["variant"]) == (MULTICLASS, "all")
+    ]
+    assert len(confusion) == len(classes) ** 2
+    # The run is shorter than the current window and has no corrections: all labels are in it.
+    assert sum(s.value for s in confusion) == at(one, after, "streamon_labelled_in_window") > 0
+    names = {s.name for s in last.samples if dict(s.labels).get("model") == MULTICLASS}
+    assert not names & {
+        "ml_business_roi",
+        "streamon_ab_difference",
+        "ml_predictions_total",
+        "ml_model_specificity",
+    }
+    for name in ("ml_model_accuracy", "ml_model_auc_roc", "ml_business_roi"):
+        assert not math.isnan(last.value(name, model=MODEL, variant="all", window="current")), name

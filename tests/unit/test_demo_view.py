@@ -81,3 +81,42 @@ def test_regression_models_have_their_own_table_and_drift_rows() -> None:
     # The binary table keeps the binary model only.
     perf = screen[screen.index("Performance") : screen.index("Regression models")]
     assert "fraud-detector" in perf and "credit-limit" not in perf
+
+
+def test_multiclass_models_have_their_own_table_of_averages() -> None:
+    def sample(name: str, model: str, value: float, **extra: str) -> Sample:
+        labels = (("model", model), ("variant", "all"), ("window", "current"), *extra.items())
+        return Sample(name, labels, value)
+
+    st = _state([])
+    st.snapshot = Snapshot(
+        0.0,
+        [
+            sample("ml_model_accuracy", "fraud-detector", 0.91),
+            sample("ml_model_precision", "fraud-detector", 0.625),
+            sample("ml_model_f1_score", "fraud-detector", 0.5),
+            sample("ml_model_accuracy", "tx-router", 0.8125),
+            sample("ml_model_precision", "tx-router", 0.111, **{"class": "review"}),
+            sample("ml_model_precision", "tx-router", 0.222, average="macro"),
+            sample("ml_model_f1_score", "tx-router", 0.333, **{"class": "review"}),
+            sample("ml_model_f1_score", "tx-router", 0.444, average="weighted"),
+            sample("ml_model_f1_score", "tx-router", 0.7071, average="macro"),
+            sample("ml_model_log_loss", "tx-router", 0.4321),
+            sample("ml_model_top_k_accuracy", "tx-router", 0.9655, k="2"),
+            sample("ml_prediction_drift_psi_score", "tx-router", 0.0987),
+        ],
+    )
+    rows = {m: row for m, _v, row in st.perf_rows()}
+    assert rows["tx-router"] == {
+        "accuracy": 0.8125,
+        "macro_f1": 0.7071,
+        "log_loss": 0.4321,
+        "top2": 0.9655,
+        "prediction_psi": 0.0987,
+    }
+    assert rows["fraud-detector"] == {"accuracy": 0.91, "precision": 0.625}  # its F1 is not shown
+    screen = _screen(st)
+    assert "Multiclass models (current window)" in screen and "top-2" in screen
+    assert "0.707" in screen and "0.432" in screen and "0.966" in screen
+    perf = screen[screen.index("Performance") : screen.index("Multiclass models")]
+    assert "fraud-detector" in perf and "tx-router" not in perf

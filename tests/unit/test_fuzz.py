@@ -52,6 +52,8 @@ from streamon.core.events import (
 from streamon.core.profile import FeatureSpec, ModelSpec
 from streamon.core.stages.join import MemoryStore
 from streamon.core.stages.stage1 import PartitionProcessor
+from streamon.core.state.summary import BucketSummary
+from streamon.core.statistics import multiclass
 from streamon.errors import ConfigError
 
 # A numpy overflow or invalid cast on hostile input is a bug too, not just a warning.
@@ -80,7 +82,14 @@ SCHEMAS = {
         json.loads((ROOT / "schemas" / f"{kind}.schema.json").read_text()),
         format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER,
     )
-    for kind in ("prediction", "label", "regression_prediction", "regression_label")
+    for kind in (
+        "prediction",
+        "label",
+        "regression_prediction",
+        "regression_label",
+        "multiclass_prediction",
+        "multiclass_label",
+    )
 }
 
 # Small limits on one decoder so the fuzzer reaches them; the other has the defaults.
@@ -90,6 +99,9 @@ TIGHT = Decoder(
 DEFAULT = Decoder({"m": 0.5, "other-model": 0.3})
 # With a regression model: its predictions carry a value, and every label may be any number.
 MIXED = Decoder({"m": 0.5}, regression=["r"])
+# With every kind: a multiclass model's predictions carry scores, and labels may be class names.
+CLASSES = ("a", "b", "c")
+MULTI = Decoder({"m": 0.5}, regression=["r"], multiclass={"k": CLASSES})
 NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 
 
@@ -172,6 +184,13 @@ VALID_REGRESSION: dict[str, Any] = {
     "value": -1250.75,
 }
 VALID_REGRESSION_LABEL: dict[str, Any] = {**VALID_LABEL, "label": -3.25}
+VALID_MULTICLASS: dict[str, Any] = {
+    **{k: v for k, v in VALID_PREDICTION.items() if k not in ("score", "predicted")},
+    "model": "k",
+    "scores": {"a": 0.25, "b": 0.5, "c": 0.25},
+    "predicted": "b",
+}
+VALID_MULTICLASS_LABEL: dict[str, Any] = {**VALID_LABEL, "label": "c"}
 
 
 @st.composite
@@ -179,9 +198,22 @@ def near_valid(draw: st.DrawFn, base: dict[str, Any]) -> bytes:
     """A valid event with one or two fields mutated, dropped or added, then maybe mangled as text."""
     doc = dict(base)
     for _ in range(draw(st.integers(1, 2))):
-        key = draw(st.sampled_from([*base, "features.x", "features.c", "features.<new>", "unknown"]))
+        probs = ["scores.a", "scores.c", "scores.<new>"] if "scores" in base else []
+        key = draw(st.sampled_from([*base, "features.x", "features.c", "features.<new>", "unknown", *probs]))
         action = draw(st.sampled_from(["set", "set", "drop"]))
-        if key.startswith("features."):
+        if key.startswith("scores."):  # one probability changed, dropped or added (a class name)
+            scores = dict(doc["scores"]) if isinstance(doc.get("scores"), dict) else {}
+            name = key.removeprefix("scores.")
+            if name == "<new>":
+                name = draw(st.one_of(st.sampled_from(["a", "b", "c", "d"]), hostile_strings))
+            if action == "drop":
+                scores.pop(name, None)
+            else:
+                scores[name] = draw(
+                    st.one_of(st.sampled_from([0.0, 0.25, 0.5, 1.0, 0.2500001, 0.251]), json_values)
+                )
+            doc["scores"] = scores
+        elif key.startswith("features."):
             features = dict(doc.get("features") or {}) if isinstance(doc.get("features"), dict) else {}
             name = key.removeprefix("features.")
             if name == "<new>":
@@ -240,14 +272,24 @@ def check_decoded(decoder: Decoder, kind: str, raw: bytes | None, out: Any) -> N
     assert isinstance(out.prediction_id, str) and 0 < len(out.prediction_id) <= decoder.max_string_length
     if kind == "label":
         assert isinstance(out, Label)
-        if decoder.regression:  # any finite number; 0 and 1 as ints, the rest as floats
+        if decoder.multiclass and type(out.label) is str:  # a class name, checked at the join
+            assert 0 < len(out.label) <= decoder.max_string_length and doc["label"] == out.label
+        elif decoder.regression:  # any finite number; 0 and 1 as ints, the rest as floats
             assert type(out.label) in (int, float) and math.isfinite(out.label)
             assert (type(out.label) is int) == (out.label in (0, 1)), out
         else:
             assert out.label in (0, 1) and type(out.label) is int
         return
     assert isinstance(out, Prediction)
-    if out.model in decoder.regression:  # the value travels as the score
+    if out.model in decoder.multiclass:  # the predicted class's probability travels as the score
+        index = decoder.multiclass[out.model]
+        assert schema == "multiclass_prediction" and out.scores is not None and len(out.scores) == len(index)
+        assert set(doc["scores"]) <= set(index) and abs(math.fsum(out.scores) - 1.0) <= 1e-6
+        assert all(0.0 <= p <= 1.0 for p in out.scores) and type(out.predicted) is int
+        assert out.score == out.scores[out.predicted]
+        named = doc.get("predicted")
+        assert out.predicted == (index[named] if named is not None else out.scores.index(max(out.scores)))
+    elif out.model in decoder.regression:  # the value travels as the score
         assert math.isfinite(out.score) and out.predicted == 0 and type(out.predicted) is int
         assert out.score == doc["value"] and schema == "regression_prediction"
     else:
@@ -268,11 +310,13 @@ def check_decoded(decoder: Decoder, kind: str, raw: bytes | None, out: Any) -> N
 
 def _schema_of(decoder: Decoder, kind: str, doc: Any) -> str:
     """The schema ``decoder`` must hold an event of ``kind`` to: by its model, for predictions."""
-    if not decoder.regression:
+    if not decoder.regression and not decoder.multiclass:
         return kind
     if kind == "label":
-        return "regression_label"
+        return "multiclass_label" if decoder.multiclass else "regression_label"
     model = doc.get("model") if isinstance(doc, dict) else None
+    if type(model) is str and model in decoder.multiclass:
+        return "multiclass_prediction"
     return "regression_prediction" if type(model) is str and model in decoder.regression else "prediction"
 
 
@@ -288,7 +332,7 @@ def shape(event: Any) -> Any:
 
 
 def check_both(raw: bytes | None) -> None:
-    for decoder in (DEFAULT, TIGHT, MIXED):
+    for decoder in (DEFAULT, TIGHT, MIXED, MULTI):
         for now in (None, NOW):
             p, lab = decoder.prediction(raw, now), decoder.label(raw, now)
             check_decoded(decoder, "prediction", raw, p)
@@ -306,7 +350,7 @@ def check_schema_rejections(raw: bytes) -> None:
         return
     if not isinstance(doc, dict):
         return
-    for decoder in (DEFAULT, MIXED):
+    for decoder in (DEFAULT, MIXED, MULTI):
         for kind, decode in (("prediction", decoder.prediction), ("label", decoder.label)):
             schema = _schema_of(decoder, kind, doc)
             if any(True for _ in SCHEMAS[schema].iter_errors(doc)):
@@ -355,6 +399,20 @@ def test_decoder_on_near_valid_regression_labels(raw: bytes) -> None:
     check_schema_rejections(raw)
 
 
+@DECODER_FUZZ
+@given(near_valid(VALID_MULTICLASS))
+def test_decoder_on_near_valid_multiclass_predictions(raw: bytes) -> None:
+    check_both(raw)
+    check_schema_rejections(raw)
+
+
+@DECODER_FUZZ
+@given(near_valid(VALID_MULTICLASS_LABEL))
+def test_decoder_on_near_valid_multiclass_labels(raw: bytes) -> None:
+    check_both(raw)
+    check_schema_rejections(raw)
+
+
 def test_the_fuzzed_base_events_are_valid() -> None:
     # Otherwise the near-valid strategies would only ever explore rejections.
     assert isinstance(DEFAULT.prediction(to_bytes(VALID_PREDICTION), NOW), Prediction)
@@ -362,6 +420,9 @@ def test_the_fuzzed_base_events_are_valid() -> None:
     assert isinstance(MIXED.prediction(to_bytes(VALID_REGRESSION), NOW), Prediction)
     assert isinstance(MIXED.label(to_bytes(VALID_REGRESSION_LABEL), NOW), Label)
     assert isinstance(MIXED.prediction(to_bytes(VALID_PREDICTION), NOW), Prediction)
+    assert isinstance(MULTI.prediction(to_bytes(VALID_MULTICLASS), NOW), Prediction)
+    assert isinstance(MULTI.label(to_bytes(VALID_MULTICLASS_LABEL), NOW), Label)
+    assert isinstance(MULTI.prediction(to_bytes(VALID_REGRESSION), NOW), Prediction)
     assert {TOO_LARGE, STRING_TOO_LONG, BAD_TIMESTAMP, "invalid_json", "unknown_model"} <= REASONS
 
 
@@ -411,6 +472,67 @@ def test_partition_processor_accounts_for_every_message(
             assert r.raw in (predictions if r.topic == "predictions" else labels)
         pp.take_partials()
     assert pp.counts.predictions + pp.counts.labels + sum(pp.counts.invalid.values()) == total
+
+
+MULTI_SPEC = ModelSpec(
+    "k",
+    task="multiclass",
+    classes=CLASSES,
+    features=[FeatureSpec("x", "numeric"), FeatureSpec("c", "categorical")],
+)
+mixed_messages = st.one_of(
+    stage1_messages,
+    near_valid(VALID_MULTICLASS),
+    near_valid(VALID_MULTICLASS_LABEL),
+    st.builds(
+        lambda i, ts, a: to_bytes(
+            {**VALID_MULTICLASS, "prediction_id": f"p{i}", "ts": ts, "scores": {"a": a, "c": 1.0 - a}}
+        ),
+        st.integers(0, 20),
+        st.floats(NOW - 7200, NOW),
+        st.sampled_from([0.0, 0.25, 0.5, 1.0]),
+    ),
+    st.builds(
+        lambda i, ts, label: to_bytes({"prediction_id": f"p{i}", "ts": ts, "label": label}),
+        st.integers(0, 20),
+        st.floats(NOW - 7200, NOW),
+        st.sampled_from(["a", "b", "c", "d", 1, 2.5]),
+    ),
+)
+
+
+@settings(FUZZ, max_examples=int(300 * SCALE))
+@given(st.lists(st.tuples(mixed_messages, mixed_messages), min_size=1, max_size=6))
+def test_partition_processor_with_a_multiclass_model_accounts_for_every_message(
+    batches: list[tuple[bytes | None, bytes | None]],
+) -> None:
+    pp = PartitionProcessor({"m": SPEC, "k": MULTI_SPEC}, MemoryStore(), bucket_s=60)
+    # A label that waited and then does not fit its prediction's model was counted as a
+    # label when it arrived and is counted again, as invalid, when it is dropped.
+    dropped: list[Invalid] = []
+    count = pp.joiner.on_misfit
+    assert count is not None
+    pp.joiner.on_misfit = lambda bad: (dropped.append(bad), count(bad))[1]
+    total = 0
+    whole = BucketSummary()
+    for batch in (batches[: len(batches) // 2 + 1], batches[len(batches) // 2 + 1 :]):
+        predictions = [p for p, _ in batch]
+        labels = [lab for _, lab in batch]
+        before = pp.counts.predictions + pp.counts.labels + sum(pp.counts.invalid.values()) - len(dropped)
+        rejected = pp.process(predictions, labels, now=NOW)
+        after = pp.counts.predictions + pp.counts.labels + sum(pp.counts.invalid.values()) - len(dropped)
+        total += len(predictions) + len(labels)
+        assert after - before == len(predictions) + len(labels)
+        for r in rejected + dropped:
+            assert r.reason in REASONS and r.detail, r
+        for partial in pp.take_partials():
+            if partial.model == "k":
+                for summary in partial.buckets.values():
+                    whole += summary  # a correction's delta may be negative, the sum never
+    state = multiclass.state_of(whole, len(CLASSES))
+    assert (state.confusion >= 0).all() and (state.top_k >= 0).all() and state.predicted[-1] == 0
+    assert state.n_labelled <= state.n_predictions
+    assert all(bad.reason in ("unknown_class", "wrong_type", "schema_violation") for bad in dropped)
 
 
 # ---------------------------------------------------------------------- config loader

@@ -79,7 +79,7 @@ def test_regression_baseline_keys_are_accepted_and_binary_keys_stay_binary() -> 
         "models: [{name: m, baseline: {mae: 1.0}, features: [{name: x, type: numeric}]}]"
     )
     assert "models.0.task" in _error(
-        "models: [{name: m, task: multiclass, features: [{name: x, type: numeric}]}]"
+        "models: [{name: m, task: ranking, features: [{name: x, type: numeric}]}]"
     )
 
 

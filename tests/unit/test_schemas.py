@@ -16,7 +16,15 @@ from jsonschema import Draft202012Validator
 from streamon.config import LabelFields, PredictionFields
 
 ROOT = Path(__file__).resolve().parents[2]
-NAMES = ("prediction", "label", "alert", "regression_prediction", "regression_label")
+NAMES = (
+    "prediction",
+    "label",
+    "alert",
+    "regression_prediction",
+    "regression_label",
+    "multiclass_prediction",
+    "multiclass_label",
+)
 
 
 def _schema(name: str) -> dict[str, Any]:
@@ -43,10 +51,11 @@ def test_schema_is_a_valid_draft_2020_12_schema(name: str) -> None:
 
 def test_schemas_describe_the_default_field_names() -> None:
     # The decoder renames configured names to these before validating: they must match.
-    both = {*_schema("prediction")["properties"], *_schema("regression_prediction")["properties"]}
-    assert both == set(PredictionFields.model_fields)
-    assert set(_schema("label")["properties"]) == set(LabelFields.model_fields)
-    assert set(_schema("regression_label")["properties"]) == set(LabelFields.model_fields)
+    forms = ("prediction", "regression_prediction", "multiclass_prediction")
+    every = {key for form in forms for key in _schema(form)["properties"]}
+    assert every == set(PredictionFields.model_fields)
+    for form in ("label", "regression_label", "multiclass_label"):
+        assert set(_schema(form)["properties"]) == set(LabelFields.model_fields)
 
 
 def test_regression_schemas_differ_from_binary_only_in_score_value_and_label() -> None:
@@ -196,3 +205,21 @@ def test_hot_path_validator_agrees(name: str, doc: object, expected: bool) -> No
     except fastjsonschema.JsonSchemaValueException:
         verdict = False
     assert verdict is expected
+
+
+def test_multiclass_schemas_differ_from_regression_only_in_scores_predicted_and_label() -> None:
+    regression = _schema("regression_prediction")["properties"]
+    multi = _schema("multiclass_prediction")["properties"]
+    assert set(regression) - set(multi) == {"value"}
+    assert set(multi) - set(regression) == {"scores", "predicted"}
+    assert all(regression[k] == multi[k] for k in set(regression) & set(multi))
+    doc = {"prediction_id": "p", "model": "m", "ts": 1, "scores": {"a": 0.25, "b": 0.75}}
+    assert _valid("multiclass_prediction", doc)
+    assert _valid("multiclass_prediction", {**doc, "predicted": "b"})
+    assert not _valid("multiclass_prediction", {**doc, "predicted": 1})
+    assert not _valid("multiclass_prediction", {**doc, "scores": {"a": "high"}})
+    assert not _valid("multiclass_prediction", {"prediction_id": "p", "model": "m", "ts": 1, "score": 0.5})
+    assert _valid("multiclass_label", {"prediction_id": "p", "label": "decline", "ts": 1})
+    assert _valid("multiclass_label", {"prediction_id": "p", "label": 2.5, "ts": 1})
+    assert not _valid("multiclass_label", {"prediction_id": "p", "label": "", "ts": 1})
+    assert not _valid("multiclass_label", {"prediction_id": "p", "label": None, "ts": 1})

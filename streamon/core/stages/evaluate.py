@@ -34,7 +34,7 @@ from streamon.core.state.summary import (
     BucketSummary,
     category_counts,
 )
-from streamon.core.statistics import classification, drift, regression
+from streamon.core.statistics import classification, drift, multiclass, regression
 from streamon.core.statistics.business import BusinessCosts, business_metrics
 from streamon.core.statistics.calibration import Calibration, calibration
 from streamon.core.statistics.concept_drift import detect_concept_drift, detect_concept_drift_counts
@@ -539,6 +539,134 @@ def _output_drift(
                 add(metric, math.nan if few else d[statistic])
 
 
+# Multiclass degradation: metric label -> lower is better.
+MULTICLASS_DEGRADATION = {"accuracy": False, "f1_score": False, "log_loss": True}
+
+# Per-class metric of a ClassReport -> exported gauge.
+_MULTICLASS_CLASS_METRICS = {
+    "precision": "ml_model_precision",
+    "recall": "ml_model_recall",
+    "f1": "ml_model_f1_score",
+}
+
+
+def _multiclass_classes(spec: ModelSpec) -> tuple[str, ...]:
+    return tuple(getattr(spec, "classes", ()) or ())
+
+
+def _multiclass_top_k(spec: ModelSpec) -> tuple[int, ...]:
+    return tuple(getattr(spec, "top_k", None) or multiclass.DEFAULT_TOP_K)
+
+
+def _multiclass_performance(
+    add: _Add,
+    spec: ModelSpec,
+    current: BucketSummary,
+    reference: BucketSummary,
+    settings: EvalSettings,
+    baseline: Mapping[str, float] | None,
+) -> None:
+    """Accuracy, per-class and averaged precision/recall/F1, log loss, top-k accuracy,
+    one-vs-rest AUC, coverage, estimated accuracy, business value and degradation of a
+    multiclass model (:mod:`streamon.core.statistics.multiclass`). Every value is NaN below
+    ``min_labelled`` labelled predictions in its window; threshold metrics, calibration,
+    score drift and concept drift on binary errors do not apply."""
+    classes = _multiclass_classes(spec)
+    k = len(classes)
+    ks = _multiclass_top_k(spec)
+    perf: dict[str, dict[str, float]] = {}
+    for window, summary in (("current", current), ("reference", reference)):
+        state = multiclass.state_of(summary, k, ks)
+        labelled = state.n_labelled
+        enough = labelled >= settings.min_labelled  # too few labels to mean anything
+        report = multiclass.class_report(state.confusion, k)
+        loss = multiclass.log_loss(state.log_loss_units, labelled)
+        top = multiclass.top_k_accuracy(state.top_k, labelled)
+        auc, auc_macro = multiclass.ovr_auc(state.ovr_pos, state.ovr_neg, k)
+
+        def val(x: float, enough: bool = enough) -> float:
+            return x if enough else math.nan
+
+        perf[window] = {
+            "accuracy": val(report.accuracy),
+            "f1_score": val(report.averages["macro"]["f1"]),
+            "log_loss": val(loss),
+        }
+        if settings.performance_enabled:
+            add("ml_model_accuracy", val(report.accuracy), window)
+            for metric, name in _MULTICLASS_CLASS_METRICS.items():
+                per_class = getattr(report, metric)
+                for c, value in zip(classes, per_class, strict=True):
+                    add(name, val(value), window, **{"class": c})
+                for average in multiclass.AVERAGES:
+                    add(name, val(report.averages[average][metric]), window, average=average)
+            add("ml_model_log_loss", val(loss), window)
+            for kk, value in zip(ks, top, strict=True):
+                add("ml_model_top_k_accuracy", val(value), window, k=str(kk))
+            for c, value in zip(classes, auc, strict=True):
+                add("ml_model_auc_roc", val(value), window, **{"class": c})
+            add("ml_model_auc_roc", val(auc_macro), window, average="macro")
+        n = summary.n_predictions
+        add("streamon_predictions_in_window", n, window)
+        add("streamon_labelled_in_window", labelled, window)
+        add("streamon_label_coverage_ratio", labelled / n if n else math.nan, window)
+
+    state = multiclass.state_of(current, k, ks)
+    if settings.business_enabled:
+        add("ml_business_processing_volume", current.n_predictions)
+        matrix: Any = spec.value_matrix  # [actual][predicted], declared order
+        if isinstance(matrix, Mapping):  # {actual: {predicted: value}}, 0 where left out
+            matrix = [[matrix.get(a, {}).get(p, 0.0) for p in classes] for a in classes]
+        if matrix is not None:
+            labelled = state.n_labelled
+            enough = labelled >= settings.min_business_labelled and labelled > 0
+            _, per_prediction = multiclass.business_value(state.confusion, matrix)
+            add("ml_business_value_per_prediction", per_prediction if enough else math.nan)
+
+    if settings.estimation_enabled:
+        # The window's accuracy once every label is in: an unlabelled prediction is right with
+        # its predicted class's probability (calibrated probabilities), a labelled one as it
+        # was. Only bound="estimate": a band needs the per-row variances p(1 - p), and the
+        # state keeps no sum of p**2.
+        correct = int(np.trace(state.confusion.reshape(k, k)))
+        estimate = multiclass.estimated_accuracy(
+            state.confidence_all - state.confidence_labelled,
+            state.n_predictions - state.n_labelled,
+            correct,
+            state.n_labelled,
+        )
+        add("ml_model_estimated_accuracy", estimate, bound="estimate")
+
+    # Degradation against the configured baseline, else the reference window.
+    base = baseline or perf["reference"]
+    lower = [m for m, low in MULTICLASS_DEGRADATION.items() if low]
+    for metric, drop in degradation(
+        perf["current"],
+        base,
+        settings.degradation_medium,
+        settings.degradation_high,
+        lower_is_better=lower,
+    ).items():
+        add("streamon_model_degradation_ratio", drop.relative_drop, metric=metric)
+
+
+def _predicted_class_drift(
+    add: _Add, spec: ModelSpec, current: BucketSummary, reference: BucketSummary, settings: EvalSettings
+) -> None:
+    """PSI of the predicted-class mix (one bin per declared class, plus unseen) of every
+    current-window prediction against the reference window's, or a pinned profile's mix
+    when it holds one (``spec.class_mix``: class name -> count). NaN below
+    ``min_drift_samples`` predictions on either side."""
+    classes = _multiclass_classes(spec)
+    k = len(classes)
+    cur = current.vector(multiclass.PREDICTED_KEY, k + 1)
+    mix = getattr(spec, "class_mix", None)
+    ref = multiclass.class_mix(mix, classes) if mix else reference.vector(multiclass.PREDICTED_KEY, k + 1)
+    few = min(int(cur.sum()), int(ref.sum())) < settings.min_drift_samples
+    if "psi" in settings.drift_methods:
+        add("ml_prediction_drift_psi_score", math.nan if few else multiclass.predicted_class_psi(ref, cur))
+
+
 def evaluate_model(
     spec: ModelSpec,
     variant: str,
@@ -556,9 +684,11 @@ def evaluate_model(
     """All gauges of one model/variant: performance, drift, business, coverage, degradation.
 
     The model's task picks the performance family once: a binary model's (threshold
-    metrics, calibration, business value, estimation, concept drift) or a regression
-    model's (:func:`_regression_performance`); both have feature drift and integrity, then
-    score drift (binary) or prediction and target drift (regression, :func:`_output_drift`).
+    metrics, calibration, business value, estimation, concept drift), a regression
+    model's (:func:`_regression_performance`) or a multiclass model's
+    (:func:`_multiclass_performance`); all have feature drift and integrity, then score
+    drift (binary), prediction and target drift (regression, :func:`_output_drift`) or
+    predicted-class drift (multiclass, :func:`_predicted_class_drift`).
 
     ``memo`` (optional, owned by the caller for ONE evaluation, while ``current`` and
     ``reference`` stay unmodified) shares feature-drift results between calls on the same
@@ -585,8 +715,11 @@ def evaluate_model(
         )
 
     regression_model = spec.task == "regression"  # the one choice of family, used twice below
+    multiclass_model = spec.task == "multiclass"
     if regression_model:
         _regression_performance(add, current, reference, settings, baseline)
+    elif multiclass_model:
+        _multiclass_performance(add, spec, current, reference, settings, baseline)
     else:
         _binary_performance(
             add,
@@ -648,6 +781,8 @@ def evaluate_model(
         add(name, value, **extra)
     if regression_model:
         _output_drift(add, spec, current, reference, settings, memo)
+    elif multiclass_model:
+        _predicted_class_drift(add, spec, current, reference, settings)
     else:
         sd = score_drift(spec, current, reference) if not few else {"psi": math.nan, "js": math.nan}
         add("ml_data_drift_psi_score", sd["psi"], feature=SCORE_FEATURE)

@@ -6,7 +6,8 @@ of the PREDICTION's event time. A second, different label is a correction: the o
 contribution is retracted (sign -1) and the new one added. A label whose prediction
 is unknown waits ``orphan_grace_s`` for it, then is counted as orphaned. With regression
 models configured a label may be any number: one that meets a binary model's prediction
-must still be 0 or 1 (see :meth:`Joiner.add_label`).
+must still be 0 or 1 (see :meth:`Joiner.add_label`). A multiclass model's record holds its
+scores vector and class indices, and its label must be one of its declared class names.
 
 Time is the partition's prediction watermark (the largest prediction event time
 seen), so a replay of the same partition makes the same decisions.
@@ -36,15 +37,17 @@ from __future__ import annotations
 import heapq
 import math
 import struct
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import astuple, dataclass
+from types import MappingProxyType
 from typing import Protocol
 
 import numpy as np
 import orjson
 from sortedcontainers import SortedDict
 
-from streamon.core.events import SCHEMA_VIOLATION, Invalid, Label, Prediction, schema_error
+from streamon.core.events import SCHEMA_VIOLATION, WRONG_TYPE, Invalid, Label, Prediction, schema_error
+from streamon.core.statistics import multiclass
 
 _PRED = b"p:"
 _LABEL = b"l:"
@@ -247,11 +250,16 @@ class LabelDelta:
     ts: float
     score: float
     predicted: int
-    label: float  # 0/1 (an int) for a binary model; the true value for a regression model
+    # 0/1 (an int) for a binary model; the true value for a regression model; the actual
+    # class index for a multiclass model (whose ``predicted`` is a class index too).
+    label: float
     sign: int
     # The prediction's segments as (field, value) pairs: named, so a label that arrives after
     # the config's segments were reordered or changed still lands in the right segments.
     segments: tuple[tuple[str, str], ...] = ()
+    # A multiclass model's probabilities in declared class order (``score`` is the predicted
+    # class's); None for the other models.
+    scores: list[float] | None = None
 
 
 @dataclass
@@ -269,8 +277,8 @@ class Joiner:
     >>> j = Joiner(MemoryStore(), label_horizon_s=3600, orphan_grace_s=60)
     >>> j.add_label(Label("p1", 1, ts=5.0))        # prediction not seen yet: waits
     []
-    >>> j.add_prediction(Prediction("p1", "m", ts=10.0, score=0.9, predicted=1))
-    [LabelDelta(model='m', variant='', ts=10.0, score=0.9, predicted=1, label=1, sign=1, segments=())]
+    >>> [(d.model, d.score, d.label, d.sign) for d in j.add_prediction(Prediction("p1", "m", 10.0, 0.9, 1))]
+    [('m', 0.9, 1, 1)]
     >>> [d.sign for d in j.add_label(Label("p1", 0, ts=20.0))]   # a correction
     [-1, 1]
     >>> _ = j.expire()                             # end of a batch: the counters are stored
@@ -286,11 +294,16 @@ class Joiner:
         orphan_grace_s: float,
         regression: frozenset[str] = frozenset(),
         on_misfit: Callable[[Invalid], None] | None = None,
+        multiclass: Mapping[str, Mapping[str, int]] | None = None,
     ) -> None:
         self.store = store
         # Regression models: their records say "no label yet" with None (-1.0 is a label),
         # and only with one of them configured can a label be anything but 0 or 1.
         self.regression = regression
+        # Multiclass models (name -> class name -> index): their records hold the scores
+        # vector and class indices (-1 = no label yet); labels are class names.
+        self.multiclass = MappingProxyType(dict(multiclass or {}))  # config: fixed, not per record
+        self._fit_labels = bool(regression or self.multiclass)
         # Told of each label that waited in the store and turns out not to fit its prediction's
         # model (a non-0/1 label of a binary model) when the prediction arrives: the label is
         # dropped, the caller counts it (its message was consumed batches ago).
@@ -442,6 +455,8 @@ class Joiner:
         prefetched = self._prefetched if self._prefetched is not None else {}
         get = self.store.get
         regression = self.regression
+        multiclass = self.multiclass
+        fit_labels = self._fit_labels
         changes: dict[bytes, bytes | None] = {}
         out: list[LabelDelta] = []
         dropped = 0
@@ -460,20 +475,32 @@ class Joiner:
                 held = orjson.loads(waiting)  # type: ignore[arg-type]
                 changes[lkey] = None
                 changes[_index_key(held[2], lkey)] = None
-                fitted = self._fitted(p.model, held[0]) if regression else held[0]
+                fitted = self._fitted(p.model, held[0]) if fit_labels else held[0]
                 if isinstance(fitted, Invalid):
                     if self.on_misfit is not None:
                         self.on_misfit(fitted)
                     dropped += 1
                 else:
                     label = fitted
-                    out.append(LabelDelta(p.model, p.variant, p.ts, p.score, p.predicted, label, 1, segments))
+                    out.append(
+                        LabelDelta(
+                            p.model, p.variant, p.ts, p.score, p.predicted, label, 1, segments, p.scores
+                        )
+                    )
             # [model, variant, ts, score, predicted, label(, [field, value, ...])]: a few dozen bytes.
             # label: -1 = none yet for a binary model, None for a regression model (whose score
-            # is its value and whose label can be -1.0).
+            # is its value and whose label can be -1.0). A multiclass model's record holds its
+            # scores vector (declared order) in place of the score, and class indices.
             # The segment list is appended only for models with segments; records without it
             # (written before segments were configured) still read, with no segment.
-            rec: list[object] = [p.model, p.variant, p.ts, p.score, p.predicted, label]
+            rec: list[object] = [
+                p.model,
+                p.variant,
+                p.ts,
+                p.scores if multiclass and p.model in multiclass else p.score,
+                p.predicted,
+                label,
+            ]
             if segments:
                 rec.append([x for pair in segments for x in pair])
             changes[key] = _pack(rec)
@@ -492,9 +519,22 @@ class Joiner:
             self.watermark = latest
         return out
 
-    def _fitted(self, model: str, label: float) -> float | Invalid:
+    def _fitted(self, model: str, label: float | str) -> float | Invalid:
         """``label`` as ``model``'s records hold it, or why it does not fit (a binary model's
-        label is 0 or 1: today's reason and detail for any other, as its decoding gives)."""
+        label is 0 or 1: today's reason and detail for any other, as its decoding gives; a
+        multiclass model's one of its class names, held as its index)."""
+        index = self.multiclass.get(model) if self.multiclass else None
+        if index is not None:
+            fitted = multiclass.check_class(label, index)
+            if isinstance(fitted, multiclass.ScoreProblem):
+                return Invalid(fitted.reason, fitted.detail, fitted.field)
+            return fitted
+        if isinstance(label, str):  # a class name for a model without classes
+            kind = "regression_label" if model in self.regression else "label"
+            bad = schema_error(kind, {"prediction_id": "-", "label": label, "ts": 0})
+            return (
+                bad if bad is not None else Invalid(WRONG_TYPE, f"label {label!r} is not a number", "label")
+            )
         if model in self.regression:
             return float(label)
         if label == 0 or label == 1:
@@ -512,7 +552,8 @@ class Joiner:
         """Join ``lab`` to its prediction (or hold it); corrections retract the old label.
 
         An :class:`Invalid` when the label does not fit its prediction's model (only possible
-        with a regression model configured): nothing changes, the caller rejects the label.
+        with a regression or multiclass model configured): nothing changes, the caller rejects
+        the label.
         """
         key = _PRED + lab.prediction_id.encode()
         raw = self._get(key)
@@ -533,12 +574,16 @@ class Joiner:
             return []
         rec = orjson.loads(raw)
         model, variant, ts, score, predicted, old = rec[:6]
-        label = lab.label
-        if self.regression:
-            fitted = self._fitted(model, label)
+        if self._fit_labels:
+            fitted = self._fitted(model, lab.label)
             if isinstance(fitted, Invalid):
                 return fitted
-            label = fitted
+            label: float = fitted
+        else:  # 0 or 1: without regression or multiclass models the decoder admits nothing else
+            label = lab.label  # type: ignore[assignment]
+        scores = None
+        if isinstance(score, list):  # a multiclass record: the vector, and the predicted class's score
+            scores, score = score, score[predicted]
         flat = rec[6] if len(rec) > 6 else ()
         segments = tuple(zip(flat[::2], flat[1::2], strict=True))
         if old == label:
@@ -547,10 +592,10 @@ class Joiner:
         out = []
         if not self._unlabelled(model, old):
             self.stats.corrections += 1
-            out.append(LabelDelta(model, variant, ts, score, predicted, old, -1, segments))
+            out.append(LabelDelta(model, variant, ts, score, predicted, old, -1, segments, scores))
         else:
             self.stats.joined += 1
-        out.append(LabelDelta(model, variant, ts, score, predicted, label, 1, segments))
+        out.append(LabelDelta(model, variant, ts, score, predicted, label, 1, segments, scores))
         rec[5] = label
         self._write({key: _pack(rec)})
         return out

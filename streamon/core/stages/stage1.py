@@ -7,7 +7,9 @@ segment field, segment value, bucket) deltas for the model's configured segments
 What a prediction and a labelled prediction add depends on the model's task, chosen once
 per group (``_OUTPUTS`` in core/profile.py, :data:`_LABELLED` here): score histograms,
 confusion and calibration for a binary model; the value sketch and the exact error sums of
-:mod:`streamon.core.statistics.regression` for a regression model.
+:mod:`streamon.core.statistics.regression` for a regression model; the confusion, top-k,
+one-vs-rest histograms, log loss and class mix of :mod:`streamon.core.statistics.multiclass`
+for a multiclass model.
 Variants and segment values come from data, so each delta keeps only the bottom-K of
 them by stable hash (:mod:`streamon.core.state.cardinality`) and folds the rest into
 OTHER. Events rejected after decoding (wrong types, duplicates) stay dead letters and are
@@ -46,7 +48,7 @@ from streamon.core.stages.join import Joiner, LabelDelta
 from streamon.core.state.cardinality import DEFAULT_VARIANT, EXEMPT, MISSING, NOTHING, OTHER, admit, bottom_k
 from streamon.core.state.summary import BucketSummary
 from streamon.core.state.windows import floor_to
-from streamon.core.statistics import regression
+from streamon.core.statistics import multiclass, regression
 from streamon.core.statistics.integrity import (
     KEYS,
     REJECTED,
@@ -363,8 +365,9 @@ class PartitionProcessor:
         self.bucket_s = bucket_s
         self.source = source
         regression = frozenset(name for name, m in models.items() if m.task == "regression")
+        classes = {name: m.classes for name, m in models.items() if m.task == "multiclass"}
         self.decoder = decoder or Decoder(
-            {name: m.threshold for name, m in models.items()}, regression=regression
+            {name: m.threshold for name, m in models.items()}, regression=regression, multiclass=classes
         )
         self.joiner = Joiner(
             store,  # type: ignore[arg-type]
@@ -372,6 +375,7 @@ class PartitionProcessor:
             orphan_grace_s,
             regression,
             self._misfit,
+            {name: multiclass.class_index(c) for name, c in classes.items()},
         )
         self.counts = BatchCounts()
         self._deltas: dict[tuple[str, str, float], BucketSummary] = {}
@@ -677,8 +681,25 @@ def _regression_labelled(
     )
 
 
+def _multiclass_labelled(
+    spec: ModelSpec, summary: BucketSummary, group: list[LabelDelta], sign: int, segment: bool
+) -> None:
+    """Labelled predictions of a multiclass model: confusion, top-k, one-vs-rest histograms, log loss."""
+    n, k = len(group), len(spec.classes)
+    multiclass.add_labelled(
+        summary,
+        np.array([d.scores for d in group], dtype=np.float64).reshape(n, k),
+        np.fromiter(map(_PREDICTED, group), dtype=np.int64, count=n),
+        np.fromiter(map(_LABEL, group), dtype=np.int64, count=n),  # the actual class indices
+        k,
+        spec.top_k,
+        sign,
+    )
+
+
 # How labelled predictions count into a summary, per model task (ModelSpec.task).
 _LABELLED: dict[str, Callable[[ModelSpec, BucketSummary, list[LabelDelta], int, bool], None]] = {
     "binary": _binary_labelled,
     "regression": _regression_labelled,
+    "multiclass": _multiclass_labelled,
 }

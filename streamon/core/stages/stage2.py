@@ -45,6 +45,7 @@ from streamon.core.state.summary import (
     BucketSummary,
 )
 from streamon.core.state.windows import Windowed, floor_to
+from streamon.core.statistics import multiclass
 from streamon.core.statistics.abmetrics import ABSettings, ab_samples
 from streamon.core.statistics.estimate import METRIC_NAMES as _ESTIMATED
 from streamon.core.statistics.segments import segment_samples
@@ -254,7 +255,7 @@ class Aggregator:
             if not self._add_counted(state, self._window(state, variant), start, summary, counted=False):
                 self.dropped += 1
             total = state.totals.setdefault(variant, BucketSummary())
-            for name in (OUTCOMES_ADDED, LATENCY, N_PREDICTIONS):
+            for name in (OUTCOMES_ADDED, LATENCY, N_PREDICTIONS, multiclass.CONFUSION_ADDED):
                 if name in summary.counts:
                     total._add(name, summary.counts[name])
         for (seg_field, value, start), summary in partial.segments.items():
@@ -376,8 +377,8 @@ class Aggregator:
             self._counters(snap, name, state)
             self._segment_samples(snap, state)
             # A/B tests over everything merged since this state began (monotonic totals). They
-            # compare binary outcomes: a regression model has none, so no (all-NaN) series.
-            if spec.task != "regression":
+            # compare binary outcomes: a regression or multiclass model has none, so no (all-NaN) series.
+            if spec.task not in ("regression", "multiclass"):
                 totals = {v: t.vector(OUTCOMES_ADDED, 4) for v, t in state.totals.items()}
                 snap.samples.extend(ab_samples(name, totals, self.ab, self.settings.costs))
         return snap
@@ -444,12 +445,41 @@ class Aggregator:
 
     def _counters(self, snap: Snapshot, model: str, state: ModelState) -> None:
         everything = BucketSummary()
-        # Outcomes are binary: a regression model's labels have none (zeros would read "unlabelled").
-        outcomes = state.spec.task != "regression"
+        # Outcomes are binary: a regression or multiclass model's labels have none (zeros would
+        # read "unlabelled"); a multiclass model counts its confusion cells instead.
+        outcomes = state.spec.task not in ("regression", "multiclass")
+        classes = tuple(getattr(state.spec, "classes", ()) or ()) if state.spec.task == "multiclass" else ()
         for variant, total in sorted(state.totals.items()):
             everything += total
             self._counter_samples(snap, model, variant, total, outcomes)
+            self._confusion_samples(snap, model, variant, total, classes)
         self._counter_samples(snap, model, ALL_VARIANTS, everything, outcomes)
+        self._confusion_samples(snap, model, ALL_VARIANTS, everything, classes)
+
+    @staticmethod
+    def _confusion_samples(
+        snap: Snapshot, model: str, variant: str, total: BucketSummary, classes: tuple[str, ...]
+    ) -> None:
+        """``ml_model_confusion_total{actual,predicted}``: every labelled prediction counted
+        up (a corrected label is never retracted from a counter)."""
+        if not classes:
+            return
+        k = len(classes)
+        added = total.vector(multiclass.CONFUSION_ADDED, k * k).tolist()
+        for i, actual in enumerate(classes):
+            for j, predicted in enumerate(classes):
+                snap.samples.append(
+                    Sample(
+                        "ml_model_confusion_total",
+                        (
+                            ("model", model),
+                            ("variant", variant),
+                            ("actual", actual),
+                            ("predicted", predicted),
+                        ),
+                        float(added[i * k + j]),
+                    )
+                )
 
     @staticmethod
     def _counter_samples(

@@ -189,7 +189,9 @@ def log_loss_units(scores: npt.ArrayLike, actual: npt.ArrayLike) -> int:
     s = _scores(scores, a.size)
     a = _labels(a, s.shape[1])
     p = np.clip(s[np.arange(a.size), a], LOG_LOSS_EPS, 1.0 - LOG_LOSS_EPS)
-    return total(-np.log(p))
+    # math.log, not np.log: numpy's SIMD log differs in the last bit by CPU, and every worker
+    # must add (and a correction retract) the very same term (see calibration.log_loss_terms).
+    return total(-np.fromiter(map(math.log, p.tolist()), dtype=np.float64, count=len(p)))
 
 
 def ovr_histograms(scores: npt.ArrayLike, actual: npt.ArrayLike, n_bins: int) -> tuple[IntArray, IntArray]:
@@ -511,3 +513,106 @@ def check_scores(
             SCORES_NOT_NORMALISED, f"{field} sum to {s!r}, not 1 (within {tolerance:g})", field
         )
     return probs
+
+
+# ---------------------------------------------------------------------- in a BucketSummary
+# A multiclass model's state lives in the generic containers of a BucketSummary (integer
+# count vectors and exact sums), so it merges, subtracts and travels exactly like a binary
+# model's. K = number of declared classes, in their declared order.
+CONFUSION_KEY = "multiclass:confusion"  # counts: K*K labelled (rows actual), retractable
+CONFUSION_ADDED = "multiclass:confusion_added"  # counts: K*K counted up only (ml_model_confusion_total)
+TOP_K_KEY = "multiclass:top_k"  # counts: per configured k, labelled rows with the class in the top k
+PREDICTED_KEY = "multiclass:predicted"  # counts: K+1 predicted classes of ALL predictions (drift)
+OVR_POS = "multiclass:ovr_pos"  # counts: K*OVR_BINS, P(c) of rows labelled c, per class c
+OVR_NEG = "multiclass:ovr_neg"  # counts: K*OVR_BINS, P(c) of rows labelled another class
+LOSS_KEY = "multiclass:log_loss"  # sums: [sum of -ln p(actual)] over labelled rows
+CONFIDENCE_KEY = "multiclass:confidence"  # sums: [sum p(predicted) over all, over labelled rows]
+OVR_BINS = 200  # equal-width bins of each class's probability (one-vs-rest AUC)
+
+
+def add_predictions(summary: Any, scores: npt.ArrayLike, predicted: npt.ArrayLike, n_classes: int) -> None:
+    """Count a batch of a multiclass model's predictions (``scores``: rows of K probabilities
+    in declared order; ``predicted``: class indices) into ``summary``.
+
+    >>> from streamon.core.state.summary import BucketSummary
+    >>> s = BucketSummary()
+    >>> add_predictions(s, [[0.7, 0.3], [0.2, 0.8]], [0, 1], 2)
+    >>> s.n_predictions, s.counts[PREDICTED_KEY].tolist()
+    (2, [1, 1, 0])
+    """
+    p = np.asarray(predicted, dtype=np.int64)
+    summary._add("predictions", np.array([p.size, 0], dtype=np.int64))
+    summary._add(PREDICTED_KEY, predicted_counts(p, n_classes))
+    summary._add_sums(CONFIDENCE_KEY, [confidence_units(scores, p), 0])
+
+
+def add_labelled(
+    summary: Any,
+    scores: npt.ArrayLike,
+    predicted: npt.ArrayLike,
+    actual: npt.ArrayLike,
+    n_classes: int,
+    ks: Sequence[int] = DEFAULT_TOP_K,
+    sign: int = 1,
+) -> None:
+    """Count labelled predictions of a multiclass model into ``summary`` (``sign=-1``
+    retracts a corrected label: the very same integers are subtracted).
+
+    >>> from streamon.core.state.summary import BucketSummary
+    >>> whole, a, b = BucketSummary(), BucketSummary(), BucketSummary()
+    >>> rows, pred, act = [[0.7, 0.3], [0.2, 0.8], [0.6, 0.4]], [0, 1, 0], [0, 1, 1]
+    >>> add_labelled(whole, rows, pred, act, 2)
+    >>> add_labelled(a, rows[:1], pred[:1], act[:1], 2); add_labelled(b, rows[1:], pred[1:], act[1:], 2)
+    >>> a += b; a == whole, whole.counts[CONFUSION_KEY].tolist()
+    (True, [1, 0, 1, 1])
+    """
+    p = np.asarray(predicted, dtype=np.int64)
+    a = np.asarray(actual, dtype=np.int64)
+    cells = confusion_counts(a, p, n_classes)
+    summary._add(CONFUSION_KEY, sign * cells)
+    if sign > 0:
+        summary._add(CONFUSION_ADDED, cells)
+    summary._add(TOP_K_KEY, sign * top_k_counts(scores, a, ks))
+    pos, neg = ovr_histograms(scores, a, OVR_BINS)
+    summary._add(OVR_POS, sign * pos)
+    summary._add(OVR_NEG, sign * neg)
+    summary._add_sums(LOSS_KEY, [log_loss_units(scores, a)], sign)
+    summary._add_sums(CONFIDENCE_KEY, [0, confidence_units(scores, p)], sign)
+
+
+@dataclass(frozen=True)
+class MulticlassState:
+    """What a summary holds of a multiclass model, read for the statistics."""
+
+    confusion: IntArray  # K*K
+    confusion_added: IntArray  # K*K
+    top_k: IntArray  # per k
+    predicted: IntArray  # K+1
+    ovr_pos: IntArray  # K*OVR_BINS
+    ovr_neg: IntArray  # K*OVR_BINS
+    log_loss_units: int
+    confidence_all: int
+    confidence_labelled: int
+    n_predictions: int
+
+    @property
+    def n_labelled(self) -> int:
+        return int(self.confusion.sum())
+
+
+def state_of(summary: Any, n_classes: int, ks: Sequence[int] = DEFAULT_TOP_K) -> MulticlassState:
+    """The multiclass state a summary holds (zeros where it holds none)."""
+    k2 = n_classes * n_classes
+    conf = summary.sums.get(CONFIDENCE_KEY, [0, 0])
+    return MulticlassState(
+        summary.vector(CONFUSION_KEY, k2),
+        summary.vector(CONFUSION_ADDED, k2),
+        summary.vector(TOP_K_KEY, len(ks)),
+        summary.vector(PREDICTED_KEY, n_classes + 1),
+        summary.vector(OVR_POS, n_classes * OVR_BINS),
+        summary.vector(OVR_NEG, n_classes * OVR_BINS),
+        summary.sums.get(LOSS_KEY, [0])[0],
+        conf[0],
+        conf[1],
+        summary.n_predictions,
+    )

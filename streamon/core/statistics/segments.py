@@ -31,7 +31,7 @@ from streamon.core.stages.evaluate import (
     score_drift,
 )
 from streamon.core.state.summary import BucketSummary
-from streamon.core.statistics import regression
+from streamon.core.statistics import multiclass, regression
 
 # performance_metrics key -> exported family
 SEGMENT_PERFORMANCE = {
@@ -68,9 +68,9 @@ def segment_samples(
     """
     labels = (("model", spec.name), ("window", "current"), ("segment_field", field), ("segment", value))
     out: list[Sample] = []
-    # A regression model has no binary outcomes or score: no threshold metrics, positive
-    # rate or score drift; its labelled count is its regression state's.
-    binary = spec.task != "regression"
+    # A regression or multiclass model has no binary outcomes or score: no threshold metrics,
+    # positive rate or score drift; its labelled count is its own state's.
+    binary = spec.task not in ("regression", "multiclass")
     if settings.performance_enabled and binary:
         perf = performance_metrics(current, spec.score_bins, settings.top_k)
         enough = current.n_labelled >= settings.min_labelled
@@ -78,7 +78,13 @@ def segment_samples(
             out.append(Sample(name, labels, perf[key] if enough else math.nan))
     n = current.n_predictions
     out.append(Sample("streamon_segment_predictions_in_window", labels, float(n)))
-    labelled = current.n_labelled if binary else regression.state_of(current).n
+    if binary:
+        labelled = current.n_labelled
+    elif spec.task == "multiclass":
+        k = len(getattr(spec, "classes", ()) or ())
+        labelled = int(current.vector(multiclass.CONFUSION_KEY, k * k).sum())
+    else:
+        labelled = regression.state_of(current).n
     out.append(Sample("streamon_segment_labelled_in_window", labels, float(labelled)))
     if binary:
         positive_rate = current.n_predicted_positive / n if n else math.nan

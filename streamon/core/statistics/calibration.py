@@ -52,7 +52,16 @@ def log_loss_terms(scores: npt.NDArray[np.float64], label: npt.NDArray[np.int64]
     >>> log_loss_terms(np.array([0.9, 0.9, 1.0]), np.array([1, 0, 1])).round(6).tolist()
     [0.105361, 2.302585, 0.0]
     """
-    p = np.where(label == 1, scores, 1.0 - scores)
+    return clipped_log_losses(np.where(label == 1, scores, 1.0 - scores))
+
+
+def clipped_log_losses(p: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """``-ln(clip(p, eps, 1 - eps))`` of each probability given to the true class: the
+    log-loss term of binary and multiclass models alike (``math.log``: see :func:`log_loss_terms`).
+
+    >>> clipped_log_losses(np.array([1.0, 0.5])).round(6).tolist()
+    [0.0, 0.693147]
+    """
     p = np.clip(p, LOG_LOSS_EPS, 1.0 - LOG_LOSS_EPS)
     logs = np.fromiter(map(math.log, p.tolist()), dtype=np.float64, count=len(p))
     return -logs

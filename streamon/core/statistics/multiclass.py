@@ -37,6 +37,7 @@ import numpy.typing as npt
 
 from streamon.core.state.exact import ULP_SHIFT, total, units
 from streamon.core.state.summary import score_bin
+from streamon.core.statistics.calibration import LOG_LOSS_EPS, clipped_log_losses
 from streamon.core.statistics.classification import auc_roc
 from streamon.core.statistics.drift import DEFAULT_FLOOR, psi
 
@@ -74,8 +75,6 @@ __all__ = [
 
 DEFAULT_TOP_K: tuple[int, ...] = (2,)
 AVERAGES = ("macro", "weighted", "micro")
-# scikit-learn's log_loss clips at the machine epsilon of float64 (1.9: finfo(dtype).eps).
-LOG_LOSS_EPS = float(np.finfo(np.float64).eps)
 SUM_TOLERANCE = 1e-6  # design.md §6: scores sum to 1 within this
 
 # Rejection reasons of the event checks.
@@ -188,10 +187,7 @@ def log_loss_units(scores: npt.ArrayLike, actual: npt.ArrayLike) -> int:
     a = np.asarray(actual, dtype=np.int64)
     s = _scores(scores, a.size)
     a = _labels(a, s.shape[1])
-    p = np.clip(s[np.arange(a.size), a], LOG_LOSS_EPS, 1.0 - LOG_LOSS_EPS)
-    # math.log, not np.log: numpy's SIMD log differs in the last bit by CPU, and every worker
-    # must add (and a correction retract) the very same term (see calibration.log_loss_terms).
-    return total(-np.fromiter(map(math.log, p.tolist()), dtype=np.float64, count=len(p)))
+    return total(clipped_log_losses(s[np.arange(a.size), a]))
 
 
 def ovr_histograms(scores: npt.ArrayLike, actual: npt.ArrayLike, n_bins: int) -> tuple[IntArray, IntArray]:

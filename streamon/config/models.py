@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -30,14 +32,30 @@ from streamon.config._base import (
 _MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 # Metrics a baseline may pin; degradation = relative drop of the live value against it.
 BASELINE_METRICS = ("accuracy", "precision", "recall", "specificity", "f1_score", "auc_roc", "auc_pr")
-# The same for a regression model (core/statistics/regression.py): errors, R², the bias.
-REGRESSION_BASELINE_METRICS = ("mae", "rmse", "mape", "r2", "mean_error")
-# The same for a multiclass model (core/statistics/multiclass.py): macro F1, mean log loss.
-MULTICLASS_BASELINE_METRICS = ("accuracy", "f1_score", "log_loss")
 # Keys that only a binary model has: other models are refused them, not silently ignored.
 BINARY_ONLY = ("threshold", "score_bins", "calibration_bins")
 # Keys that only a multiclass model has.
 MULTICLASS_ONLY = ("classes", "top_k", "value_matrix")
+
+# What each metric a baseline pins may be, per task: degradation divides by the baseline,
+# so a zero one says nothing; ratios are in (0, 1], errors and losses positive, R² at most 1.
+# The bias (mean_error) may be anything, 0 included: it is judged in units of the baseline MAE.
+_Bound = tuple[Callable[[float], bool], str]
+_RATIO: _Bound = (lambda x: 0.0 < x <= 1.0, "must be in (0, 1]")
+_POSITIVE: _Bound = (lambda x: x > 0.0, "must be > 0")
+_AT_MOST_ONE: _Bound = (lambda x: x <= 1.0 and x != 0.0, "must be at most 1 and not 0")
+_FINITE: _Bound = (math.isfinite, "must be a finite number")
+BASELINE_BOUNDS: dict[str, dict[str, _Bound]] = {
+    "binary": dict.fromkeys(BASELINE_METRICS, _RATIO),
+    "regression": {
+        "mae": _POSITIVE,
+        "rmse": _POSITIVE,
+        "mape": _POSITIVE,
+        "r2": _AT_MOST_ONE,
+        "mean_error": _FINITE,
+    },
+    "multiclass": {"accuracy": _RATIO, "f1_score": _RATIO, "log_loss": _POSITIVE},
+}
 
 
 class FeatureSpec(_Section):
@@ -123,17 +141,21 @@ class ModelSpec(_Section):
     @field_validator("baseline")
     @classmethod
     def _baseline(cls, value: dict[str, float], info: ValidationInfo) -> dict[str, float]:
-        if info.data.get("task") == "regression":
-            return _regression_baseline(value)
-        if info.data.get("task") == "multiclass":
-            return _multiclass_baseline(value)
+        task = info.data.get("task", "binary")
+        bounds = BASELINE_BOUNDS.get(task, BASELINE_BOUNDS["binary"])
+        kind = "" if task == "binary" else f" of a {task} model"
         for key, number in value.items():
-            if key not in BASELINE_METRICS:
-                hint = _did_you_mean(key, BASELINE_METRICS) or f" (one of: {', '.join(BASELINE_METRICS)})"
-                raise _PathError((key,), f"unknown baseline metric{hint}")
-            # > 0: degradation divides by the baseline; <= 1: every baseline metric is a ratio.
-            if not 0.0 < number <= 1.0:
-                raise _PathError((key,), f"must be in (0, 1] (got {number:g})")
+            if key not in bounds:
+                hint = _did_you_mean(key, tuple(bounds)) or ""
+                raise _PathError((key,), f"unknown baseline metric{kind}{hint} (one of: {', '.join(bounds)})")
+            fits, rule = bounds[key]
+            if not fits(number):
+                raise _PathError((key,), f"{rule} (got {number:g})")
+        # The bias degrades in units of the baseline MAE (core/statistics/regression.py).
+        if "mean_error" in value and task == "regression" and "mae" not in value:
+            raise _PathError(
+                ("mean_error",), "needs mae in the same baseline (the bias is judged in units of it)"
+            )
         return value
 
     @model_validator(mode="after")
@@ -188,9 +210,7 @@ class ModelSpec(_Section):
     @property
     def baseline_metrics(self) -> tuple[str, ...]:
         """The metrics a baseline of this model's task may pin."""
-        if self.task == "multiclass":
-            return MULTICLASS_BASELINE_METRICS
-        return REGRESSION_BASELINE_METRICS if self.task == "regression" else BASELINE_METRICS
+        return tuple(BASELINE_BOUNDS[self.task])
 
     def value_cells(self) -> list[list[float]] | None:
         """The value matrix as K x K rows (actual) of columns (predicted), 0 where left out."""
@@ -204,37 +224,3 @@ class ModelSpec(_Section):
             if feature.name == name:
                 return feature
         return None
-
-
-def _regression_baseline(value: dict[str, float]) -> dict[str, float]:
-    allowed = REGRESSION_BASELINE_METRICS
-    for key, number in value.items():
-        if key not in allowed:
-            hint = _did_you_mean(key, allowed)
-            raise _PathError(
-                (key,), f"unknown baseline metric of a regression model{hint} (one of: {', '.join(allowed)})"
-            )
-        # Degradation divides by the baseline: a zero one says nothing. Errors are positive.
-        if key in ("mae", "rmse", "mape") and not number > 0.0:
-            raise _PathError((key,), f"must be > 0 (got {number:g})")
-        if key == "r2" and not (number <= 1.0 and number != 0.0):
-            raise _PathError((key,), f"must be at most 1 and not 0 (got {number:g})")
-        if key == "mean_error" and number == 0.0:
-            raise _PathError((key,), "must not be 0 (the relative change of the bias divides by it)")
-    return value
-
-
-def _multiclass_baseline(value: dict[str, float]) -> dict[str, float]:
-    allowed = MULTICLASS_BASELINE_METRICS
-    for key, number in value.items():
-        if key not in allowed:
-            hint = _did_you_mean(key, allowed)
-            raise _PathError(
-                (key,), f"unknown baseline metric of a multiclass model{hint} (one of: {', '.join(allowed)})"
-            )
-        # Degradation divides by the baseline: accuracy and F1 are ratios, a log loss is positive.
-        if key == "log_loss" and not number > 0.0:
-            raise _PathError((key,), f"must be > 0 (got {number:g})")
-        if key != "log_loss" and not 0.0 < number <= 1.0:
-            raise _PathError((key,), f"must be in (0, 1] (got {number:g})")
-    return value

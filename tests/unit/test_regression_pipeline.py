@@ -64,6 +64,8 @@ def test_task_defaults_to_binary_and_a_regression_model_validates_without_binary
         ("baseline: {mea: 10.0}", "models.0.baseline.mea", "did you mean 'mae'"),
         ("baseline: {mae: 0}", "models.0.baseline.mae", "must be > 0"),
         ("baseline: {r2: 1.5}", "models.0.baseline.r2", "at most 1"),
+        # The bias is judged in units of the baseline MAE: without one its degradation is NaN.
+        ("baseline: {mean_error: 0.5}", "models.0.baseline.mean_error", "needs mae"),
     ],
 )
 def test_regression_config_errors_are_one_line_naming_the_key(extra: str, path: str, fragment: str) -> None:
@@ -75,6 +77,9 @@ def test_regression_baseline_keys_are_accepted_and_binary_keys_stay_binary() -> 
     baseline = "{mae: 120.0, r2: 0.8, mean_error: -5}"
     text = f"models: [{{name: r, task: regression, baseline: {baseline}, features: {FEATURES}}}]"
     assert parse_config_text(text).models[0].baseline == {"mae": 120.0, "r2": 0.8, "mean_error": -5.0}
+    # An unbiased baseline is the usual one, not an error.
+    unbiased = text.replace("mean_error: -5", "mean_error: 0")
+    assert parse_config_text(unbiased).models[0].baseline["mean_error"] == 0.0
     assert "models.0.baseline.mae" in _error(
         "models: [{name: m, baseline: {mae: 1.0}, features: [{name: x, type: numeric}]}]"
     )

@@ -9,7 +9,6 @@ splits, retractions and partitions, exact counts.
 
 from __future__ import annotations
 
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +27,7 @@ from streamon.engine import build_engine
 from streamon.errors import ConfigError
 from streamon.replay import replay_lines
 from streamon.traffic import TrafficSpec, generate
+from tests.unit.partitions import buckets_over_partitions, merged
 
 CLASSES = ("approve", "review", "decline")
 FEATURES = "[{name: risk, type: numeric}, {name: amount, type: numeric}, {name: channel, type: categorical}]"
@@ -303,18 +303,11 @@ def _pairs(preds: list[bytes], labels: list[bytes]) -> tuple[np.ndarray, np.ndar
     return scores, np.argmax(scores, axis=1), actual
 
 
-def _merged(buckets: dict[tuple[str, float], BucketSummary]) -> BucketSummary:
-    whole = BucketSummary()
-    for summary in buckets.values():
-        whole += summary
-    return whole
-
-
 def test_stage1_counts_multiclass_predictions_and_labels_into_the_documented_layout() -> None:
     preds, labels = _traffic(600, label_fraction=0.8)
     pp = PartitionProcessor(_models(), MemoryStore(), bucket_s=60)
     assert pp.process(preds, labels) == []
-    whole = _merged(pp.take_partials()[0].buckets)
+    whole = merged(pp.take_partials()[0].buckets.values())
     scores, predicted, actual = _pairs(preds, labels)
     every = np.array([[orjson.loads(p)["scores"].get(c, 0.0) for c in CLASSES] for p in preds])
     want = BucketSummary()
@@ -332,25 +325,10 @@ def test_stage1_counts_multiclass_predictions_and_labels_into_the_documented_lay
 
 def test_one_or_three_partitions_give_the_same_summaries() -> None:
     preds, labels = _traffic(900, label_fraction=0.7)
-    one = PartitionProcessor(_models(), MemoryStore(), bucket_s=60)
-    one.process(preds, labels)
-    parts = [PartitionProcessor(_models(), MemoryStore(), bucket_s=60) for _ in range(3)]
-
-    def of(raw: bytes) -> int:
-        return zlib.crc32(orjson.loads(raw)["prediction_id"].encode()) % 3
-
-    for i, pp in enumerate(parts):
-        pp.process([p for p in preds if of(p) == i], [lab for lab in labels if of(lab) == i])
-    whole = one.take_partials()[0].buckets
-    merged: dict[tuple[str, float], BucketSummary] = {}
-    for pp in parts:
-        for key, summary in pp.take_partials()[0].buckets.items():
-            if key in merged:
-                merged[key] += summary
-            else:
-                merged[key] = summary
-    assert merged.keys() == whole.keys() and all(merged[k] == whole[k] for k in whole)
-    assert multiclass.state_of(_merged(merged), 3).n_labelled == len(labels)
+    one = buckets_over_partitions(_models, preds, labels, 1)
+    three = buckets_over_partitions(_models, preds, labels, 3)
+    assert three.keys() == one.keys() and all(three[k] == one[k] for k in one)
+    assert multiclass.state_of(merged(three.values()), 3).n_labelled == len(labels)
 
 
 def test_a_corrected_multiclass_label_is_retracted_exactly() -> None:
@@ -360,10 +338,7 @@ def test_a_corrected_multiclass_label_is_retracted_exactly() -> None:
     pp = PartitionProcessor(_models(), MemoryStore(), bucket_s=60)
     pp.process([pred], [b'{"prediction_id": "a", "label": "decline", "ts": 62}'])
     pp.process([], [b'{"prediction_id": "a", "label": "approve", "ts": 63}'])
-    got = BucketSummary()
-    for p in pp.take_partials():
-        for summary in p.buckets.values():
-            got += summary
+    got = merged(s for p in pp.take_partials() for s in p.buckets.values())
     direct = PartitionProcessor(_models(), MemoryStore(), bucket_s=60)
     direct.process([pred], [b'{"prediction_id": "a", "label": "approve", "ts": 63}'])
     want = direct.take_partials()[0].buckets[("default", 60.0)]

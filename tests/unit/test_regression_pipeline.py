@@ -8,7 +8,6 @@ equality of summaries for splits, retractions and partitions.
 
 from __future__ import annotations
 
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ from streamon.engine import build_engine
 from streamon.errors import ConfigError
 from streamon.replay import replay_lines
 from streamon.traffic import TrafficSpec, generate
+from tests.unit.partitions import buckets_over_partitions, merged
 
 FEATURES = (
     "[{name: income, type: numeric}, {name: utilisation, type: numeric}, {name: region, type: categorical}]"
@@ -253,9 +253,7 @@ def test_stage1_counts_regression_predictions_and_labels_into_the_documented_lay
     preds, labels = _regression_traffic(400)
     pp = PartitionProcessor(_credit_models(), MemoryStore(), bucket_s=60)
     assert pp.process(preds, labels) == []
-    whole = BucketSummary()
-    for summary in pp.take_partials()[0].buckets.values():
-        whole += summary
+    whole = merged(pp.take_partials()[0].buckets.values())
     events = [orjson.loads(p) for p in preds]
     truth = {e["prediction_id"]: e["label"] for e in map(orjson.loads, labels)}
     values = np.array([e["value"] for e in events])
@@ -273,24 +271,9 @@ def test_stage1_counts_regression_predictions_and_labels_into_the_documented_lay
 
 def test_one_or_three_partitions_give_the_same_summaries() -> None:
     preds, labels = _regression_traffic(900, label_fraction=0.7)
-    one = PartitionProcessor(_credit_models(), MemoryStore(), bucket_s=60)
-    one.process(preds, labels)
-    parts = [PartitionProcessor(_credit_models(), MemoryStore(), bucket_s=60) for _ in range(3)]
-
-    def of(raw: bytes) -> int:
-        return zlib.crc32(orjson.loads(raw)["prediction_id"].encode()) % 3
-
-    for i, pp in enumerate(parts):
-        pp.process([p for p in preds if of(p) == i], [lab for lab in labels if of(lab) == i])
-    whole = one.take_partials()[0].buckets
-    merged: dict[tuple[str, float], BucketSummary] = {}
-    for pp in parts:
-        for key, summary in pp.take_partials()[0].buckets.items():
-            if key in merged:
-                merged[key] += summary
-            else:
-                merged[key] = summary
-    assert merged.keys() == whole.keys() and all(merged[k] == whole[k] for k in whole)
+    one = buckets_over_partitions(_credit_models, preds, labels, 1)
+    three = buckets_over_partitions(_credit_models, preds, labels, 3)
+    assert three.keys() == one.keys() and all(three[k] == one[k] for k in one)
 
 
 def test_a_corrected_regression_label_is_retracted_exactly() -> None:
@@ -306,10 +289,7 @@ def test_a_corrected_regression_label_is_retracted_exactly() -> None:
     )
     pp.process([pred], [b'{"prediction_id": "a", "label": -1.0, "ts": 62}'])
     pp.process([], [b'{"prediction_id": "a", "label": 977.3, "ts": 63}'])
-    got = BucketSummary()
-    for p in pp.take_partials():
-        for summary in p.buckets.values():
-            got += summary
+    got = merged(s for p in pp.take_partials() for s in p.buckets.values())
     direct = PartitionProcessor(_credit_models(), MemoryStore(), bucket_s=60)
     direct.process([pred], [b'{"prediction_id": "a", "label": 977.3, "ts": 63}'])
     want = direct.take_partials()[0].buckets[("default", 60.0)]

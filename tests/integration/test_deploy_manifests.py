@@ -1097,3 +1097,32 @@ def test_k8s_keda_objects_match_keda_crd_schemas() -> None:
 
 def _yaml_docs_from_text(text: str) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(text) if d]
+
+
+def test_k8s_scaling_docs_state_the_scaled_objects_values(k8s: dict[tuple[str, str], dict[str, Any]]) -> None:
+    """docs/scaling.md's table of the ScaledObject says what the manifest holds."""
+    spec = _scaled_object(k8s)["spec"]
+    text = (ROOT / "docs" / "scaling.md").read_text()
+    section = text.split("## Autoscaling with KEDA", 1)[1].split("\n## ", 1)[0]
+    rows = {
+        cells[0]: cells[1]
+        for line in section.splitlines()
+        if line.startswith("| ") and len(cells := [c.strip() for c in line.strip("|").split("|")]) == 3
+    }
+    (trigger,) = spec["triggers"]
+    meta = trigger["metadata"]
+    assert rows["`minReplicaCount`"].startswith(f"{spec['minReplicaCount']} ")
+    assert rows["`maxReplicaCount`"] == f"{spec['maxReplicaCount']} = `kafka.partitions`"
+    assert rows["`lagThreshold`"].startswith(f'`"{meta["lagThreshold"]}"`')
+    assert rows["`offsetResetPolicy`"] == f"`{meta['offsetResetPolicy']}`"
+    assert ("cooldownPeriod" in spec) == (rows["`cooldownPeriod`"] != "not set")
+    behavior = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+    for row, direction, where in (("scale up", "scaleUp", "above"), ("scale down", "scaleDown", "below")):
+        rules = behavior[direction]
+        (policy,) = rules["policies"]
+        window, period = rules["stabilizationWindowSeconds"], policy["periodSeconds"]
+        assert window % 60 == 0 and period % 60 == 0, direction
+        expected = (
+            f"after {window // 60} minutes {where} target, {policy['value']} pod per {period // 60} minutes"
+        )
+        assert rows[row] == expected, direction

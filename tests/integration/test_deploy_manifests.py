@@ -15,6 +15,9 @@ deploy/k8s/*.yaml:
   KEDA's ScaledObject / TriggerAuthentication (unknown fields, duplicate keys and wrong types
   fail) and checks references across the files (selectors, probe ports, volumes, ConfigMap
   keys, ServiceMonitor ports, PDB, the ScaledObject's target, trigger and partition cap).
+  The KEDA documents are also validated against KEDA's own CRD schemas (tests/integration/crds/keda,
+  vendored from the kedacore/keda/v2 Go module) with Python's jsonschema, unknown fields refused
+  and the CRDs' CEL rules translated by hand.
 
 Both tools are built by ``bash deploy/tools/install-k8svalidate.sh`` and
 ``bash deploy/tools/install-composecheck.sh`` (``make test`` runs them first, through
@@ -946,3 +949,180 @@ def test_k8s_scaled_object_matches_the_config_and_the_workers(
         behavior["scaleDown"]["stabilizationWindowSeconds"]
         >= behavior["scaleUp"]["stabilizationWindowSeconds"]
     )
+
+
+# ------------------------------------------------------------------ KEDA's own CRD schemas
+
+# KEDA's CRDs, vendored unchanged from the kedacore/keda/v2 Go module (see crds/keda/README.md).
+KEDA_CRDS = Path(__file__).resolve().parent / "crds" / "keda"
+
+# The CEL rules (x-kubernetes-validations) of those CRDs, by the path of the object they sit on,
+# translated by hand: jsonschema cannot run CEL. A refreshed CRD with a rule missing here fails
+# test_k8s_keda_crd_rules_are_all_translated instead of going unchecked.
+KEDA_CEL_RULES: dict[tuple[str, str, str], Any] = {
+    (
+        "ScaledObject",
+        "spec",
+        "!has(self.minReplicaCount) || self.minReplicaCount <= (has(self.maxReplicaCount)"
+        " ? self.maxReplicaCount : 100)",
+    ): lambda spec: (
+        "minReplicaCount" not in spec or spec["minReplicaCount"] <= spec.get("maxReplicaCount", 100)
+    ),
+}
+
+
+def _strict_schema(node: Any) -> Any:
+    """The schema with unknown fields refused, as the API server's strict field validation does
+    (kubectl apply's default): structural schemas would otherwise prune them silently."""
+    if isinstance(node, list):
+        return [_strict_schema(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _strict_schema(v) for k, v in node.items()}
+    if (
+        "properties" in node
+        and "additionalProperties" not in node
+        and not node.get("x-kubernetes-preserve-unknown-fields")
+    ):
+        out["additionalProperties"] = False
+    return out
+
+
+def _cel_rules(schema: dict[str, Any], path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], str]]:
+    """(property path, rule) of every x-kubernetes-validations rule in an openAPIV3Schema."""
+    found = [(path, v["rule"]) for v in schema.get("x-kubernetes-validations", [])]
+    for name, sub in schema.get("properties", {}).items():
+        found += _cel_rules(sub, (*path, name))
+    if "items" in schema:
+        found += [(("[]", *p), r) for p, r in _cel_rules(schema["items"], path)]
+    return found
+
+
+def _keda_crd(kind: str) -> tuple[dict[str, Any], str]:
+    """(openAPIV3Schema, served version) of the vendored CRD of a keda.sh kind."""
+    (crd,) = [
+        d
+        for p in sorted(KEDA_CRDS.glob("*.yaml"))
+        for d in _yaml_docs(p)
+        if d.get("kind") == "CustomResourceDefinition" and d["spec"]["names"]["kind"] == kind
+    ]
+    assert crd["spec"]["group"] == "keda.sh"
+    (version,) = [v for v in crd["spec"]["versions"] if v["served"] and v["storage"]]
+    schema: dict[str, Any] = version["schema"]["openAPIV3Schema"]
+    return schema, version["name"]
+
+
+def _keda_schema_errors(doc: dict[str, Any]) -> list[str]:
+    """What the API server would refuse in a keda.sh document (schema, strict fields, CEL rules)."""
+    schema, version = _keda_crd(doc["kind"])
+    errors = []
+    if doc["apiVersion"] != f"keda.sh/{version}":
+        errors.append(f"apiVersion {doc['apiVersion']} is not the served keda.sh/{version}")
+    validator_cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft7Validator)
+    strict = _strict_schema(schema)
+    validator_cls.check_schema(strict)
+    errors += [
+        f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in validator_cls(strict).iter_errors(doc)
+    ]
+    if errors:
+        return errors  # CEL rules see only objects of the schema's types (as in the API server)
+    for path, rule in _cel_rules(schema):
+        node: Any = doc
+        for key in path:
+            node = node.get(key) if isinstance(node, dict) else None
+        if node is not None and not KEDA_CEL_RULES[(doc["kind"], ".".join(path), rule)](node):
+            errors.append(f"{'.'.join(path)}: CEL rule failed: {rule}")
+    return errors
+
+
+def test_k8s_keda_crds_are_vendored_unchanged() -> None:
+    sums = dict(line.split()[::-1] for line in (KEDA_CRDS / "SHA256SUMS").read_text().splitlines())
+    assert set(sums) == {p.name for p in KEDA_CRDS.glob("*.yaml")}
+    for name, digest in sums.items():
+        assert hashlib.sha256((KEDA_CRDS / name).read_bytes()).hexdigest() == digest, name
+
+
+def test_k8s_keda_crd_rules_are_all_translated() -> None:
+    for kind in ("ScaledObject", "TriggerAuthentication"):
+        schema, _ = _keda_crd(kind)
+        for path, rule in _cel_rules(schema):
+            assert (kind, ".".join(path), rule) in KEDA_CEL_RULES, f"untranslated CEL rule of {kind}: {rule}"
+    assert _cel_rules(_keda_crd("ScaledObject")[0]), "the ScaledObject CRD has its min <= max rule"
+
+
+def test_k8s_keda_objects_match_keda_crd_schemas() -> None:
+    """The shipped ScaledObject, and the TriggerAuthentication once uncommented, are what KEDA's
+    own CRDs accept; mutations they refuse are refused here too."""
+    scaled_object = _yaml_docs(K8S / SCALED_OBJECT_FILE)
+    assert [d["kind"] for d in scaled_object] == ["ScaledObject"]
+    sasl = _yaml_docs_from_text(_with_trigger_authentication())
+    assert sorted(d["kind"] for d in sasl) == ["ScaledObject", "TriggerAuthentication"]
+    for doc in [*scaled_object, *sasl]:
+        assert _keda_schema_errors(doc) == [], doc["kind"]
+
+    so = scaled_object[0]
+    auth = next(d for d in sasl if d["kind"] == "TriggerAuthentication")
+
+    def mutated(doc: dict[str, Any], change: Any) -> dict[str, Any]:
+        doc = copy.deepcopy(doc)
+        change(doc)
+        return doc
+
+    cases: dict[str, tuple[dict[str, Any], str]] = {
+        "unknown-field": (mutated(so, lambda d: d["spec"].update(pollInterval=30)), "pollInterval"),
+        "wrong-type": (mutated(so, lambda d: d["spec"].update(minReplicaCount="three")), "'three'"),
+        "metadata-not-string": (
+            mutated(so, lambda d: d["spec"]["triggers"][0]["metadata"].update(lagThreshold=100000)),
+            "100000 is not of type 'string'",
+        ),
+        "no-trigger-type": (mutated(so, lambda d: d["spec"]["triggers"][0].pop("type")), "'type'"),
+        "no-triggers": (mutated(so, lambda d: d["spec"].update(triggers=[])), "spec.triggers"),
+        "min-above-max": (
+            mutated(so, lambda d: d["spec"].update(minReplicaCount=d["spec"]["maxReplicaCount"] + 1)),
+            "CEL rule failed",
+        ),
+        "empty-target": (mutated(so, lambda d: d["spec"]["scaleTargetRef"].update(name="")), "name"),
+        "other-version": (mutated(so, lambda d: d.update(apiVersion="keda.sh/v1beta1")), "apiVersion"),
+        "auth-no-key": (mutated(auth, lambda d: d["spec"]["secretTargetRef"][0].pop("key")), "'key'"),
+        "auth-unknown-field": (
+            mutated(auth, lambda d: d["spec"]["secretTargetRef"][0].update(secret="x")),
+            "secret",
+        ),
+    }
+    for name, (doc, expect) in cases.items():
+        errors = _keda_schema_errors(doc)
+        assert errors, f"{name}: KEDA's CRD schema accepted it"
+        assert any(expect in e for e in errors), f"{name}: {errors}"
+
+
+def _yaml_docs_from_text(text: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+def test_k8s_scaling_docs_state_the_scaled_objects_values(k8s: dict[tuple[str, str], dict[str, Any]]) -> None:
+    """docs/scaling.md's table of the ScaledObject says what the manifest holds."""
+    spec = _scaled_object(k8s)["spec"]
+    text = (ROOT / "docs" / "scaling.md").read_text()
+    section = text.split("## Autoscaling with KEDA", 1)[1].split("\n## ", 1)[0]
+    rows = {
+        cells[0]: cells[1]
+        for line in section.splitlines()
+        if line.startswith("| ") and len(cells := [c.strip() for c in line.strip("|").split("|")]) == 3
+    }
+    (trigger,) = spec["triggers"]
+    meta = trigger["metadata"]
+    assert rows["`minReplicaCount`"].startswith(f"{spec['minReplicaCount']} ")
+    assert rows["`maxReplicaCount`"] == f"{spec['maxReplicaCount']} = `kafka.partitions`"
+    assert rows["`lagThreshold`"].startswith(f'`"{meta["lagThreshold"]}"`')
+    assert rows["`offsetResetPolicy`"] == f"`{meta['offsetResetPolicy']}`"
+    assert ("cooldownPeriod" in spec) == (rows["`cooldownPeriod`"] != "not set")
+    behavior = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+    for row, direction, where in (("scale up", "scaleUp", "above"), ("scale down", "scaleDown", "below")):
+        rules = behavior[direction]
+        (policy,) = rules["policies"]
+        window, period = rules["stabilizationWindowSeconds"], policy["periodSeconds"]
+        assert window % 60 == 0 and period % 60 == 0, direction
+        expected = (
+            f"after {window // 60} minutes {where} target, {policy['value']} pod per {period // 60} minutes"
+        )
+        assert rows[row] == expected, direction

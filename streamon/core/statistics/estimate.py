@@ -401,14 +401,47 @@ class MulticlassEstimate:
     n_unlabelled: int
 
 
+@dataclass(frozen=True)
+class ClassMaps:
+    """The two calibration maps of one class ``c``, over the bins of ``P(c)``.
+
+    ``own``: P(actual = c | bin, predicted c), learnt from the labelled predictions of
+    ``c`` (the maps behind accuracy and precision); ``other``: P(actual = c | bin,
+    predicted another class). Splitting by the predicted class matters when the scores
+    are not calibrated: whether ``c`` is the argmax says more about the actual class than
+    ``P(c)`` alone.
+    """
+
+    own: CalibrationMap
+    other: CalibrationMap
+
+
 def class_maps(
     reference: multiclass.MulticlassState, n_classes: int, prior_strength: float
-) -> list[CalibrationMap]:
-    """Per class ``c``, the map P(actual = c | P(c) in bin) of the reference's labelled
-    predictions (its one-vs-rest histograms), with the binary map's Beta prior."""
-    pos = reference.ovr_pos.reshape(n_classes, -1)
-    labelled = pos + reference.ovr_neg.reshape(n_classes, -1)
-    return [CalibrationMap(pos[c].copy(), labelled[c].copy(), prior_strength) for c in range(n_classes)]
+) -> list[ClassMaps]:
+    """Per class, the :class:`ClassMaps` of the reference's labelled predictions, with the
+    binary map's Beta prior (mean: the bin's midpoint).
+
+    >>> from streamon.core.state.summary import BucketSummary
+    >>> s = BucketSummary()
+    >>> rows, pred, act = [[0.8, 0.2], [0.8, 0.2], [0.4, 0.6]], [0, 0, 1], [0, 1, 0]
+    >>> multiclass.add_labelled(s, rows, pred, act, 2)
+    >>> maps = class_maps(multiclass.state_of(s, 2), 2, prior_strength=10.0)
+    >>> maps[0].own.positives[160], maps[0].own.labelled[160], maps[0].other.positives[80]
+    (np.int64(1), np.int64(2), np.int64(1))
+    """
+    shape = (n_classes, -1)
+    pos = reference.ovr_pos.reshape(shape)
+    labelled = pos + reference.ovr_neg.reshape(shape)
+    own_pos = reference.own_correct.reshape(shape)
+    own_n = reference.own_labelled.reshape(shape)
+    return [
+        ClassMaps(
+            CalibrationMap(own_pos[c].copy(), own_n[c].copy(), prior_strength),
+            CalibrationMap(pos[c] - own_pos[c], labelled[c] - own_n[c], prior_strength),
+        )
+        for c in range(n_classes)
+    ]
 
 
 def unlabelled_own_other(
@@ -470,12 +503,12 @@ def estimate_multiclass(
 ) -> MulticlassEstimate:
     """Estimated accuracy and per-class / macro precision, recall and F1 of ``current``.
 
-    Per class ``c``, with ``m_c`` the posterior mean of the reference's map of class ``c``
+    Per class ``c``, with the posterior means of the reference's maps of class ``c``
     (:func:`class_maps`) and the unlabelled predictions of :func:`unlabelled_own_other`:
     ``TP_c`` = labelled TP + ``X_c``, ``X_c`` the actual-``c`` ones among the unlabelled
-    predicted ``c`` (mean ``sum_b own[c, b] m_c[b]``); ``FN_c`` = labelled FN + ``Y_c``,
+    predicted ``c`` (mean ``sum_b own[c, b] m_own[b]``); ``FN_c`` = labelled FN + ``Y_c``,
     ``Y_c`` the actual-``c`` ones among the unlabelled predicted another class (mean
-    ``sum_b other[c, b] m_c[b]``); ``FP_c`` = predicted ``c`` - ``TP_c``. Accuracy is
+    ``sum_b other[c, b] m_other[b]``); ``FP_c`` = predicted ``c`` - ``TP_c``. Accuracy is
     ``sum_c TP_c`` over the predictions. The estimate plugs these expected counts into
     the formulas of :func:`~streamon.core.statistics.multiclass.class_report`.
 
@@ -505,12 +538,12 @@ def estimate_multiclass(
         )
 
     maps = class_maps(reference, n_classes, prior_strength)
-    m = np.stack([cmap.mean for cmap in maps])  # (K, B)
-    strength = prior_strength + np.stack([cmap.labelled for cmap in maps])
+    m = np.stack([cm.own.mean for cm in maps])  # (K, B)
+    strength = prior_strength + np.stack([cm.own.labelled for cm in maps])
     var_p = m * (1 - m) / (strength + 1)  # posterior variance of p
     e_pq = m * (1 - m) - var_p  # E[p (1 - p)]
     x_mean = (own * m).sum(axis=1)
-    y_mean = (other * m).sum(axis=1)
+    y_mean = (other * np.stack([cm.other.mean for cm in maps])).sum(axis=1)
     x_var = (own * e_pq + own**2 * var_p).sum(axis=1)  # Beta-binomial, bins independent
     x = np.empty((DRAWS + 1, n_classes))
     x[0] = x_mean
@@ -546,26 +579,48 @@ def estimate_multiclass(
 
 
 def multiclass_calibration_check(
-    current: multiclass.MulticlassState, maps: list[CalibrationMap], min_labelled: int = 0
+    current: multiclass.MulticlassState, maps: list[ClassMaps], min_labelled: int = 0
 ) -> CalibrationCheck:
-    """The class maps tested on the current window's labelled part, one class at a time.
+    """The class maps tested on the current window's labelled part, map by map.
 
-    ``calibration_error``: the mean over classes of each class's
-    :func:`calibration_check` error (the class-wise ECE); ``p_value``: the smallest class
-    p-value times the number of classes tested, capped at 1 (Bonferroni: valid however the
-    classes' outcomes depend on each other); ``statistic`` and ``dof``: of that class.
-    NaN as the binary check.
+    Each class's ``own`` and ``other`` map is tested as the binary map
+    (:func:`calibration_check`) on the current labelled predictions it applies to.
+    ``calibration_error``: the mean over classes of each class's expected calibration
+    error, its labelled predictions grouped by score group and by whether the class was
+    predicted (sum of the maps' absolute gaps over ``K`` times the labelled predictions);
+    ``p_value``: the smallest map p-value times the number of maps tested, capped at 1
+    (Bonferroni: valid however the maps' outcomes depend on each other); ``statistic`` and
+    ``dof``: of that map. NaN as the binary check (``min_labelled`` applies to each map's
+    reference and to the current window's labelled predictions).
     """
     k = len(maps)
-    pos = current.ovr_pos.reshape(k, -1)
-    labelled = pos + current.ovr_neg.reshape(k, -1)
-    checks = [_check(pos[c], labelled[c], maps[c], min_labelled) for c in range(k)]
-    errors = np.array([c.calibration_error for c in checks])
-    error = math.nan if np.isnan(errors).all() else float(np.nanmean(errors))
-    tested = [c for c in checks if not math.isnan(c.p_value)]
+    shape = (k, -1)
+    pos = current.ovr_pos.reshape(shape)
+    labelled = pos + current.ovr_neg.reshape(shape)
+    own_pos = current.own_correct.reshape(shape)
+    own_n = current.own_labelled.reshape(shape)
+    n = current.n_labelled
+    if n == 0 or n < min_labelled:
+        return CalibrationCheck(math.nan, math.nan, math.nan, 0)
+    checks = []
+    for c, cm in enumerate(maps):
+        checks.append(_check(own_pos[c], own_n[c], cm.own, 0))
+        checks.append(_check(pos[c] - own_pos[c], labelled[c] - own_n[c], cm.other, 0))
+    if any(cm.own.n_labelled + cm.other.n_labelled < max(min_labelled, 1) for cm in maps):
+        return CalibrationCheck(math.nan, math.nan, math.nan, 0)
+    # A map with no current labels tests nothing (NaN error); its gap counts as 0.
+    gaps = sum(
+        ch.calibration_error * int(n_map.sum())
+        for ch, n_map in zip(
+            checks, [v for c in range(k) for v in (own_n[c], labelled[c] - own_n[c])], strict=True
+        )
+        if not math.isnan(ch.calibration_error)
+    )
+    error = gaps / (k * n)
+    tested = [ch for ch in checks if not math.isnan(ch.p_value)]
     if not tested:
         return CalibrationCheck(error, math.nan, math.nan, 0)
-    worst = min(tested, key=lambda c: c.p_value)
+    worst = min(tested, key=lambda ch: ch.p_value)
     return CalibrationCheck(error, min(1.0, worst.p_value * len(tested)), worst.statistic, worst.dof)
 
 

@@ -19,9 +19,10 @@ read identical values:
 - predicted-class mix: ``K + 1`` counts, one per declared class plus unseen;
 - for the estimate before labels (:func:`streamon.core.statistics.estimate.estimate_multiclass`):
   per class ``c``, the histogram of ``P(c)`` over ALL predictions (``scores``) and over
-  those whose predicted class is ``c`` (``own``), and ``own`` over the labelled ones
-  (``own_labelled``); ``scores - (pos + neg)`` and ``own - own_labelled`` are then the
-  unlabelled predictions, flat ``K*B`` as the one-vs-rest histograms.
+  those whose predicted class is ``c`` (``own``); ``own`` over the labelled ones
+  (``own_labelled``) and over the labelled ones that are right (``own_correct``), flat
+  ``K*B`` as the one-vs-rest histograms. ``scores - (pos + neg)`` and ``own -
+  own_labelled`` are the unlabelled predictions.
 
 An undefined metric (a zero denominator) is ``float('nan')``, never 0, as in
 :mod:`streamon.core.statistics.classification`. The event checks at the end are pure and
@@ -520,6 +521,7 @@ LOSS_KEY = "multiclass:log_loss"  # sums: [sum of -ln p(actual)] over labelled r
 SCORES_KEY = "multiclass:scores"  # counts: K*OVR_BINS, P(c) of ALL rows, per class c
 OWN_KEY = "multiclass:own"  # counts: K*OVR_BINS, P(c) of ALL rows predicted c
 OWN_LABELLED = "multiclass:own_labelled"  # counts: K*OVR_BINS, P(c) of labelled rows predicted c
+OWN_CORRECT = "multiclass:own_correct"  # counts: K*OVR_BINS, of them the rows actually c
 OVR_BINS = 200  # equal-width bins of each class's probability (one-vs-rest AUC, estimate)
 
 
@@ -572,8 +574,11 @@ def add_labelled(
     summary._add(OVR_POS, sign * pos)
     summary._add(OVR_NEG, sign * neg)
     summary._add_sums(LOSS_KEY, [log_loss_units(scores, a)], sign)
-    own, _ = own_histograms(scores, p, OVR_BINS)
+    s = _scores(scores, p.size)
+    own, _ = own_histograms(s, p, OVR_BINS)
     summary._add(OWN_LABELLED, sign * own)
+    right = p == a
+    summary._add(OWN_CORRECT, sign * own_histograms(s[right], p[right], OVR_BINS)[0])
 
 
 @dataclass(frozen=True)
@@ -590,6 +595,7 @@ class MulticlassState:
     scores: IntArray  # K*OVR_BINS, all predictions
     own: IntArray  # K*OVR_BINS, all predictions, predicted class = the row's class
     own_labelled: IntArray  # K*OVR_BINS, the labelled ones of ``own``
+    own_correct: IntArray  # K*OVR_BINS, the labelled ones of ``own`` actually of the row's class
     n_predictions: int
 
     @property
@@ -611,5 +617,6 @@ def state_of(summary: Any, n_classes: int, ks: Sequence[int] = DEFAULT_TOP_K) ->
         summary.vector(SCORES_KEY, kb),
         summary.vector(OWN_KEY, kb),
         summary.vector(OWN_LABELLED, kb),
+        summary.vector(OWN_CORRECT, kb),
         summary.n_predictions,
     )

@@ -302,3 +302,20 @@ def test_evaluate_model_exports_the_multiclass_estimates() -> None:
     )
     off = evaluate_model(spec, "all", cur, ref, EvalSettings(estimation_enabled=False))
     assert not [s for s in off if "estimat" in s.name]
+
+
+def test_a_reference_without_the_maps_state_reads_nan() -> None:
+    # A reference profile written before the maps' histograms existed has the confusion
+    # counts but no own_labelled / own_correct: its maps hold no labels, so NaN, not a guess.
+    k = 3
+    rng = np.random.default_rng(90)
+    ref = _summary(*_stream(rng, 3000, k), k)
+    old = ref.copy()
+    for key in (mc.OWN_LABELLED, mc.OWN_CORRECT):
+        del old.counts[key]
+    cur = _summary(*_stream(rng, 1000, k), k, labelled=100)
+    assert mc.state_of(old, k).n_labelled == 3000
+    assert math.isnan(_estimate(cur, old, k, min_labelled=100).accuracy[0])
+    assert not math.isnan(_estimate(cur, ref, k, min_labelled=100).accuracy[0])
+    maps = class_maps(mc.state_of(old, k), k, 10.0)
+    assert math.isnan(multiclass_calibration_check(mc.state_of(cur, k), maps, 100).p_value)

@@ -531,7 +531,8 @@ def estimate_multiclass(
     if n_unlabelled == 0:  # every label is in: the estimate is the realised value
         return _realised_multiclass(current, n_classes)
     nan3 = (math.nan, math.nan, math.nan)
-    if reference.n_labelled < max(min_labelled, 1):
+    # The maps' labelled predictions (a profile built before the maps existed has none).
+    if int(reference.own_labelled.sum()) < max(min_labelled, 1):
         per_class = {m: (nan3,) * n_classes for m in MULTICLASS_METRICS}
         return MulticlassEstimate(
             nan3, per_class, dict.fromkeys(MULTICLASS_METRICS, nan3), math.nan, n_unlabelled
@@ -606,7 +607,7 @@ def multiclass_calibration_check(
     for c, cm in enumerate(maps):
         checks.append(_check(own_pos[c], own_n[c], cm.own, 0))
         checks.append(_check(pos[c] - own_pos[c], labelled[c] - own_n[c], cm.other, 0))
-    if any(cm.own.n_labelled + cm.other.n_labelled < max(min_labelled, 1) for cm in maps):
+    if sum(cm.own.n_labelled for cm in maps) < max(min_labelled, 1):  # the maps' labelled predictions
         return CalibrationCheck(math.nan, math.nan, math.nan, 0)
     # A map with no current labels tests nothing (NaN error); its gap counts as 0.
     gaps = sum(

@@ -37,6 +37,13 @@ Below ``min_labelled`` labelled reference predictions the map is a guess and the
 estimates are NaN (unless nothing is unlabelled: then the estimate is the realised
 value). :func:`calibration_check` tests the map against the current window's labelled
 part, so a drifted calibration is reported rather than silently wrong.
+
+A multiclass model (:func:`estimate_multiclass`) gets the same construction per class:
+two maps per class ``c`` over the bins of ``P(c)`` (predicted ``c`` or not, from the
+reference's labels, :class:`ClassMaps`), the current window's unlabelled predictions
+from the histograms of :mod:`streamon.core.statistics.multiclass`, expected per-class
+TP and FN, and bands for accuracy and precision; :func:`multiclass_calibration_check`
+tests the maps.
 """
 
 from __future__ import annotations

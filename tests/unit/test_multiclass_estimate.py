@@ -85,16 +85,16 @@ def test_state_histograms_against_numpy() -> None:
 
 
 def test_hand_checked_expected_counts_and_band() -> None:
-    # Reference: 10 rows scored (0.8, 0.2), 6 of class 0 -> class 0's bin 160 holds 6 of 10,
-    # class 1's bin 40 holds 4 of 10. Prior strength 10, bin midpoints 0.8025 and 0.2025:
-    # m_0 = (8.025 + 6) / 20 = 0.70125, m_1 = (2.025 + 4) / 20 = 0.30125.
+    # Reference: 10 rows scored (0.8, 0.2), all predicted 0, 6 of class 0 -> class 0's own map
+    # (predicted 0) has 6 of 10 in bin 160, class 1's other map (predicted not 1) 4 of 10 in
+    # bin 40. Prior strength 10, bin midpoints 0.8025 and 0.2025:
+    # own_0 = (8.025 + 6) / 20 = 0.70125, other_1 = (2.025 + 4) / 20 = 0.30125.
     k = 2
     ref = _summary(np.tile([0.8, 0.2], (10, 1)), np.zeros(10, np.int64), np.array([0] * 6 + [1] * 4), k)
     # Current: 5 rows (0.8, 0.2) predicted 0; the first labelled 0, the other 4 unlabelled.
     cur = _summary(np.tile([0.8, 0.2], (5, 1)), np.zeros(5, np.int64), np.zeros(5, np.int64), k, labelled=1)
     est = _estimate(cur, ref, k, prior_strength=10.0, confidence=0.9)
     tp0 = 1 + 4 * 0.70125  # labelled TP + expected correct among the 4 unlabelled
-    fn1 = 4 * 0.30125  # class 1 among the unlabelled predicted 0
     assert est.expected_correct == pytest.approx(4 * 0.70125, rel=REL)
     acc = est.accuracy
     assert acc[0] == pytest.approx(tp0 / 5, rel=REL)
@@ -102,13 +102,14 @@ def test_hand_checked_expected_counts_and_band() -> None:
     assert per["precision"][0][0] == pytest.approx(tp0 / 5, rel=REL)
     assert math.isnan(per["precision"][1][0])  # never predicted
     assert per["recall"][0][0] == 1.0  # no unlabelled row predicted another class
+    # Class 1 is expected 4 * 0.30125 times among the unlabelled: recall and F1 0, not NaN.
     assert per["recall"][1][0] == 0.0 and per["f1"][1][0] == 0.0
     f1_0 = 2 * tp0 / (5 + tp0)
     assert per["f1"][0][0] == pytest.approx(f1_0, rel=REL)
     assert macro["f1"][0] == pytest.approx(f1_0 / 2, rel=REL)
     assert macro["precision"][0] == per["precision"][0][0]  # class 1 has none: skipped
     assert macro["recall"][0] == pytest.approx(0.5, rel=REL)
-    assert fn1 > 0 and math.isnan(macro["f1"][1]) and math.isnan(per["recall"][0][2])  # no band
+    assert math.isnan(macro["f1"][1]) and math.isnan(per["recall"][0][2])  # no band
     # Band of the unlabelled correct count X: Beta-binomial, n = 4, p ~ Beta(14.025, 5.975):
     # Var = n E[p(1-p)] + n^2 Var(p). Lower: X at its 5% normal quantile; upper clipped at n = 4.
     m = 0.70125

@@ -14,6 +14,8 @@ MODEL = ("model", "variant", "window")
 PER_CLASS = (*MODEL, "class", "average")  # multiclass: one of class | average; binary: neither
 _PER_CLASS_OPTIONAL = ("class", "average")
 ESTIMATED = (*MODEL, "bound")  # bound: estimate | lower | upper
+# Multiclass: one of class | average (macro) before bound; binary: neither.
+ESTIMATED_PER_CLASS = (*MODEL, "class", "average", "bound")
 AB = ("model", "variant", "metric")  # variant = the treatment arm
 SEGMENT = ("model", "window", "segment_field", "segment")  # no variant: segments span all variants
 
@@ -197,17 +199,23 @@ _METRICS = [
     MetricInfo(
         "ml_model_estimated_precision",
         "gauge",
-        ESTIMATED,
+        ESTIMATED_PER_CLASS,
         "Estimated precision at the threshold, all labels in",
+        _PER_CLASS_OPTIONAL,
     ),
     MetricInfo(
-        "ml_model_estimated_recall", "gauge", ESTIMATED, "Estimated recall at the threshold, all labels in"
+        "ml_model_estimated_recall",
+        "gauge",
+        ESTIMATED_PER_CLASS,
+        "Estimated recall at the threshold, all labels in",
+        _PER_CLASS_OPTIONAL,
     ),
     MetricInfo(
         "ml_model_estimated_f1_score",
         "gauge",
-        ESTIMATED,
+        ESTIMATED_PER_CLASS,
         "Estimated F1 score at the threshold, all labels in",
+        _PER_CLASS_OPTIONAL,
     ),
     MetricInfo(
         "ml_model_estimated_auc_roc",

@@ -255,37 +255,6 @@ def test_business_value_is_the_exact_sum_of_the_cost_matrix() -> None:
     assert math.isnan(mc.business_value(np.zeros(k * k, dtype=np.int64), values)[1])
 
 
-def test_estimated_accuracy_is_the_exact_mean_confidence_and_is_calibrated() -> None:
-    k, n = 4, 20_000
-    rng = np.random.default_rng(70)
-    scores = rng.dirichlet(np.full(k, 0.8), size=n)
-    # Calibrated by construction: the actual class is drawn from the scores.
-    actual = (rng.random(n)[:, None] > np.cumsum(scores, axis=1)).sum(axis=1)
-    actual = np.minimum(actual, k - 1)
-    predicted = mc.predicted_from_scores(scores)
-    confidence = mc.confidence_units(scores, predicted)
-    chosen = scores[np.arange(n), predicted]
-    estimate = mc.estimated_accuracy(confidence, n)
-    assert estimate == float(sum((Fraction(x) for x in chosen.tolist()), Fraction(0)) / n)
-    realised = float(np.mean(predicted == actual))
-    sd = math.sqrt(float(np.sum(chosen * (1 - chosen)))) / n
-    assert abs(estimate - realised) < 4 * sd
-    # Labelled part enters with its realised correct count.
-    half = n // 2
-    mixed = mc.estimated_accuracy(
-        mc.confidence_units(scores[half:], predicted[half:]),
-        n - half,
-        correct=int(np.count_nonzero(predicted[:half] == actual[:half])),
-        n_labelled=half,
-    )
-    want = (
-        Fraction(int(np.count_nonzero(predicted[:half] == actual[:half])))
-        + sum((Fraction(x) for x in chosen[half:].tolist()), Fraction(0))
-    ) / n
-    assert mixed == float(want)
-    assert math.isnan(mc.estimated_accuracy(0, 0))
-
-
 # ---------------------------------------------------------------------- mergeability
 
 
@@ -299,7 +268,9 @@ def _state(scores: np.ndarray, actual: np.ndarray, k: int, bins: int) -> dict[st
         "pos": pos,
         "neg": neg,
         "predicted": mc.predicted_counts(predicted, k),
-        "confidence": mc.confidence_units(scores, predicted),
+        # The estimate's histograms: P(c) of the rows predicted c, and of every row.
+        "own": mc.own_histograms(scores, predicted, bins)[0],
+        "every": mc.own_histograms(scores, predicted, bins)[1],
     }
 
 
@@ -314,7 +285,6 @@ def _readings(state: dict[str, Any], k: int, n: int) -> list[object]:
         mc.top_k_accuracy(state["top_k"], n),
         mc.log_loss(state["log_loss"], n),
         mc.ovr_auc(state["pos"], state["neg"], k),
-        mc.estimated_accuracy(state["confidence"], n),
     ]
 
 

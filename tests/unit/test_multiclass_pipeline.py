@@ -313,10 +313,17 @@ def test_stage1_counts_multiclass_predictions_and_labels_into_the_documented_lay
     want = BucketSummary()
     multiclass.add_predictions(want, every, np.argmax(every, axis=1), 3)
     multiclass.add_labelled(want, scores, predicted, actual, 3)
-    for key in (multiclass.PREDICTED_KEY, multiclass.CONFUSION_KEY, multiclass.TOP_K_KEY, multiclass.OVR_POS):
+    for key in (
+        multiclass.PREDICTED_KEY,
+        multiclass.CONFUSION_KEY,
+        multiclass.TOP_K_KEY,
+        multiclass.OVR_POS,
+        multiclass.SCORES_KEY,
+        multiclass.OWN_KEY,
+        multiclass.OWN_LABELLED,
+    ):
         assert whole.counts[key].tolist() == want.counts[key].tolist(), key
-    for key in (multiclass.LOSS_KEY, multiclass.CONFIDENCE_KEY):
-        assert whole.sums[key] == want.sums[key], key
+    assert whole.sums[multiclass.LOSS_KEY] == want.sums[multiclass.LOSS_KEY]
     assert whole.n_predictions == 600 and "scores" not in whole.counts and "confusion" not in whole.counts
     assert whole.counts["latency"][-1] == 600  # latency counted as for binary
     assert whole.sketches["risk"].count == 600 and "channel" in whole.categories

@@ -39,7 +39,7 @@ from streamon.core.statistics.business import BusinessCosts, business_metrics
 from streamon.core.statistics.calibration import Calibration, calibration
 from streamon.core.statistics.concept_drift import detect_concept_drift, detect_concept_drift_counts
 from streamon.core.statistics.degradation import degradation
-from streamon.core.statistics.estimate import estimation_gauges
+from streamon.core.statistics.estimate import estimation_gauges, multiclass_estimation_gauges
 from streamon.core.statistics.integrity import integrity_gauges
 
 # The metrics compared against a baseline for degradation (higher is better).
@@ -567,7 +567,7 @@ def _multiclass_performance(
     baseline: Mapping[str, float] | None,
 ) -> None:
     """Accuracy, per-class and averaged precision/recall/F1, log loss, top-k accuracy,
-    one-vs-rest AUC, coverage, estimated accuracy, business value and degradation of a
+    one-vs-rest AUC, coverage, estimated performance, business value and degradation of a
     multiclass model (:mod:`streamon.core.statistics.multiclass`). Every value is NaN below
     ``min_labelled`` labelled predictions in its window; threshold metrics, calibration,
     score drift and concept drift on binary errors do not apply."""
@@ -623,19 +623,17 @@ def _multiclass_performance(
             _, per_prediction = multiclass.business_value(state.confusion, matrix)
             add("ml_business_value_per_prediction", per_prediction if enough else math.nan)
 
-    if settings.estimation_enabled:
-        # The window's accuracy once every label is in: an unlabelled prediction is right with
-        # its predicted class's probability (calibrated probabilities), a labelled one as it
-        # was. Only bound="estimate": a band needs the per-row variances p(1 - p), and the
-        # state keeps no sum of p**2.
-        correct = int(np.trace(state.confusion.reshape(k, k)))
-        estimate = multiclass.estimated_accuracy(
-            state.confidence_all - state.confidence_labelled,
-            state.n_predictions - state.n_labelled,
-            correct,
-            state.n_labelled,
-        )
-        add("ml_model_estimated_accuracy", estimate, bound="estimate")
+    if settings.estimation_enabled:  # what the current window's metrics will be once labelled
+        for name, value, extra in multiclass_estimation_gauges(
+            state,
+            multiclass.state_of(reference, k, ks),
+            classes,
+            prior_strength=settings.estimation_prior_strength,
+            confidence=settings.estimation_confidence,
+            min_labelled=settings.min_estimation_labelled,
+            reliable_p_value=settings.estimation_reliable_p_value,
+        ):
+            add(name, value, **extra)
 
     # Degradation against the configured baseline, else the reference window.
     base = baseline or perf["reference"]

@@ -37,10 +37,18 @@ Below ``min_labelled`` labelled reference predictions the map is a guess and the
 estimates are NaN (unless nothing is unlabelled: then the estimate is the realised
 value). :func:`calibration_check` tests the map against the current window's labelled
 part, so a drifted calibration is reported rather than silently wrong.
+
+A multiclass model (:func:`estimate_multiclass`) gets the same construction per class:
+two maps per class ``c`` over the bins of ``P(c)`` (predicted ``c`` or not, from the
+reference's labels, :class:`ClassMaps`), the current window's unlabelled predictions
+from the histograms of :mod:`streamon.core.statistics.multiclass`, expected per-class
+TP and FN, and bands for accuracy and precision; :func:`multiclass_calibration_check`
+tests the maps.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -58,7 +66,7 @@ from streamon.core.state.summary import (
     TP,
     BucketSummary,
 )
-from streamon.core.statistics import classification
+from streamon.core.statistics import classification, multiclass
 from streamon.core.statistics.business import BusinessCosts, business_metrics
 
 DRAWS = 2000  # normal draws behind each band: quantile error well below the band's width
@@ -337,8 +345,18 @@ def calibration_check(
     a Hosmer-Lemeshow chi-square with one degree of freedom per group (the map was not
     fitted on these labels).
     """
-    pos = current.vector(POSITIVE_SCORES, score_bins).astype(np.float64)
+    pos = current.vector(POSITIVE_SCORES, score_bins)
     n = pos + current.vector(NEGATIVE_SCORES, score_bins)
+    return _check(pos, n, cmap, min_labelled)
+
+
+def _check(
+    positives: npt.NDArray[np.int64], labelled: npt.NDArray[np.int64], cmap: CalibrationMap, min_labelled: int
+) -> CalibrationCheck:
+    """:func:`calibration_check` of labelled counts per bin (``positives`` of ``labelled``)."""
+    pos = positives.astype(np.float64)
+    n = labelled.astype(np.float64)
+    score_bins = n.size
     total = float(n.sum())
     if total == 0 or total < min_labelled or cmap.n_labelled < max(min_labelled, 1):
         return CalibrationCheck(math.nan, math.nan, math.nan, 0)
@@ -364,6 +382,254 @@ def calibration_check(
     statistic = float((((o_g - e_g) ** 2)[used] / v_g[used]).sum())
     dof = int(used.sum())
     return CalibrationCheck(ece, float(special.chdtrc(dof, statistic)), statistic, dof)  # chi2 sf
+
+
+# ---------------------------------------------------------------------- multiclass models
+
+MULTICLASS_METRICS = ("precision", "recall", "f1")  # per class and macro; accuracy besides
+BANDED = ("accuracy", "precision")  # the multiclass estimates with a lower/upper band
+
+
+@dataclass(frozen=True)
+class MulticlassEstimate:
+    """Estimated metrics of a multiclass window, each ``(estimate, lower, upper)``.
+
+    ``per_class[metric]`` has one triple per declared class, ``macro[metric]`` their mean
+    over the classes where the metric is defined (as
+    :func:`streamon.core.statistics.multiclass.class_report`); lower and upper are NaN
+    for the metrics outside :data:`BANDED` (unless every label is in); ``expected_correct`` is
+    the expected number of correct predictions among the ``n_unlabelled`` ones.
+    """
+
+    accuracy: tuple[float, float, float]
+    per_class: dict[str, tuple[tuple[float, float, float], ...]]
+    macro: dict[str, tuple[float, float, float]]
+    expected_correct: float
+    n_unlabelled: int
+
+
+@dataclass(frozen=True)
+class ClassMaps:
+    """The two calibration maps of one class ``c``, over the bins of ``P(c)``.
+
+    ``own``: P(actual = c | bin, predicted c), learnt from the labelled predictions of
+    ``c`` (the maps behind accuracy and precision); ``other``: P(actual = c | bin,
+    predicted another class). Splitting by the predicted class matters when the scores
+    are not calibrated: whether ``c`` is the argmax says more about the actual class than
+    ``P(c)`` alone.
+    """
+
+    own: CalibrationMap
+    other: CalibrationMap
+
+
+def class_maps(
+    reference: multiclass.MulticlassState, n_classes: int, prior_strength: float
+) -> list[ClassMaps]:
+    """Per class, the :class:`ClassMaps` of the reference's labelled predictions, with the
+    binary map's Beta prior (mean: the bin's midpoint).
+
+    >>> from streamon.core.state.summary import BucketSummary
+    >>> s = BucketSummary()
+    >>> rows, pred, act = [[0.8, 0.2], [0.8, 0.2], [0.4, 0.6]], [0, 0, 1], [0, 1, 0]
+    >>> multiclass.add_labelled(s, rows, pred, act, 2)
+    >>> maps = class_maps(multiclass.state_of(s, 2), 2, prior_strength=10.0)
+    >>> maps[0].own.positives[160], maps[0].own.labelled[160], maps[0].other.positives[80]
+    (np.int64(1), np.int64(2), np.int64(1))
+    """
+    shape = (n_classes, -1)
+    pos = reference.ovr_pos.reshape(shape)
+    labelled = pos + reference.ovr_neg.reshape(shape)
+    own_pos = reference.own_correct.reshape(shape)
+    own_n = reference.own_labelled.reshape(shape)
+    return [
+        ClassMaps(
+            CalibrationMap(own_pos[c].copy(), own_n[c].copy(), prior_strength),
+            CalibrationMap(pos[c] - own_pos[c], labelled[c] - own_n[c], prior_strength),
+        )
+        for c in range(n_classes)
+    ]
+
+
+def unlabelled_own_other(
+    current: multiclass.MulticlassState, n_classes: int
+) -> tuple[FloatArray, FloatArray]:
+    """Unlabelled predictions per class ``c`` and bin of ``P(c)``, split into (predicted ``c``,
+    predicted another class), each ``(K, B)``.
+
+    >>> from streamon.core.state.summary import BucketSummary
+    >>> s = BucketSummary()
+    >>> rows = [[0.9, 0.1], [0.3, 0.7], [0.6, 0.4]]
+    >>> multiclass.add_predictions(s, rows, [0, 1, 0], 2)
+    >>> multiclass.add_labelled(s, rows[:1], [0], [0], 2)  # the first one is labelled
+    >>> own, other = unlabelled_own_other(multiclass.state_of(s, 2), 2)
+    >>> [own[c].nonzero()[0].tolist() for c in range(2)], [other[c].nonzero()[0].tolist() for c in range(2)]
+    ([[120], [140]], [[60], [80]])
+    """
+    shape = (n_classes, -1)
+    labelled = (current.ovr_pos + current.ovr_neg).reshape(shape)
+    every = np.maximum(current.scores.reshape(shape) - labelled, 0)
+    own = np.minimum(np.maximum(current.own.reshape(shape) - current.own_labelled.reshape(shape), 0), every)
+    return own.astype(np.float64), (every - own).astype(np.float64)
+
+
+@functools.cache
+def _class_normals(n_classes: int) -> FloatArray:
+    """Standard normal draws of the multiclass bands, ``(DRAWS, K)``: fixed per K, in every process."""
+    z = np.random.default_rng([SEED, n_classes]).standard_normal((DRAWS, n_classes))
+    z.flags.writeable = False
+    return z
+
+
+def _masked_mean(values: FloatArray) -> FloatArray:
+    """Mean of each row over its defined (non-NaN) entries; NaN for a row with none."""
+    defined = ~np.isnan(values)
+    total = np.where(defined, values, 0.0).sum(axis=1)
+    return _ratio(total, defined.sum(axis=1).astype(np.float64))
+
+
+def _realised_multiclass(current: multiclass.MulticlassState, n_classes: int) -> MulticlassEstimate:
+    report = multiclass.class_report(current.confusion, n_classes)
+
+    def same(x: float) -> tuple[float, float, float]:
+        return (x, x, x)
+
+    per_class = {m: tuple(same(x) for x in getattr(report, m)) for m in MULTICLASS_METRICS}
+    macro = {m: same(report.averages["macro"][m]) for m in MULTICLASS_METRICS}
+    return MulticlassEstimate(same(report.accuracy), per_class, macro, 0.0, 0)
+
+
+def estimate_multiclass(
+    current: multiclass.MulticlassState,
+    reference: multiclass.MulticlassState,
+    n_classes: int,
+    *,
+    prior_strength: float = 10.0,
+    confidence: float = 0.9,
+    min_labelled: int = 0,
+) -> MulticlassEstimate:
+    """Estimated accuracy and per-class / macro precision, recall and F1 of ``current``.
+
+    Per class ``c``, with the posterior means of the reference's maps of class ``c``
+    (:func:`class_maps`) and the unlabelled predictions of :func:`unlabelled_own_other`:
+    ``TP_c`` = labelled TP + ``X_c``, ``X_c`` the actual-``c`` ones among the unlabelled
+    predicted ``c`` (mean ``sum_b own[c, b] m_own[b]``); ``FN_c`` = labelled FN + ``Y_c``,
+    ``Y_c`` the actual-``c`` ones among the unlabelled predicted another class (mean
+    ``sum_b other[c, b] m_other[b]``); ``FP_c`` = predicted ``c`` - ``TP_c``. Accuracy is
+    ``sum_c TP_c`` over the predictions. The estimate plugs these expected counts into
+    the formulas of :func:`~streamon.core.statistics.multiclass.class_report`.
+
+    Bands (accuracy and precision only, see :data:`BANDED`): each ``X_c`` is a
+    Beta-binomial sum as the binary ``S1`` (Bernoulli outcomes plus the map's posterior
+    uncertainty), and the ``X_c`` of different classes count disjoint predictions under
+    different maps, so they are independent; :data:`DRAWS` fixed-seed normal draws with
+    those moments go through the formulas and the band is their quantiles. Recall and F1
+    also need ``Y_c``, whose outcomes are coupled across classes (one prediction is
+    actual in exactly one class) by its joint score vector, which the state does not
+    keep: their lower and upper are NaN rather than a band that would be too narrow.
+
+    ``min_labelled``: fewest labelled reference predictions the maps need; below it every
+    estimate of a window with unlabelled predictions is NaN.
+    """
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+    own, other = unlabelled_own_other(current, n_classes)
+    n_unlabelled = int(own.sum())
+    if n_unlabelled == 0:  # every label is in: the estimate is the realised value
+        return _realised_multiclass(current, n_classes)
+    nan3 = (math.nan, math.nan, math.nan)
+    # The maps' labelled predictions (a profile built before the maps existed has none).
+    if int(reference.own_labelled.sum()) < max(min_labelled, 1):
+        per_class = {m: (nan3,) * n_classes for m in MULTICLASS_METRICS}
+        return MulticlassEstimate(
+            nan3, per_class, dict.fromkeys(MULTICLASS_METRICS, nan3), math.nan, n_unlabelled
+        )
+
+    maps = class_maps(reference, n_classes, prior_strength)
+    m = np.stack([cm.own.mean for cm in maps])  # (K, B)
+    strength = prior_strength + np.stack([cm.own.labelled for cm in maps])
+    var_p = m * (1 - m) / (strength + 1)  # posterior variance of p
+    e_pq = m * (1 - m) - var_p  # E[p (1 - p)]
+    x_mean = (own * m).sum(axis=1)
+    y_mean = (other * np.stack([cm.other.mean for cm in maps])).sum(axis=1)
+    x_var = (own * e_pq + own**2 * var_p).sum(axis=1)  # Beta-binomial, bins independent
+    x = np.empty((DRAWS + 1, n_classes))
+    x[0] = x_mean
+    x[1:] = np.clip(x_mean + _class_normals(n_classes) * np.sqrt(x_var), 0.0, own.sum(axis=1))
+
+    conf = current.confusion.reshape(n_classes, n_classes).astype(np.float64)  # rows actual
+    tp = np.diag(conf) + x  # (DRAWS + 1, K); row 0 the estimate
+    predicted = conf.sum(axis=0) + own.sum(axis=1)
+    actual = conf.sum(axis=1) + x_mean + y_mean
+    accuracy = tp.sum(axis=1) / (float(conf.sum()) + n_unlabelled)
+    precision = _ratio(tp, np.broadcast_to(predicted, tp.shape))
+    recall = _ratio(tp[0], actual)
+    f1 = _ratio(2 * tp[0], predicted + actual)  # 2TP / (2TP + FP + FN)
+
+    rows = np.vstack([accuracy, _masked_mean(precision), precision.T])
+    bands = _bands(rows[:, 1:], confidence)
+    banded = [(float(rows[i, 0]), float(bands[i, 0]), float(bands[i, 1])) for i in range(len(rows))]
+
+    def point(v: float) -> tuple[float, float, float]:
+        return (float(v), math.nan, math.nan)
+
+    per_class = {
+        "precision": tuple(banded[2:]),
+        "recall": tuple(point(v) for v in recall),
+        "f1": tuple(point(v) for v in f1),
+    }
+    macro = {
+        "precision": banded[1],
+        "recall": point(_masked_mean(recall[None, :])[0]),
+        "f1": point(_masked_mean(f1[None, :])[0]),
+    }
+    return MulticlassEstimate(banded[0], per_class, macro, float(x_mean.sum()), n_unlabelled)
+
+
+def multiclass_calibration_check(
+    current: multiclass.MulticlassState, maps: list[ClassMaps], min_labelled: int = 0
+) -> CalibrationCheck:
+    """The class maps tested on the current window's labelled part, map by map.
+
+    Each class's ``own`` and ``other`` map is tested as the binary map
+    (:func:`calibration_check`) on the current labelled predictions it applies to.
+    ``calibration_error``: the mean over classes of each class's expected calibration
+    error, its labelled predictions grouped by score group and by whether the class was
+    predicted (sum of the maps' absolute gaps over ``K`` times the labelled predictions);
+    ``p_value``: the smallest map p-value times the number of maps tested, capped at 1
+    (Bonferroni: valid however the maps' outcomes depend on each other); ``statistic`` and
+    ``dof``: of that map. NaN as the binary check (``min_labelled`` applies to each map's
+    reference and to the current window's labelled predictions).
+    """
+    k = len(maps)
+    shape = (k, -1)
+    pos = current.ovr_pos.reshape(shape)
+    labelled = pos + current.ovr_neg.reshape(shape)
+    own_pos = current.own_correct.reshape(shape)
+    own_n = current.own_labelled.reshape(shape)
+    n = current.n_labelled
+    if n == 0 or n < min_labelled:
+        return CalibrationCheck(math.nan, math.nan, math.nan, 0)
+    checks = []
+    for c, cm in enumerate(maps):
+        checks.append(_check(own_pos[c], own_n[c], cm.own, 0))
+        checks.append(_check(pos[c] - own_pos[c], labelled[c] - own_n[c], cm.other, 0))
+    if sum(cm.own.n_labelled for cm in maps) < max(min_labelled, 1):  # the maps' labelled predictions
+        return CalibrationCheck(math.nan, math.nan, math.nan, 0)
+    # A map with no current labels tests nothing (NaN error); its gap counts as 0.
+    gaps = sum(
+        ch.calibration_error * int(n_map.sum())
+        for ch, n_map in zip(
+            checks, [v for c in range(k) for v in (own_n[c], labelled[c] - own_n[c])], strict=True
+        )
+        if not math.isnan(ch.calibration_error)
+    )
+    error = gaps / (k * n)
+    tested = [ch for ch in checks if not math.isnan(ch.p_value)]
+    if not tested:
+        return CalibrationCheck(error, math.nan, math.nan, 0)
+    worst = min(tested, key=lambda ch: ch.p_value)
+    return CalibrationCheck(error, min(1.0, worst.p_value * len(tested)), worst.statistic, worst.dof)
 
 
 # Exported name of each estimated metric (labels: model, variant, window, bound).
@@ -397,6 +663,48 @@ def estimation_gauges(
         for bound, value in zip(BOUNDS, est.values[key], strict=True):
             out.append((name, value, {"bound": bound}))
     check = calibration_check(current, cmap, score_bins, min_labelled)
+    reliable = math.nan if math.isnan(check.p_value) else float(check.p_value >= reliable_p_value)
+    out.append(("ml_model_estimation_calibration_error", check.calibration_error, {}))
+    out.append(("streamon_estimation_calibration_p_value", check.p_value, {}))
+    out.append(("streamon_estimation_reliable", reliable, {}))
+    return out
+
+
+def multiclass_estimation_gauges(
+    current: multiclass.MulticlassState,
+    reference: multiclass.MulticlassState,
+    classes: tuple[str, ...],
+    *,
+    prior_strength: float,
+    confidence: float,
+    min_labelled: int,
+    reliable_p_value: float,
+) -> list[tuple[str, float, dict[str, str]]]:
+    """:func:`estimation_gauges` of a multiclass model: estimated accuracy, per-class
+    (``class``) and macro (``average="macro"``) precision, recall and F1 (``bound`` =
+    estimate, lower, upper for :data:`BANDED`, only estimate for recall and F1), and the
+    class-wise calibration check."""
+    k = len(classes)
+    est = estimate_multiclass(
+        current,
+        reference,
+        k,
+        prior_strength=prior_strength,
+        confidence=confidence,
+        min_labelled=min_labelled,
+    )
+    out: list[tuple[str, float, dict[str, str]]] = []
+    for bound, value in zip(BOUNDS, est.accuracy, strict=True):
+        out.append((METRIC_NAMES["accuracy"], value, {"bound": bound}))
+    for metric in MULTICLASS_METRICS:
+        name = METRIC_NAMES[metric]
+        bounds = BOUNDS if metric in BANDED else BOUNDS[:1]  # no band: only bound="estimate"
+        for c, triple in zip(classes, est.per_class[metric], strict=True):
+            for bound, value in zip(bounds, triple, strict=False):
+                out.append((name, value, {"class": c, "bound": bound}))
+        for bound, value in zip(bounds, est.macro[metric], strict=False):
+            out.append((name, value, {"average": "macro", "bound": bound}))
+    check = multiclass_calibration_check(current, class_maps(reference, k, prior_strength), min_labelled)
     reliable = math.nan if math.isnan(check.p_value) else float(check.p_value >= reliable_p_value)
     out.append(("ml_model_estimation_calibration_error", check.calibration_error, {}))
     out.append(("streamon_estimation_calibration_p_value", check.p_value, {}))

@@ -17,8 +17,12 @@ read identical values:
   binary score histograms) of ``P(c)`` over labelled predictions whose actual class is
   ``c`` (``pos``) and is not ``c`` (``neg``), flat ``K*B``;
 - predicted-class mix: ``K + 1`` counts, one per declared class plus unseen;
-- confidence: the exact sum of the predicted class's probability (for the estimate
-  before labels).
+- for the estimate before labels (:func:`streamon.core.statistics.estimate.estimate_multiclass`):
+  per class ``c``, the histogram of ``P(c)`` over ALL predictions (``scores``) and over
+  those whose predicted class is ``c`` (``own``); ``own`` over the labelled ones
+  (``own_labelled``) and over the labelled ones that are right (``own_correct``), flat
+  ``K*B`` as the one-vs-rest histograms. ``scores - (pos + neg)`` and ``own -
+  own_labelled`` are the unlabelled predictions.
 
 An undefined metric (a zero denominator) is ``float('nan')``, never 0, as in
 :mod:`streamon.core.statistics.classification`. The event checks at the end are pure and
@@ -59,13 +63,12 @@ __all__ = [
     "class_index",
     "class_mix",
     "class_report",
-    "confidence_units",
     "confusion_counts",
-    "estimated_accuracy",
     "log_loss",
     "log_loss_units",
     "ovr_auc",
     "ovr_histograms",
+    "own_histograms",
     "predicted_class_psi",
     "predicted_counts",
     "predicted_from_scores",
@@ -241,17 +244,28 @@ def class_mix(counts_by_class: Mapping[str, int], classes: Sequence[str]) -> Int
     return out
 
 
-def confidence_units(scores: npt.ArrayLike, predicted: npt.ArrayLike) -> int:
-    """Exact sum (units of ``2**-1074``) of each row's probability of its predicted class.
+def own_histograms(scores: npt.ArrayLike, predicted: npt.ArrayLike, n_bins: int) -> tuple[IntArray, IntArray]:
+    """``(own, every)`` histograms of a batch, each flat ``K * n_bins`` like :func:`ovr_histograms`.
 
-    >>> from streamon.core.state.exact import to_float
-    >>> to_float(confidence_units([[0.75, 0.25], [0.5, 0.5]], [0, 1]))
-    1.25
+    Row ``c`` of ``every`` bins ``P(c)`` of every row; row ``c`` of ``own`` bins ``P(c)`` of
+    the rows whose predicted class is ``c`` (so ``every - own`` is ``P(c)`` of the rows
+    predicted another class).
+
+    >>> own, every = own_histograms([[0.9, 0.1], [0.3, 0.7], [0.6, 0.4]], [0, 1, 1], n_bins=2)
+    >>> own.reshape(2, 2).tolist(), every.reshape(2, 2).tolist()
+    ([[0, 1], [1, 1]], [[1, 2], [2, 1]])
     """
+    if n_bins < 1:
+        raise ValueError(f"n_bins must be >= 1, got {n_bins}")
     p = np.asarray(predicted, dtype=np.int64)
     s = _scores(scores, p.size)
-    p = _labels(p, s.shape[1])
-    return total(s[np.arange(p.size), p])
+    k = s.shape[1]
+    p = _labels(p, k)
+    bins = score_bin(s, n_bins)
+    size = k * n_bins
+    every = np.bincount((np.arange(k, dtype=np.int64)[None, :] * n_bins + bins).ravel(), minlength=size)
+    own = np.bincount(p * n_bins + bins[np.arange(p.size), p], minlength=size)
+    return own.astype(np.int64), every.astype(np.int64)
 
 
 # ---------------------------------------------------------------------- statistics of state
@@ -419,25 +433,6 @@ def business_value(confusion: npt.ArrayLike, values: npt.ArrayLike) -> tuple[flo
     return total_units / (1 << ULP_SHIFT), _exact_mean(total_units, n)
 
 
-def estimated_accuracy(
-    unlabelled_confidence: int, n_unlabelled: int, correct: int = 0, n_labelled: int = 0
-) -> float:
-    """Accuracy expected once every label is in, assuming calibrated probabilities.
-
-    A calibrated model's predicted class is right with the probability it gives that
-    class, so an unlabelled prediction counts ``p_predicted`` expected correct ones
-    (``unlabelled_confidence``: :func:`confidence_units` of the unlabelled predictions,
-    exact). Labelled predictions enter with their realised ``correct`` count. With no
-    labels this is the mean probability of the predicted class; NaN without predictions.
-
-    >>> estimated_accuracy(total([0.9, 0.6]), 2)
-    0.75
-    >>> estimated_accuracy(total([0.9, 0.6]), 2, correct=1, n_labelled=2)  # (1.5 + 1) / 4
-    0.625
-    """
-    return _exact_mean(unlabelled_confidence + (correct << ULP_SHIFT), n_unlabelled + n_labelled)
-
-
 # ---------------------------------------------------------------------- event checks
 
 
@@ -522,8 +517,12 @@ PREDICTED_KEY = "multiclass:predicted"  # counts: K+1 predicted classes of ALL p
 OVR_POS = "multiclass:ovr_pos"  # counts: K*OVR_BINS, P(c) of rows labelled c, per class c
 OVR_NEG = "multiclass:ovr_neg"  # counts: K*OVR_BINS, P(c) of rows labelled another class
 LOSS_KEY = "multiclass:log_loss"  # sums: [sum of -ln p(actual)] over labelled rows
-CONFIDENCE_KEY = "multiclass:confidence"  # sums: [sum p(predicted) over all, over labelled rows]
-OVR_BINS = 200  # equal-width bins of each class's probability (one-vs-rest AUC)
+# The estimate before labels: what of P(c) the unlabelled predictions have (all - labelled).
+SCORES_KEY = "multiclass:scores"  # counts: K*OVR_BINS, P(c) of ALL rows, per class c
+OWN_KEY = "multiclass:own"  # counts: K*OVR_BINS, P(c) of ALL rows predicted c
+OWN_LABELLED = "multiclass:own_labelled"  # counts: K*OVR_BINS, P(c) of labelled rows predicted c
+OWN_CORRECT = "multiclass:own_correct"  # counts: K*OVR_BINS, of them the rows actually c
+OVR_BINS = 200  # equal-width bins of each class's probability (one-vs-rest AUC, estimate)
 
 
 def add_predictions(summary: Any, scores: npt.ArrayLike, predicted: npt.ArrayLike, n_classes: int) -> None:
@@ -539,7 +538,9 @@ def add_predictions(summary: Any, scores: npt.ArrayLike, predicted: npt.ArrayLik
     p = np.asarray(predicted, dtype=np.int64)
     summary._add("predictions", np.array([p.size, 0], dtype=np.int64))
     summary._add(PREDICTED_KEY, predicted_counts(p, n_classes))
-    summary._add_sums(CONFIDENCE_KEY, [confidence_units(scores, p), 0])
+    own, every = own_histograms(scores, p, OVR_BINS)
+    summary._add(SCORES_KEY, every)
+    summary._add(OWN_KEY, own)
 
 
 def add_labelled(
@@ -573,7 +574,11 @@ def add_labelled(
     summary._add(OVR_POS, sign * pos)
     summary._add(OVR_NEG, sign * neg)
     summary._add_sums(LOSS_KEY, [log_loss_units(scores, a)], sign)
-    summary._add_sums(CONFIDENCE_KEY, [0, confidence_units(scores, p)], sign)
+    s = _scores(scores, p.size)
+    own, _ = own_histograms(s, p, OVR_BINS)
+    summary._add(OWN_LABELLED, sign * own)
+    right = p == a
+    summary._add(OWN_CORRECT, sign * own_histograms(s[right], p[right], OVR_BINS)[0])
 
 
 @dataclass(frozen=True)
@@ -587,8 +592,10 @@ class MulticlassState:
     ovr_pos: IntArray  # K*OVR_BINS
     ovr_neg: IntArray  # K*OVR_BINS
     log_loss_units: int
-    confidence_all: int
-    confidence_labelled: int
+    scores: IntArray  # K*OVR_BINS, all predictions
+    own: IntArray  # K*OVR_BINS, all predictions, predicted class = the row's class
+    own_labelled: IntArray  # K*OVR_BINS, the labelled ones of ``own``
+    own_correct: IntArray  # K*OVR_BINS, the labelled ones of ``own`` actually of the row's class
     n_predictions: int
 
     @property
@@ -598,17 +605,18 @@ class MulticlassState:
 
 def state_of(summary: Any, n_classes: int, ks: Sequence[int] = DEFAULT_TOP_K) -> MulticlassState:
     """The multiclass state a summary holds (zeros where it holds none)."""
-    k2 = n_classes * n_classes
-    conf = summary.sums.get(CONFIDENCE_KEY, [0, 0])
+    k2, kb = n_classes * n_classes, n_classes * OVR_BINS
     return MulticlassState(
         summary.vector(CONFUSION_KEY, k2),
         summary.vector(CONFUSION_ADDED, k2),
         summary.vector(TOP_K_KEY, len(ks)),
         summary.vector(PREDICTED_KEY, n_classes + 1),
-        summary.vector(OVR_POS, n_classes * OVR_BINS),
-        summary.vector(OVR_NEG, n_classes * OVR_BINS),
+        summary.vector(OVR_POS, kb),
+        summary.vector(OVR_NEG, kb),
         summary.sums.get(LOSS_KEY, [0])[0],
-        conf[0],
-        conf[1],
+        summary.vector(SCORES_KEY, kb),
+        summary.vector(OWN_KEY, kb),
+        summary.vector(OWN_LABELLED, kb),
+        summary.vector(OWN_CORRECT, kb),
         summary.n_predictions,
     )

@@ -205,8 +205,6 @@ class Replay:
 
     def _busy(self, last: float, now: float) -> bool:
         """Could an evaluation at ``now`` differ from the one at ``last``, with no data between?"""
-        if not self._reads:  # no rule, no history: an evaluation before the last shows nothing
-            return False
         return self.stage2.changes_between(last, now) or self.alerts.becomes_due(last, now)
 
     def _next_boundary(self, k: int, ts: float, interval: float) -> int:
@@ -259,6 +257,8 @@ class Replay:
                     self.evaluate(k * interval)
                     self.alerts_only = False
                 else:  # nothing reads it (no rule, no history): only the windows' move is kept
+                    # (at the same boundaries as the evaluations, so the aggregates add and
+                    # subtract the same buckets in the same order: the same bits)
                     self.stage2.advance(k * interval)
                 k += 1
                 if not self.step_by_step and times[i] >= k * interval:

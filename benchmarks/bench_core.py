@@ -28,6 +28,12 @@ d. state held by an :class:`Aggregator` after 10k / 100k / 1M (/ 10M) events ove
 e. :func:`evaluate_model` of a 4-feature model with the estimated-performance family on vs
    off (interleaved, ratio printed), and the estimation alone;
 f. stage 1 (decode, join, summarise) with 0 vs 2 segment fields (interleaved, ratio printed).
+
+``--against TREE`` (with b) also times b's evaluation in another checkout of the project
+(e.g. the code before a change) and in this one, in alternating fresh processes, and prints
+both with the ratio and whether every sample has the same bits::
+
+    .venv/bin/python benchmarks/bench_core.py --only b --against ../streamon-before
 """
 
 from __future__ import annotations
@@ -380,6 +386,63 @@ def bench_evaluate(quick: bool) -> list[Row]:
     return rows
 
 
+# One process's timings of b on the tree it is given (its own code and its own bench_core):
+# best of ``repeat`` evaluations of an unchanged state per scenario, the live case, and a
+# digest of every sample's name, labels and bits.
+_TIMING_CHILD = r"""
+import gc, hashlib, json, math, struct, sys, time
+tree, repeat, templates = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+sys.path[:0] = [tree, tree + "/benchmarks"]
+import bench_core as bc
+out = {}
+for drifted in (0, 10):
+    agg, now = bc.eval_fixture(200, drifted, templates)
+    samples = agg.evaluate(now).samples
+    digest = hashlib.sha256()
+    for x in samples:
+        digest.update(repr((x.name, x.labels)).encode() + struct.pack("<d", x.value))
+    best = math.inf
+    for _ in range(repeat):
+        gc.collect()
+        t = time.perf_counter()
+        agg.evaluate(now)
+        best = min(best, time.perf_counter() - t)
+    out[f"drift{drifted}"] = {"static": best, "live": bc._live_evaluation(agg, now, repeat),
+                              "samples": len(samples), "digest": digest.hexdigest()}
+print(json.dumps(out))
+"""
+
+
+def bench_against(tree: Path, quick: bool, rounds: int = 3) -> list[Row]:
+    """b's evaluation, static and live, in ``tree`` and in this checkout: alternating fresh
+    processes (each one's own code via PYTHONPATH), best over the rounds."""
+    import json
+    import os
+
+    repeat, templates = (5, 6) if quick else (15, 24)
+    best: dict[str, dict[str, dict[str, float]]] = {}
+    digests: dict[str, set[str]] = {}
+    for _ in range(rounds):
+        for side, root in (("before", tree.resolve()), ("after", ROOT)):
+            env = {**os.environ, "PYTHONPATH": str(root)}
+            cmd = [sys.executable, "-c", _TIMING_CHILD, str(root), str(repeat), str(templates)]
+            result = json.loads(subprocess.run(cmd, env=env, check=True, capture_output=True).stdout)
+            for scenario, r in result.items():
+                kept = best.setdefault(side, {}).setdefault(scenario, {"static": math.inf, "live": math.inf})
+                kept["static"] = min(kept["static"], r["static"])
+                kept["live"] = min(kept["live"], r["live"])
+                digests.setdefault(scenario, set()).add(r["digest"])
+    rows: list[Row] = []
+    for scenario, label in (("drift0", "no drift"), ("drift10", "10 of 90 numeric features drifted 5%")):
+        same = "yes" if len(digests[scenario]) == 1 else "NO"
+        for case, what in (("static", "unchanged state"), ("live", "20 new predictions before each")):
+            b, a = best["before"][scenario][case], best["after"][scenario][case]
+            rows.append(("b. before/after", f"evaluation, {label}, {what} (best of {rounds} x {repeat})",
+                         f"before {b * 1e3:.1f} ms, after {a * 1e3:.1f} ms",
+                         f"{b / a:.2f}x; samples equal: {same}"))  # fmt: skip
+    return rows
+
+
 # ---------------------------------------------------------------------- (e) estimated performance
 
 
@@ -651,6 +714,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--only", choices=["a", "b", "c", "d", "e", "f"], action="append", help="run only these benchmarks"
     )
+    parser.add_argument(
+        "--against", type=Path, help="with b: also time b in this other checkout, alternating (before/after)"
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of --against")
     args = parser.parse_args(argv)
     benches = {
         "a": bench_summaries,
@@ -666,6 +733,9 @@ def main(argv: list[str] | None = None) -> None:
             continue
         print(f"running {bench.__name__} ...", file=sys.stderr, flush=True)
         rows.extend(bench(args.quick))
+        if key == "b" and args.against is not None:
+            print("running bench_against ...", file=sys.stderr, flush=True)
+            rows.extend(bench_against(args.against, args.quick, args.rounds))
     print(
         f"\nPython {platform.python_version()}, numpy {np.__version__}, {platform.machine()}, "
         f"{len(__import__('os').sched_getaffinity(0))} cores, LogSketch alpha {LogSketch().relative_accuracy}"

@@ -19,8 +19,12 @@ for-duration elapses. Every other boundary would give the samples and alert stat
 the one before it (:meth:`Aggregator.changes_between`, :meth:`AlertEngine.becomes_due`),
 so the results are those of evaluating every boundary, at a cost bounded by the events
 and alerts rather than by the time the stream spans. An evaluation before the last one
-is only seen by the alert rules, so it leaves out the families no rule reads (the
-estimated performance, unless a rule names one of its metrics); the last is complete.
+is only seen by the alert rules (and the ``history`` names), so it leaves out what none
+of them reads: the estimated performance unless a rule names one of its metrics, and the
+feature-drift tests whose samples no rule names (KS and Wasserstein, chi-square; PSI
+and JS share their bins and stay). With no rule and no history nothing reads those
+evaluations at all: the windows are only moved to each boundary, as the evaluation
+there would have moved them. The last evaluation is complete.
 """
 
 from __future__ import annotations
@@ -248,9 +252,14 @@ class Replay:
         while i < n:
             if times[i] >= k * interval:  # evaluate every boundary crossed, with the data before it
                 self._flush()
-                self.alerts_only = True
-                self.evaluate(k * interval)
-                self.alerts_only = False
+                if self._reads or self.step_by_step:
+                    self.alerts_only = True
+                    self.evaluate(k * interval)
+                    self.alerts_only = False
+                else:  # nothing reads it (no rule, no history): only the windows' move is kept
+                    # (at the same boundaries as the evaluations, so the aggregates add and
+                    # subtract the same buckets in the same order: the same bits)
+                    self.stage2.advance(k * interval)
                 k += 1
                 if not self.step_by_step and times[i] >= k * interval:
                     k = self._next_boundary(k, times[i], interval)

@@ -181,8 +181,14 @@ def old_feature_drift(
 
 
 def old_features_drift(
-    spec: ModelSpec, features: list[tuple[str, str]], cur: BucketSummary, ref: BucketSummary, bins: int
+    spec: ModelSpec,
+    features: list[tuple[str, str]],
+    cur: BucketSummary,
+    ref: BucketSummary,
+    bins: int,
+    methods: object = None,
 ) -> list[dict[str, float]]:
+    # Every value, whatever the methods: evaluate_model emits only the enabled methods' samples.
     return [old_feature_drift(spec, name, kind, cur, ref, bins) for name, kind in features]
 
 
@@ -326,6 +332,35 @@ def test_evaluate_model_without_memo_and_with_a_feature_subset(monkeypatch: pyte
             m.setattr(ev, "features_drift", old_features_drift)
             old = ev.evaluate_model(spec, "default", w.current, spec.reference, settings)
         assert _bits(new) == _bits(old)
+
+
+@pytest.mark.parametrize(
+    "methods",
+    [("psi",), ("psi", "js_divergence", "chi_square"), ("wasserstein",), ("ks_test", "psi"), ()],
+)
+def test_drift_tests_left_out_change_no_other_value(methods: tuple[str, ...]) -> None:
+    """features_drift with some methods gives the full computation's values for those (bit for
+    bit) and leaves out only the values of the others."""
+    agg, _ = aggregator(False, ("default",), 30, seed=4)
+    state = agg.models["m"]
+    spec, w = state.spec, state.windows["default"]
+    feats = [(f.name, f.kind) for f in spec.features]
+    full = ev.features_drift(spec, feats, w.current, w.reference, 10)
+    part = ev.features_drift(spec, feats, w.current, w.reference, 10, methods)
+    ks_pass = {"ks_test", "wasserstein"} & set(methods)
+    for (_, kind), whole, some in zip(feats, full, part, strict=True):
+        dropped = set(whole) - set(some)
+        expect = set()
+        if kind == "categorical" and "chi_square" not in methods:
+            expect = {"chi2_p"}
+        elif kind == "numeric" and not ks_pass:
+            expect = {"ks", "ks_p", "wasserstein", "ref_std"} & set(whole)
+        assert dropped == expect
+        for key, value in some.items():
+            if kind == "numeric" and key == "ks_p" and "ks_test" not in methods:
+                assert math.isnan(value)  # the KS pass sets it NaN; its p-value is not computed
+                continue
+            assert struct.pack("<d", value) == struct.pack("<d", whole[key]), key
 
 
 def test_vectorised_p_values_equal_one_call_per_test() -> None:

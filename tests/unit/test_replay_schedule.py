@@ -2,8 +2,10 @@
 
 An evaluation before the end of the stream matters only through the alert events it
 makes; the estimated-performance family is left out of it when no rule reads one of its
-samples. These tests replay drifting streams whose alerts have for-durations spanning many
-evaluations and check the events against complete evaluations and against ``step_by_step``.
+samples, and so are the feature-drift tests whose samples no rule reads; with no rule at
+all those evaluations are not made. These tests replay drifting streams whose alerts have
+for-durations spanning many evaluations and check the events against complete
+evaluations and against ``step_by_step``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import orjson
 import pytest
 
 from streamon.config import load_config
-from streamon.core.stages.evaluate import Snapshot
+from streamon.core.stages.evaluate import DRIFT_DETECTED, FEATURE_DRIFT_NAMES, SCORE_FEATURE, Snapshot
 from streamon.core.stages.stage2 import ESTIMATION_NAMES, Aggregator
 from streamon.engine import build_engine
 from streamon.exporter import render
@@ -45,6 +47,10 @@ EXTRA
 ESTIMATED_RULE = """\
     - {alert: LowEstimate, metric: ml_model_estimated_accuracy, op: "<", threshold: 0.9, for: 30m,
        severity: warning, category: model_performance}"""
+# A rule on a KS sample: KS (and Wasserstein, computed with it) are then kept.
+KS_RULE = """\
+    - {alert: KsDrift, metric: ml_data_drift_ks_p_value, op: "<", threshold: 0.01, for: 30m,
+       severity: warning, category: data_quality}"""
 
 
 def _inputs(tmp: Path, extra: str = "") -> tuple[Any, Path, Path]:
@@ -77,7 +83,23 @@ def _record(monkeypatch: pytest.MonkeyPatch, full: bool) -> list[list[tuple[Any,
     return seen
 
 
-@pytest.mark.parametrize("extra", ["", ESTIMATED_RULE])
+def _read(sample: tuple[Any, ...], names: set[str]) -> bool:
+    """Whether an evaluation before the last makes ``sample``, given the rules' metric ``names``:
+    the feature-drift samples of a method only if a rule names one of them (or the flag)."""
+    name, labels = sample[0], dict(sample[1])
+    if name in ESTIMATION_NAMES:
+        return not ESTIMATION_NAMES.isdisjoint(names)
+    if labels.get("feature") == SCORE_FEATURE:  # score drift: not a feature-drift method's
+        return True
+    dropped = {m for m, ms in FEATURE_DRIFT_NAMES.items() if names.isdisjoint(ms)}
+    if DRIFT_DETECTED in names:
+        dropped = set()
+    if name == DRIFT_DETECTED:
+        return labels["method"] not in dropped
+    return not any(name in FEATURE_DRIFT_NAMES[m] for m in dropped)
+
+
+@pytest.mark.parametrize("extra", ["", ESTIMATED_RULE, KS_RULE])
 def test_alerts_only_evaluations_give_the_events_of_complete_ones(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra: str
 ) -> None:
@@ -99,11 +121,14 @@ def test_alerts_only_evaluations_give_the_events_of_complete_ones(
     names = {r.metric for r in engine.rules}
     left_out = 0
     for part, whole in zip(reduced[:-1], complete[:-1], strict=True):
-        kept = [s for s in whole if s[0] not in ESTIMATION_NAMES] if not extra else whole
-        assert part == kept
+        assert part == [s for s in whole if _read(s, names)]
         assert [s for s in part if s[0] in names] == [s for s in whole if s[0] in names]
         left_out += len(whole) - len(part)
-    assert (left_out > 0) == (not extra)
+    assert left_out > 0
+    if extra == KS_RULE:  # KS is read, so kept, in every evaluation
+        assert all(any(s[0] == "ml_data_drift_ks_statistic" for s in part) for part in reduced)
+    else:
+        assert not any(s[0] == "ml_data_drift_ks_statistic" for part in reduced[:-1] for s in part)
 
 
 def test_alerts_only_evaluations_match_step_by_step(tmp_path: Path) -> None:
@@ -112,3 +137,25 @@ def test_alerts_only_evaluations_match_step_by_step(tmp_path: Path) -> None:
     skip = replay_files(engine, preds, labels)
     assert skip.alerts == step.alerts and skip.alerts
     assert render(skip.snapshot) == render(step.snapshot)
+
+
+@pytest.mark.parametrize("gap", [False, True])
+def test_without_rules_only_the_last_evaluation_is_made(tmp_path: Path, gap: bool) -> None:
+    """Nothing reads an evaluation before the last when there is no rule (and no history):
+    the windows move at the same boundaries, so the result has the same bits. ``gap``: two
+    hours without events, over which the windows move buckets with no data in between."""
+    engine, preds, labels = _inputs(tmp_path)
+    if gap:
+        for path in (preds, labels):
+            rows = [orjson.loads(line) for line in path.read_bytes().splitlines()]
+            t0 = min(r["ts"] for r in rows)
+            kept = [r for r in rows if not 3 * HOUR <= r["ts"] - t0 < 5 * HOUR]
+            assert 0 < len(kept) < len(rows)
+            path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in kept))
+    engine.rules = []
+    step = replay_files(engine, preds, labels, step_by_step=True)
+    skip = replay_files(engine, preds, labels)
+    assert _samples(skip.snapshot) == _samples(step.snapshot)  # values compared exactly
+    assert render(skip.snapshot) == render(step.snapshot)
+    assert skip.alerts == step.alerts == []
+    assert skip.evaluations == 1 < step.evaluations

@@ -9,7 +9,7 @@ exactly these samples.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -129,6 +129,30 @@ class EvalSettings:
     estimation_confidence: float = 0.9  # level of the lower/upper band
     min_estimation_labelled: int = 100  # labelled predictions the map (and the calibration check) need
     estimation_reliable_p_value: float = 0.01  # calibration p-value below which reliable = 0
+    # The only sample names the caller reads (e.g. the alert rules' metrics in replay's
+    # evaluations before the last); None = all. Feature-drift tests none of whose samples
+    # is read are left out (FEATURE_DRIFT_NAMES); every other sample is made as usual.
+    reads: frozenset[str] | None = None
+
+
+# The samples of each feature-drift method (evaluate_model); every method also sets DRIFT_DETECTED.
+DRIFT_DETECTED = "streamon_feature_drift_detected"
+FEATURE_DRIFT_NAMES = {
+    "psi": ("ml_data_drift_psi_score",),
+    "js_divergence": ("ml_data_drift_js_divergence",),
+    "chi_square": ("ml_data_drift_chi2_p_value",),
+    "ks_test": ("ml_data_drift_ks_statistic", "ml_data_drift_ks_p_value"),
+    "wasserstein": ("ml_data_drift_wasserstein_distance",),
+}
+
+
+def feature_drift_methods(settings: EvalSettings) -> dict[str, float]:
+    """The enabled feature-drift methods (name -> threshold) whose samples someone reads."""
+    reads = settings.reads
+    if reads is None or DRIFT_DETECTED in reads:
+        return settings.drift_methods
+    methods = settings.drift_methods.items()
+    return {m: t for m, t in methods if not reads.isdisjoint(FEATURE_DRIFT_NAMES.get(m, (m,)))}
 
 
 def _labels(**kv: str) -> tuple[tuple[str, str], ...]:
@@ -213,6 +237,7 @@ def features_drift(
     cur: BucketSummary,
     ref: BucketSummary,
     bins: int,
+    methods: Collection[str] | None = None,
 ) -> list[dict[str, float]]:
     """:func:`feature_drift` of every ``(name, kind)`` in ``features``, in one pass.
 
@@ -220,7 +245,15 @@ def features_drift(
     CDF pair; the count vectors of all features are checked once, and the p-values of all
     features come from one vectorised scipy call per test. Every value is the one the
     per-statistic functions of :mod:`streamon.core.statistics.drift` give.
+
+    ``methods`` (default all): the drift methods whose values are wanted. Without
+    ``chi_square`` there is no ``chi2_p``, without ``ks_test`` and ``wasserstein`` no ``ks``,
+    ``ks_p``, ``wasserstein`` or ``ref_std``, without ``ks_test`` no ``ks_p``; PSI, JS and
+    the missing ratio are always there (they share the bins).
     """
+    want_chi = methods is None or "chi_square" in methods
+    want_ks_p = methods is None or "ks_test" in methods
+    want_ks = methods is None or "ks_test" in methods or "wasserstein" in methods
     outs: list[dict[str, float]] = []
     binned: list[tuple[np.ndarray, np.ndarray]] = []
     chi: list[tuple[int, np.ndarray, np.ndarray]] = []  # (feature index, ref counts, cur counts)
@@ -238,9 +271,10 @@ def features_drift(
                 ]
             r = category_counts(ref_counter, cats)
             c = category_counts(cur.categories.get(name, {}), cats)
-            out["chi2_p"] = math.nan
-            if r.sum() and c.sum():
-                chi.append((i, r, c))
+            if want_chi:
+                out["chi2_p"] = math.nan
+                if r.sum() and c.sum():
+                    chi.append((i, r, c))
             total = c.sum()
             out["missing"] = c[-1] / total if total else math.nan
         else:
@@ -260,12 +294,15 @@ def features_drift(
             r = np.concatenate((r, miss_r[:1]))
             c = np.concatenate((c, miss_c[:1]))
             out["missing"] = miss_c[0] / miss_c[1] if miss_c[1] else math.nan
-            if not ref_sk.n or not cur_sk.n:
+            if not want_ks:
+                pass
+            elif not ref_sk.n or not cur_sk.n:
                 out["ks"] = out["ks_p"] = out["wasserstein"] = math.nan
             else:
                 d, w, size = drift.ks_wasserstein(ref_sk, cur_sk)
                 out["ks"], out["ks_p"], out["wasserstein"] = d, math.nan, w  # p-value: below
-                ks.append((i, d, size))
+                if want_ks_p:
+                    ks.append((i, d, size))
                 assert ref_sketch is not None  # ref_sk.n > 0
                 out["ref_std"] = drift.SketchArrays.std_of(ref_sketch)
         binned.append((r, c))
@@ -738,17 +775,18 @@ def evaluate_model(
     few = min(current.n_predictions, reference.n_predictions) < settings.min_drift_samples
     wanted = settings.drift_features
     monitored = [f for f in spec.features if wanted is None or f.name in wanted]
-    keys = [(f.name, f.kind, id(current), id(reference), settings.drift_bins) for f in monitored]
+    methods = feature_drift_methods(settings)
+    tests = tuple(methods)  # what features_drift computes is part of the memo key
+    keys = [(f.name, f.kind, id(current), id(reference), settings.drift_bins, tests) for f in monitored]
     known = {k: memo[k] for k in keys if k in memo} if memo is not None else {}
     todo = [(f.name, f.kind) for f, k in zip(monitored, keys, strict=True) if k not in known]
     if todo:  # all features not in the memo, in one pass (one vectorised p-value call per test)
-        fresh = features_drift(spec, todo, current, reference, settings.drift_bins)
+        fresh = features_drift(spec, todo, current, reference, settings.drift_bins, methods)
         todo_keys = [k for k in keys if k not in known]
         known.update(zip(todo_keys, fresh, strict=True))
         if memo is not None:  # keeps the summaries alive, so their ids stay theirs
             memo.update(zip(todo_keys, fresh, strict=True))
             memo[(id(current), id(reference))] = (current, reference)
-    methods = settings.drift_methods
     append = samples.append
     for f, memo_key in zip(monitored, keys, strict=True):
         d = known[memo_key]  # read only (shared through the memo): replaced, never modified
@@ -759,10 +797,11 @@ def evaluate_model(
             "js_divergence": ("ml_data_drift_js_divergence", d["js"]),
         }
         if f.kind == "categorical":
-            stats["chi_square"] = ("ml_data_drift_chi2_p_value", d["chi2_p"])
+            # .get: a test left out of features_drift (not in ``methods``) has no value
+            stats["chi_square"] = ("ml_data_drift_chi2_p_value", d.get("chi2_p", math.nan))
         else:
-            stats["ks_test"] = ("ml_data_drift_ks_statistic", d["ks"])
-            stats["wasserstein"] = ("ml_data_drift_wasserstein_distance", d["wasserstein"])
+            stats["ks_test"] = ("ml_data_drift_ks_statistic", d.get("ks", math.nan))
+            stats["wasserstein"] = ("ml_data_drift_wasserstein_distance", d.get("wasserstein", math.nan))
         # The labels add(..., feature=f.name) gives, built once per feature.
         labels = (("model", model), ("variant", variant), ("window", "current"), ("feature", f.name))
         append(_sample("streamon_feature_missing_ratio", labels, float(d["missing"])))
@@ -775,7 +814,16 @@ def evaluate_model(
             flag = drift_flag(method, d, methods[method])
             append(_sample("streamon_feature_drift_detected", (*labels, ("method", method)), flag))
     # Data integrity per feature (out of range, unseen categories, wrong types, schema change).
-    for name, value, extra in integrity_gauges(spec, monitored, current, reference, few):
+    # A pure function of the two summaries, so shared through the memo like the drift above
+    # (a model's only variant and "all" read the same summary objects).
+    integrity_key = ("integrity", tuple(f.name for f in monitored), id(current), id(reference), few)
+    gauges = memo.get(integrity_key) if memo is not None else None
+    if gauges is None:
+        gauges = integrity_gauges(spec, monitored, current, reference, few)
+        if memo is not None:  # read only from here on; the summaries are kept alive above
+            memo[integrity_key] = gauges
+            memo[(id(current), id(reference))] = (current, reference)
+    for name, value, extra in gauges:
         add(name, value, **extra)
     if regression_model:
         _output_drift(add, spec, current, reference, settings, memo)

@@ -300,12 +300,15 @@ class Aggregator:
 
         ``reads``: the only sample names the caller looks at (e.g. the alert rules' metrics);
         a family none of whose samples it names may be left out (the estimated performance,
-        a pure function of the two windows that nothing else reads). Default: everything.
+        a pure function of the two windows that nothing else reads), and so may a feature-drift
+        test (``EvalSettings.reads``: KS and Wasserstein, chi-square). Default: everything.
         """
         self.advance(now)
         settings = self.settings
-        if reads is not None and settings.estimation_enabled and ESTIMATION_NAMES.isdisjoint(reads):
-            settings = dataclasses.replace(settings, estimation_enabled=False)
+        if reads is not None:  # feature-drift tests none of whose samples are read are left out
+            settings = dataclasses.replace(settings, reads=frozenset(reads))
+            if settings.estimation_enabled and ESTIMATION_NAMES.isdisjoint(reads):
+                settings = dataclasses.replace(settings, estimation_enabled=False)
         at = now if now is not None else (self.now or 0.0)
         snap = Snapshot(event_time=at)
         for name, state in self.models.items():

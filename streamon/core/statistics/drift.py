@@ -213,7 +213,9 @@ class SketchArrays(NamedTuple):
     @classmethod
     def _build(cls, sketch: LogSketch) -> SketchArrays:
         values, counts = sketch.buckets()
-        cum = np.concatenate([[0], np.cumsum(counts)])
+        cum = np.empty(counts.size + 1, dtype=np.int64)  # = concatenate([[0], cumsum]), one array
+        cum[0] = 0
+        np.cumsum(counts, out=cum[1:])
         cum.flags.writeable = False
         return cls(sketch.relative_accuracy, values, counts, cum, int(cum[-1]))
 
@@ -224,7 +226,9 @@ class SketchArrays(NamedTuple):
 
     def cdf(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         """:meth:`LogSketch.cdf` (for a non-empty summary)."""
-        result: npt.NDArray[np.float64] = self.cum[self.values.searchsorted(x, side="right")] / self.n
+        # take = the fancy index cum[...] (indices in [0, len(values)], valid for cum: "clip")
+        below = self.cum.take(self.values.searchsorted(x, side="right"), mode="clip")
+        result: npt.NDArray[np.float64] = below / self.n
         return result
 
     def quantile(self, qs: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -269,9 +273,11 @@ def _common_grid(
 def sorted_unique(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """``np.unique`` of NaN-free values (the same array): sort, keep the first of each run.
 
-    Sorts ``values`` in place: callers pass a fresh array.
+    Sorts ``values`` in place: callers pass a fresh array. The stable sort (a merge) takes
+    the two ascending runs a union of two sketches' values is in one pass; the sorted
+    values are the same whichever algorithm sorts them.
     """
-    values.sort()
+    values.sort(kind="stable")
     keep = np.empty(values.shape, dtype=bool)
     keep[:1] = True
     np.not_equal(values[1:], values[:-1], out=keep[1:])

@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache, lru_cache
 from importlib import resources
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Annotated, Any
 
 import fastjsonschema
@@ -154,6 +154,7 @@ _VARIANT = attrgetter("variant")
 _FEATURES = attrgetter("features")
 _LATENCY = attrgetter("latency_ms")
 _SCORES = attrgetter("scores")
+_FIRST = itemgetter(0)
 
 
 @dataclass(slots=True)
@@ -905,7 +906,16 @@ class Decoder:
             models = [models[r] for r in keep]
             times = [times[r] for r in keep]
         verdicts = [(i, self._prediction(raws[i], now)) for i in slow]
-        if any(not isinstance(v, Invalid) for _, v in verdicts):
+        found = [(i, v) for i, v in verdicts if not isinstance(v, Invalid)]
+        if found and all(v.scores is None and v.model in thresholds for _, v in found):
+            # Valid binary predictions the structs did not take (an unknown field, an RFC 3339
+            # time): rows like theirs (the same attributes), in batch order among them.
+            rows = sorted([*zip(taken, ok, strict=True), *found], key=_FIRST)
+            taken, ok = [i for i, _ in rows], [e for _, e in rows]
+            models, times = list(map(_MODEL, ok)), list(map(_TS, ok))
+            verdicts = [(i, v) for i, v in verdicts if isinstance(v, Invalid)]
+            found = []
+        if found:
             # A valid prediction the structs cannot carry: the general path, from events.
             events: list[Prediction | Invalid] = [None] * n  # type: ignore[list-item]
             for i, e in zip(taken, ok, strict=True):

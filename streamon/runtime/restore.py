@@ -131,10 +131,11 @@ def restore_partition(
             preds = [m.value() for m in batch if m.topic() == topics.predictions]
         else:
             preds = [m.value() for m in batch]
-        # Decoded as PartitionProcessor.process does; the join store alone is updated: the
-        # partial deltas were published when the events were first processed.
-        processor.process_decoded(
-            list(zip(preds, decoder.predictions(preds), strict=True)),
+        # Decoded into columns as PartitionProcessor.process does; the join store alone is
+        # updated: the partial deltas were published when the events were first processed.
+        processor.process_columns(
+            preds,
+            decoder.prediction_columns(preds),
             list(zip(labels, decoder.labels(labels), strict=True)),
             partials=False,
         )

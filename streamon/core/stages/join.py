@@ -320,6 +320,7 @@ class Joiner:
         # The records of the current batch's ids read by prefetch(), kept up to date by every
         # write of the join, until expire() or restore(): None outside a batch.
         self._prefetched: dict[bytes, bytes | None] | None = None
+        self._no_labels = False  # with _prefetched: no label record was in the store at prefetch()
         self.restore()
 
     # ------------------------------------------------------------------ persisted state
@@ -397,8 +398,9 @@ class Joiner:
             keys += [_LABEL + raw for raw in ids]
         values = self.store.get_many(keys)
         self._prefetched = dict(zip(keys, values, strict=True))
-        if not self.pending_labels:  # no label waits in the store (the count is kept exact)
-            self._prefetched.update(dict.fromkeys(_LABEL + raw for raw in ids))
+        # No label waits in the store (the count is kept exact): until the batch ends, every
+        # label key the join has not written itself is absent, prefetched or not.
+        self._no_labels = not self.pending_labels
         predictions = values[: len(names)]
         return {pid for pid, value in zip(names, predictions, strict=True) if value is not None}
 
@@ -407,6 +409,8 @@ class Joiner:
             value = self._prefetched.get(key, _UNREAD)
             if value is not _UNREAD:
                 return value  # type: ignore[return-value]
+            if self._no_labels and key.startswith(_LABEL):
+                return None
         return self.store.get(key)
 
     def _write(self, changes: dict[bytes, bytes | None]) -> None:

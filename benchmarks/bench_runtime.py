@@ -871,10 +871,28 @@ def bench_restore(bootstrap: str, workdir: Path, profile: Path, n: int) -> dict[
     # The ceiling on the same topic right before and after the restore (the machine is noisy).
     ceilings = [run_baseline(bootstrap, topic, n)["rate"]]
     gc.collect()
-    with PeakRss() as mem:
-        t0 = time.perf_counter()
-        replayed = restore_partition(settings, processor, store, 0, {}, {topic: end})
-        seconds = time.perf_counter() - t0
+    # The time of the first batch: the ceiling is timed from its first non-empty consume, so
+    # the restore is also given from there (its consumer's start and first fetch excluded).
+    import streamon.runtime.restore as restore_module
+
+    inner = restore_module.read_assigned
+    first: list[float] = []
+
+    def timed(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        for batch in inner(*args, **kwargs):
+            if not first:
+                first.append(time.perf_counter())
+            yield batch
+
+    restore_module.read_assigned = timed  # type: ignore[assignment]
+    try:
+        with PeakRss() as mem:
+            t0 = time.perf_counter()
+            replayed = restore_partition(settings, processor, store, 0, {}, {topic: end})
+            t1 = time.perf_counter()
+            seconds = t1 - t0
+    finally:
+        restore_module.read_assigned = inner
     ceilings.append(run_baseline(bootstrap, topic, n)["rate"])
     pending = processor.joiner.pending_predictions
     store._db.flush()
@@ -888,6 +906,8 @@ def bench_restore(bootstrap: str, workdir: Path, profile: Path, n: int) -> dict[
         "pending": pending,
         "seconds": seconds,
         "rate": replayed / seconds,
+        "first_batch_s": first[0] - t0 if first else math.nan,
+        "rate_from_first": replayed / (t1 - first[0]) if first else math.nan,
         "ceiling_before": ceilings[0],
         "ceiling_after": ceilings[1],
         "peak_mb": mem.added_mb,
@@ -1305,6 +1325,12 @@ def main() -> None:
                     "3. consume + orjson.loads of the same topic (ceiling), before / after the restore",
                     f"{rs['ceiling_before']:,.0f} / {rs['ceiling_after']:,.0f} events/s",
                     f"restore / best ceiling = {rs['rate'] / best:.1%} (target >= 50%)",
+                ),
+                (
+                    "3. restore_partition from its first batch (as the ceiling is timed)",
+                    f"{rs['rate_from_first']:,.0f} events/s",
+                    f"restore / best ceiling = {rs['rate_from_first'] / best:.1%}; "
+                    f"consumer start to first batch {rs['first_batch_s']:.2f} s",
                 ),
             ]
 

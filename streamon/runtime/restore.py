@@ -49,13 +49,15 @@ _TOPIC = methodcaller("topic")
 _PARTITION = methodcaller("partition")
 _OFFSET = methodcaller("offset")
 _VALUE = methodcaller("value")
+_NO_ERROR = frozenset({type(None)})
 
 
 def _clear(msgs: list[Message], todo: set[tuple[str, int]], ends: dict[tuple[str, int], int]) -> bool:
     """True if every message of the batch is to be replayed and none reaches its partition's
     end: no error (nor end-of-partition event), every partition still to do, and each one's
     last offset (the highest: a partition is consumed in offset order) before its end."""
-    if not msgs or list(map(_ERROR, msgs)).count(None) != len(msgs):
+    # By type: a KafkaError compared with None raises.
+    if not msgs or not _NO_ERROR.issuperset(map(type, map(_ERROR, msgs))):
         return False
     keys = zip(map(_TOPIC, msgs), map(_PARTITION, msgs), strict=True)
     last = dict(zip(keys, map(_OFFSET, msgs), strict=True))

@@ -39,6 +39,7 @@ import math
 import struct
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import astuple, dataclass
+from itertools import repeat
 from types import MappingProxyType
 from typing import Protocol
 
@@ -558,7 +559,7 @@ class Joiner:
         else:
             packed = _pack_all(rows)
         changes.update(zip(keys, packed, strict=True))
-        changes.update(dict.fromkeys(index_keys, b""))
+        changes.update(zip(index_keys, repeat(b"")))
         self._write(changes)
         joined = len(out)
         self.pending_labels -= joined + dropped

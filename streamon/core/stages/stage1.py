@@ -604,7 +604,15 @@ class PartitionProcessor:
         models = self.models
         variants = batch.variant
         allowed = {name: models[name].variants for name in spread.models}
-        if "" in variants or any(a is not None for a in allowed.values()):
+        if len(spread.models) == 1:  # one model: each distinct variant admitted once
+            (only,) = allowed.values()
+            distinct = dict.fromkeys(variants)
+            if len(distinct) == 1:
+                variants = [admit(variants[0] or DEFAULT_VARIANT, only)] * len(variants)
+            elif "" in distinct or only is not None:
+                kept = {v: admit(v or DEFAULT_VARIANT, only) for v in distinct}
+                variants = list(map(kept.__getitem__, variants))
+        elif "" in variants or any(a is not None for a in allowed.values()):
             admitted = {
                 (m, v): admit(v or DEFAULT_VARIANT, allowed[m])
                 for m, v in dict.fromkeys(zip(batch.model, variants, strict=True))

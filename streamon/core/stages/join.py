@@ -67,7 +67,7 @@ def _pack(record: Sequence[object]) -> bytes:
 
 def _pack_all(records: Iterable[Sequence[object]]) -> list[bytes]:
     """:func:`_pack` of each record, the loop in C."""
-    return list(map(bytes, map(memoryview, map(orjson.dumps, records))))
+    return list(map(bytes, map(memoryview, map(orjson.dumps, records))))  # type: ignore[arg-type]
 
 
 _DOUBLE = struct.Struct(">d")

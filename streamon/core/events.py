@@ -19,7 +19,9 @@ and the struct becomes the :class:`Prediction` / :class:`Label` (about twice as 
 orjson + fast path, ``benchmarks/bench_decode.py``). Whatever it refuses takes the path
 above, so reasons and details come from there; the same tests check, on random and
 mutated bytes, that both paths give the same verdict and the same event. The batch methods
-(:meth:`Decoder.predictions`, :meth:`Decoder.labels`) are what stage 1 and replay call.
+(:meth:`Decoder.predictions`, :meth:`Decoder.labels`) are what replay calls; stage 1 and the
+restore take a batch of predictions as columns (:meth:`Decoder.prediction_columns`,
+:class:`PredictionColumns`: the same rows and verdicts, no object per event).
 
 Regression models (``Decoder(regression=...)``) send a ``value`` instead of a ``score``: their
 predictions are checked against ``regression_prediction.schema.json`` on the validator's
@@ -170,7 +172,7 @@ class PredictionColumns:
 
     >>> cols = PredictionColumns.from_events([Prediction("a", "m", 5.0, 0.9, 1), Invalid("x", "y")])
     >>> cols.index, cols.prediction_id, cols.variant, cols.invalid
-    ([0], ['a'], [''], [(1, Invalid(reason='x', detail='y'))])
+    ([0], ['a'], [''], [(1, Invalid(reason='x', detail='y', field=''))])
     """
 
     index: list[int]

@@ -18,6 +18,11 @@ integrity metrics (:mod:`streamon.core.statistics.integrity`). :meth:`take_parti
 hands the deltas over (the runtime publishes them to the partials topic in the same
 Kafka transaction as the input offsets) and starts afresh.
 
+A batch's predictions are handled as columns (:class:`streamon.core.events.PredictionColumns`):
+checks over whole columns, grouping with numpy, summaries from feature columns built once
+per batch, one join write (:meth:`PartitionProcessor.process_columns`); the results are
+those of adding the events one by one.
+
 Pure: no Kafka here. The runtime feeds message values in; ``streamon replay`` feeds
 file lines in; both get the same numbers.
 """
@@ -576,12 +581,14 @@ class PartitionProcessor:
         labels: list[tuple[bytes | None, Label | Invalid]],
         partials: bool = True,
     ) -> list[Rejected]:
-        """Add a batch whose predictions are decoded into columns (``raws``: their messages).
+        """Add a batch whose predictions are decoded into columns (``raws``: their messages, for
+        the dead-letter topic); returns the rejected messages, predictions' first, in batch order.
 
-        What :meth:`process_decoded` does, column by column: the numeric type check and the
-        duplicate check run over the columns (a row at a time only where they find something),
-        the batch is grouped by (model, variant, bucket) with numpy, each group summarised
-        from the batch's feature columns, and the join fed the accepted columns at once.
+        The numeric type check and the duplicate check run over the columns (a row at a time
+        only where they find something), the batch is grouped by (model, variant, bucket) with
+        numpy, each group summarised from the batch's feature columns, and the join is fed the
+        accepted columns at once: the results of adding the events one at a time, in order.
+        ``partials=False`` as in :meth:`process_decoded`.
         """
         # One store lookup for the batch's ids instead of one to three per event; it names the
         # ids already pending, the duplicate check of every prediction.

@@ -5,6 +5,7 @@ Run from the repository root::
     .venv/bin/python benchmarks/bench_runtime.py                      # full run (< ~10 min)
     .venv/bin/python benchmarks/bench_runtime.py --quick              # smaller inputs (< ~3 min)
     .venv/bin/python benchmarks/bench_runtime.py --bootstrap 127.0.0.1:9092   # use a running broker
+    .venv/bin/python benchmarks/bench_runtime.py --ab /path/to/other/tree    # A/B, no broker
 
 Without ``--bootstrap`` a single-node Kafka 4.x broker is started with
 ``deploy/kafka/broker.py`` and stopped at the end. Prints one markdown table (plus the
@@ -43,7 +44,12 @@ What is measured (see docs/benchmarks.md, section "Streaming runtime"):
    then flush + full compaction) and the restore of a partition holding N pending
    predictions through :func:`streamon.runtime.restore.restore_partition` (replays the
    predictions topic from offset 0 into a fresh store), with its peak memory, next to its
-   ceiling: (a)'s consume + ``orjson.loads`` over the same topic, before and after it.
+   ceiling: (a)'s consume + ``orjson.loads`` over the same topic, before and after it;
+   the restore's rate is also given from its first batch, as the ceiling is timed.
+
+``--ab OLD_TREE`` measures only the core code, (c) and the restore's core (the join alone,
+RocksDB, no Kafka), of another checkout and of this one in alternating fresh subprocesses
+(best of ``--ab-rounds`` per side): a before/after comparison in one run.
 4. Alert latency: a ``streamon worker`` subprocess (STREAMON_EVAL_SECONDS=1), a steady
    background stream (1,000/s) at wall-clock event time, then bursts of 2,500 drifted
    events that push the PSI of one feature over a ``for: 0`` rule (1 s buckets, 5 s

@@ -50,7 +50,7 @@ from streamon.core.events import (
     PredictionColumns,
     shown,
 )
-from streamon.core.profile import Columns, ModelSpec, SegmentSpec, summarise_rows
+from streamon.core.profile import Columns, ModelSpec, summarise_rows
 from streamon.core.stages.join import Joiner, LabelDelta
 from streamon.core.state.cardinality import DEFAULT_VARIANT, EXEMPT, MISSING, NOTHING, OTHER, admit, bottom_k
 from streamon.core.state.summary import BucketSummary
@@ -71,7 +71,6 @@ PARTIAL_VERSION = 1
 _LABEL = attrgetter("label")
 _PREDICTED = attrgetter("predicted")
 _SCORE = attrgetter("score")
-_FEATURES = attrgetter("features")
 _NUMBER_OR_NULL = frozenset({int, float, type(None)})
 
 
@@ -177,11 +176,6 @@ def segment_value(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
-
-
-def _segments_of(features: dict[str, object], specs: list[SegmentSpec]) -> tuple[tuple[str, str], ...]:
-    """(field, segment) of each configured segment field: the value, or OTHER outside an allowlist."""
-    return tuple((s.field, admit(segment_value(features.get(s.field)), s.values)) for s in specs)
 
 
 # A scope's cap: (K, the protected values that are always kept, see core/cardinality.py).

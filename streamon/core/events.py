@@ -862,16 +862,27 @@ class Decoder:
         if typed is None or not n:
             return PredictionColumns.from_events(self.predictions(raws, now))
         decode = typed.decode
-        structs: list[Any] | None = None
+        structs: list[Any] = []
+        slow: list[int] = []  # positions the per-event path decides
+        refused = 0
         if None not in raws and max(map(len, raws)) <= self.max_bytes:  # type: ignore[arg-type]
-            try:
-                structs = list(map(decode, raws))  # type: ignore[arg-type]  # the batch in C; a refusal stops it
-            except ValueError:
-                structs = None
-        slow: list[int] = []
-        if structs is None:  # message by message: the refused ones take the per-event path
-            structs = []
-            refused = 0
+            # The batch in C; a refused message stops the map after the ones before it were
+            # kept, and the same iterator goes on after it: nothing is parsed twice.
+            rest = iter(raws)
+            while True:
+                try:
+                    structs.extend(map(decode, rest))  # type: ignore[arg-type]
+                    break
+                except ValueError:  # msgspec's errors, and UnicodeDecodeError
+                    at = len(structs)
+                    structs.append(None)
+                    slow.append(at)
+                    refused = _refused(refused, at)
+                    if refused >= _GIVE_UP:  # the rest of the batch: straight to the per-event path
+                        slow.extend(range(at + 1, n))
+                        structs.extend([None] * (n - at - 1))
+                        break
+        else:  # message by message: a tombstone or an oversized message among them
             max_bytes = self.max_bytes
             for i, raw in enumerate(raws):
                 if raw is not None and len(raw) <= max_bytes and refused < _GIVE_UP:

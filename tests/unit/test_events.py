@@ -883,3 +883,29 @@ def test_typed_path_gives_up_on_a_batch_it_keeps_refusing(monkeypatch: pytest.Mo
         orjson.dumps({"prediction_id": f"p{i}", "label": 1, "ts": i, "source": "web"}) for i in range(40)
     ]
     assert [_shape(lab) for lab in d.labels(labels)] == [_shape(d._label(raw, None)) for raw in labels]
+
+
+def test_prediction_columns_parse_each_message_once_and_give_up_like_predictions(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A refused message stops the batch's native decoding only to go on after it (no message
+    # is parsed twice); after enough refusals the rest of the batch goes to the per-event path.
+    d = Decoder(THRESHOLDS)
+    typed = d._typed_prediction
+    assert typed is not None
+    calls: list[bytes] = []
+
+    class Counting:
+        def decode(self, raw: bytes) -> Any:
+            calls.append(raw)
+            return typed.decode(raw)
+
+    monkeypatch.setattr(d, "_typed_prediction", Counting())
+    plain = [orjson.dumps({"prediction_id": f"p{i}", "model": "m", "ts": i, "score": 0.5}) for i in range(40)]
+    extra = [raw[:-1] + b',"source":"web"}' for raw in plain]
+    mixed = [raw for pair in zip(plain, extra, strict=True) for raw in pair]  # half refused: keeps trying
+    for batch, parsed in ((mixed, len(mixed)), (extra + plain, events._MIN_REFUSED)):
+        calls.clear()
+        want = events.PredictionColumns.from_events([d._prediction(raw, None) for raw in batch])
+        assert _column_shapes(d.prediction_columns(batch)) == _column_shapes(want)
+        assert len(calls) == parsed

@@ -19,7 +19,9 @@ and the struct becomes the :class:`Prediction` / :class:`Label` (about twice as 
 orjson + fast path, ``benchmarks/bench_decode.py``). Whatever it refuses takes the path
 above, so reasons and details come from there; the same tests check, on random and
 mutated bytes, that both paths give the same verdict and the same event. The batch methods
-(:meth:`Decoder.predictions`, :meth:`Decoder.labels`) are what stage 1 and replay call.
+(:meth:`Decoder.predictions`, :meth:`Decoder.labels`) are what replay calls; stage 1 and the
+restore take a batch of predictions as columns (:meth:`Decoder.prediction_columns`,
+:class:`PredictionColumns`: the same rows and verdicts, no object per event).
 
 Regression models (``Decoder(regression=...)``) send a ``value`` instead of a ``score``: their
 predictions are checked against ``regression_prediction.schema.json`` on the validator's
@@ -52,10 +54,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache, lru_cache
 from importlib import resources
+from operator import attrgetter, itemgetter
 from typing import Annotated, Any
 
 import fastjsonschema
 import msgspec
+import numpy as np
 import orjson
 
 from streamon.core.statistics import multiclass
@@ -141,6 +145,96 @@ class Prediction:
     # A multiclass model's probabilities in declared class order (its ``score`` is the
     # predicted class's, its ``predicted`` the class index); None for the other models.
     scores: list[float] | None = None
+
+
+_ID = attrgetter("prediction_id")
+_MODEL = attrgetter("model")
+_TS = attrgetter("ts")
+_SCORE = attrgetter("score")
+_PREDICTED = attrgetter("predicted")
+_VARIANT = attrgetter("variant")
+_FEATURES = attrgetter("features")
+_LATENCY = attrgetter("latency_ms")
+_SCORES = attrgetter("scores")
+_FIRST = itemgetter(0)
+
+
+@dataclass(slots=True)
+class PredictionColumns:
+    """A batch of predictions as stage 1 reads it: the valid ones as columns, the rest as verdicts.
+
+    Row ``i`` of every column is the valid prediction at position ``index[i]`` of the batch
+    (batch order); ``invalid`` holds (position, why) of the others, in batch order. The fields
+    are those of :class:`Prediction` that stage 1 uses, with its defaults filled in ("" for
+    no variant, {} for no features, NaN for no latency). ``scores`` is None when no row is a
+    multiclass prediction. Built straight from the native decoder's structs by
+    :meth:`Decoder.prediction_columns`, or from decoded events by :meth:`from_events`.
+
+    >>> cols = PredictionColumns.from_events([Prediction("a", "m", 5.0, 0.9, 1), Invalid("x", "y")])
+    >>> cols.index, cols.prediction_id, cols.variant, cols.invalid
+    ([0], ['a'], [''], [(1, Invalid(reason='x', detail='y', field=''))])
+    """
+
+    index: list[int]
+    prediction_id: list[str]
+    model: list[str]
+    ts: list[float]
+    score: list[float]
+    predicted: list[int]
+    variant: list[str]
+    features: list[dict[str, Any]]
+    latency_ms: list[float]
+    scores: list[list[float] | None] | None
+    invalid: list[tuple[int, Invalid]]
+
+    @classmethod
+    def from_events(cls, events: Sequence[Prediction | Invalid]) -> PredictionColumns:
+        """The columns of decoded events (the general path: any mix of kinds and verdicts)."""
+        index = [i for i, p in enumerate(events) if not isinstance(p, Invalid)]
+        valid: list[Prediction] = [events[i] for i in index]  # type: ignore[misc]
+        invalid = (
+            [(i, p) for i, p in enumerate(events) if isinstance(p, Invalid)]
+            if len(index) < len(events)
+            else []
+        )
+        scores = list(map(_SCORES, valid))
+        return cls(
+            index,
+            list(map(_ID, valid)),
+            list(map(_MODEL, valid)),
+            list(map(_TS, valid)),
+            list(map(_SCORE, valid)),
+            list(map(_PREDICTED, valid)),
+            list(map(_VARIANT, valid)),
+            list(map(_FEATURES, valid)),
+            list(map(_LATENCY, valid)),
+            None if scores.count(None) == len(scores) else scores,
+            invalid,
+        )
+
+    def take(self, rows: Sequence[int]) -> PredictionColumns:
+        """The rows at ``rows`` (row numbers, ascending), with no invalid ones."""
+        pick = [*rows]
+
+        def sub(column: list[Any]) -> list[Any]:
+            return list(map(column.__getitem__, pick))
+
+        return PredictionColumns(
+            sub(self.index),
+            sub(self.prediction_id),
+            sub(self.model),
+            sub(self.ts),
+            sub(self.score),
+            sub(self.predicted),
+            sub(self.variant),
+            sub(self.features),
+            sub(self.latency_ms),
+            None if self.scores is None else sub(self.scores),
+            [],
+        )
+
+    def __len__(self) -> int:
+        return len(self.index)
 
 
 @dataclass(slots=True)
@@ -744,6 +838,160 @@ class Decoder:
                         continue
             append(self._prediction(raw, now))
         return out
+
+    def prediction_columns(self, raws: Sequence[bytes | None], now: float | None = None) -> PredictionColumns:
+        """Decode a batch of predictions into columns: what :meth:`predictions` decides, per row.
+
+        The fast case, a batch whose messages the typed decoder takes and whose models are all
+        binary, builds the columns straight from the structs (model, time and threshold checks
+        over the columns, no :class:`Prediction` per event). A message it refuses, or whose
+        model or time is out of its reach, takes the per-event path, which names what is
+        wrong; when that path finds a valid prediction (a regression or multiclass model, a
+        renamed field, an RFC 3339 time) the batch is built from per-event results instead
+        (:meth:`PredictionColumns.from_events`). Either way the rows and verdicts are those of
+        :meth:`predictions`.
+
+        >>> d = Decoder(thresholds={"m": 0.5})
+        >>> good = b'{"prediction_id": "p1", "model": "m", "ts": 1, "score": 0.5}'
+        >>> cols = d.prediction_columns([good, b"{}", None])
+        >>> cols.index, cols.predicted, [(i, bad.reason) for i, bad in cols.invalid]
+        ([0], [1], [(1, 'missing_field'), (2, 'invalid_json')])
+        """
+        typed = self._typed_prediction
+        n = len(raws)
+        if typed is None or not n:
+            return PredictionColumns.from_events(self.predictions(raws, now))
+        decode = typed.decode
+        structs: list[Any] = []
+        slow: list[int] = []  # positions the per-event path decides
+        refused = 0
+        if None not in raws and max(map(len, raws)) <= self.max_bytes:  # type: ignore[arg-type]
+            # The batch in C; a refused message stops the map after the ones before it were
+            # kept, and the same iterator goes on after it: nothing is parsed twice.
+            rest = iter(raws)
+            while True:
+                try:
+                    structs.extend(map(decode, rest))  # type: ignore[arg-type]
+                    break
+                except ValueError:  # msgspec's errors, and UnicodeDecodeError
+                    at = len(structs)
+                    structs.append(None)
+                    slow.append(at)
+                    refused = _refused(refused, at)
+                    if refused >= _GIVE_UP:  # the rest of the batch: straight to the per-event path
+                        slow.extend(range(at + 1, n))
+                        structs.extend([None] * (n - at - 1))
+                        break
+        else:  # message by message: a tombstone or an oversized message among them
+            max_bytes = self.max_bytes
+            for i, raw in enumerate(raws):
+                if raw is not None and len(raw) <= max_bytes and refused < _GIVE_UP:
+                    try:
+                        structs.append(decode(raw))
+                        continue
+                    except ValueError:
+                        refused = _refused(refused, i)
+                structs.append(None)
+                slow.append(i)
+        if slow:
+            taken = [i for i, e in enumerate(structs) if e is not None]
+            ok = [structs[i] for i in taken]
+        else:
+            taken, ok = list(range(n)), structs
+        models = list(map(_MODEL, ok))
+        thresholds = self.thresholds
+        earliest, latest = self._time_bounds(now)
+        times = list(map(_TS, ok))
+        out_of_reach: set[int] = set()  # rows whose model is not a binary one, or whose time is out of bounds
+        unknown = dict.fromkeys(models).keys() - thresholds.keys()
+        if unknown:
+            out_of_reach.update(r for r, model in enumerate(models) if model in unknown)
+        if now is not None and times:
+            t = np.array(times, dtype=np.float64)
+            outside = (t < earliest) | (t > latest)
+            if outside.any():
+                out_of_reach.update(np.flatnonzero(outside).tolist())
+        if out_of_reach:
+            slow = sorted([*slow, *(taken[r] for r in out_of_reach)])
+            keep = [r for r in range(len(ok)) if r not in out_of_reach]
+            taken = [taken[r] for r in keep]
+            ok = [ok[r] for r in keep]
+            models = [models[r] for r in keep]
+            times = [times[r] for r in keep]
+        verdicts = [(i, self._prediction(raws[i], now)) for i in slow]
+        found = [(i, v) for i, v in verdicts if not isinstance(v, Invalid)]
+        if found and all(v.scores is None and v.model in thresholds for _, v in found):
+            # Valid binary predictions the structs did not take (an unknown field, an RFC 3339
+            # time): rows like theirs (the same attributes), in batch order among them.
+            rows = sorted([*zip(taken, ok, strict=True), *found], key=_FIRST)
+            taken, ok = [i for i, _ in rows], [e for _, e in rows]
+            models, times = list(map(_MODEL, ok)), list(map(_TS, ok))
+            verdicts = [(i, v) for i, v in verdicts if isinstance(v, Invalid)]
+            found = []
+        if found:
+            # A valid prediction the structs cannot carry: the general path, from events.
+            events: list[Prediction | Invalid] = [None] * n  # type: ignore[list-item]
+            for i, e in zip(taken, ok, strict=True):
+                events[i] = self._from_struct(e, thresholds[e.model])
+            for i, v in verdicts:
+                events[i] = v
+            return PredictionColumns.from_events(events)
+        scores = list(map(_SCORE, ok))
+        predicted: list[Any] = list(map(_PREDICTED, ok))
+        if predicted.count(None) == len(predicted):  # none sent: decided by the threshold
+            if len(thresholds) == 1 or len(set(models)) == 1:
+                cut: Any = thresholds[models[0]] if models else 0.0
+            else:
+                cut = np.fromiter(map(thresholds.__getitem__, models), dtype=np.float64, count=len(models))
+            predicted = (np.array(scores, dtype=np.float64) >= cut).astype(np.int64).tolist()
+        else:
+            predicted = [
+                int(s >= thresholds[m]) if p is None else int(p)
+                for p, s, m in zip(predicted, scores, models, strict=True)
+            ]
+        variants = list(map(_VARIANT, ok))
+        if None in variants:
+            variants = [v or "" for v in variants]
+        features = list(map(_FEATURES, ok))
+        if None in features:
+            features = [f or {} for f in features]
+        latency = list(map(_LATENCY, ok))
+        if None in latency:
+            nan = math.nan
+            latency = [nan if x is None else x for x in latency]
+        return PredictionColumns(
+            taken,
+            list(map(_ID, ok)),
+            models,
+            times,
+            scores,
+            predicted,
+            variants,
+            features,
+            latency,
+            None,
+            verdicts,  # type: ignore[arg-type]
+        )
+
+    @staticmethod
+    def _from_struct(e: Any, threshold: float) -> Prediction:
+        """The :class:`Prediction` of a typed struct (as :meth:`predictions` builds it)."""
+        predicted = e.predicted
+        latency = e.latency_ms
+        amount = e.amount
+        return Prediction(
+            e.prediction_id,
+            e.model,
+            e.ts,
+            e.score,
+            int(e.score >= threshold) if predicted is None else int(predicted),
+            e.variant or "",
+            e.experiment or "",
+            e.model_version or "",
+            e.features or {},
+            math.nan if latency is None else latency,
+            math.nan if amount is None else amount,
+        )
 
     def _prediction(self, raw: bytes | None, now: float | None) -> Prediction | Invalid:
         """One prediction through orjson, the fast path and the validator: names what is wrong."""

@@ -12,7 +12,7 @@ for a performance baseline).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
 from operator import attrgetter, itemgetter
@@ -190,6 +190,63 @@ def categorical_column(predictions: list[Prediction], name: str) -> list[str | N
     return _text_list(_feature_values(features, name, _all_dicts(features)))
 
 
+class Columns:
+    """What :func:`summarise_rows` reads of a batch of one model's predictions, as columns.
+
+    The feature columns are built on first use, once per batch (each group of the batch
+    then takes its rows of them): a numeric feature as a float64 array (missing and
+    non-numbers NaN), a categorical one as a list of strings or None.
+    """
+
+    def __init__(
+        self,
+        score: Sequence[float],
+        predicted: Sequence[int],
+        latency: Sequence[float],
+        features: list[dict[str, Any]],
+        vectors: list[list[float] | None] | None = None,
+    ) -> None:
+        n = len(features)
+        self.score = np.array(score, dtype=np.float64).reshape(n)
+        self.predicted = np.array(predicted, dtype=np.int64).reshape(n)
+        self.latency = np.array(latency, dtype=np.float64).reshape(n)
+        self.features = features
+        self.vectors = vectors  # a multiclass model's probabilities, one list per row
+        self._plain = _all_dicts(features)
+        self._values: dict[str, list[Any]] = {}
+        self._numeric: dict[str, np.ndarray] = {}
+        self._text: dict[str, list[str | None]] = {}
+
+    @classmethod
+    def of(cls, predictions: list[Prediction]) -> Columns:
+        return cls(
+            list(map(_SCORE, predictions)),
+            list(map(_PREDICTED, predictions)),
+            list(map(_LATENCY, predictions)),
+            list(map(_FEATURES, predictions)),
+            [p.scores for p in predictions] if any(p.scores is not None for p in predictions) else None,
+        )
+
+    def values(self, name: str) -> list[Any]:
+        """The raw value of feature ``name`` in each row (None when absent)."""
+        out = self._values.get(name)
+        if out is None:
+            out = self._values[name] = _feature_values(self.features, name, self._plain)
+        return out
+
+    def numeric(self, name: str) -> np.ndarray:
+        out = self._numeric.get(name)
+        if out is None:
+            out = self._numeric[name] = _numeric_array(self.values(name))
+        return out
+
+    def text(self, name: str) -> list[str | None]:
+        out = self._text.get(name)
+        if out is None:
+            out = self._text[name] = _text_list(self.values(name))
+        return out
+
+
 def summarise(
     spec: ModelSpec, predictions: list[Prediction], summary: BucketSummary | None = None
 ) -> BucketSummary:
@@ -199,28 +256,46 @@ def summarise(
     (``map`` / ``attrgetter``); numbers and strings straight from JSON convert without a
     per-value Python check (other values take the checked path, with the same result).
     """
+    return summarise_rows(spec, Columns.of(predictions), None, summary)
+
+
+def summarise_rows(
+    spec: ModelSpec, columns: Columns, rows: np.ndarray | None, summary: BucketSummary | None = None
+) -> BucketSummary:
+    """Add the rows ``rows`` (ascending row numbers; None: all) of ``columns`` to ``summary``.
+
+    What :func:`summarise` adds for the same predictions, value for value: stage 1 builds
+    the columns of a batch once and summarises each of its (variant, bucket) groups from them.
+    """
     out = (
         summary
         if summary is not None
         else BucketSummary(category_cap=spec.max_categories, protected=spec.protected_categories)
     )
-    n = len(predictions)
-    scores = np.fromiter(map(_SCORE, predictions), dtype=np.float64, count=n)
-    predicted = np.fromiter(map(_PREDICTED, predictions), dtype=np.int64, count=n)
-    latency = np.fromiter(map(_LATENCY, predictions), dtype=np.float64, count=n)
-    _OUTPUTS[spec.task](spec, out, scores, predicted, latency, predictions)
-    features = list(map(_FEATURES, predictions))
-    plain = _all_dicts(features)
+    vectors = columns.vectors
+    if rows is None:
+        scores, predicted, latency = columns.score, columns.predicted, columns.latency
+    else:
+        scores, predicted, latency = columns.score[rows], columns.predicted[rows], columns.latency[rows]
+        picked = rows.tolist()
+        if vectors is not None:
+            vectors = list(map(vectors.__getitem__, picked))
+    _OUTPUTS[spec.task](spec, out, scores, predicted, latency, vectors)
     ranges = spec.ranges
     for name in spec.numeric:
-        column = _numeric_array(_feature_values(features, name, plain))
+        column = columns.numeric(name)
+        if rows is not None:
+            column = column[rows]
         out.add_numeric_feature(name, column, spec.edges.get(name), spec.relative_accuracy)
         if name in ranges:  # the profile's [min, max]: values outside it counted exactly
             outside = count_out_of_range(column, *ranges[name])
             if outside:  # zero counts are not stored: partials of clean data stay as they were
                 add_count(out, out_of_range_name(name), [outside])
     for name in spec.categorical:
-        out.add_categorical_feature(name, _text_list(_feature_values(features, name, plain)))
+        text = columns.text(name)
+        if rows is not None:
+            text = list(map(text.__getitem__, picked))
+        out.add_categorical_feature(name, text)
     return out
 
 
@@ -230,7 +305,7 @@ def _binary_outputs(
     scores: np.ndarray,
     predicted: np.ndarray,
     latency: np.ndarray,
-    predictions: list[Prediction],
+    vectors: list[list[float] | None] | None,
 ) -> None:
     out.add_predictions(scores, predicted, spec.score_bins, latency)
 
@@ -241,7 +316,7 @@ def _regression_outputs(
     values: np.ndarray,
     predicted: np.ndarray,
     latency: np.ndarray,
-    predictions: list[Prediction],
+    vectors: list[list[float] | None] | None,
 ) -> None:
     """Volume and latency as for binary (no score histogram), and every value in a sketch."""
     out.add_predictions(values, predicted, None, latency)
@@ -257,13 +332,13 @@ def _multiclass_outputs(
     scores: np.ndarray,
     predicted: np.ndarray,
     latency: np.ndarray,
-    predictions: list[Prediction],
+    vectors: list[list[float] | None] | None,
 ) -> None:
     """Latency as for binary (no volume there: the multiclass layout counts it), then the
     predicted-class mix and confidence of :func:`streamon.core.statistics.multiclass.add_predictions`."""
     out.add_predictions(scores[:0], predicted[:0], None, latency)
     k = len(spec.classes)
-    rows = np.array([p.scores for p in predictions], dtype=np.float64).reshape(len(predictions), k)
+    rows = np.array(vectors if vectors is not None else [], dtype=np.float64).reshape(len(scores), k)
     multiclass.add_predictions(out, rows, predicted, k)
 
 

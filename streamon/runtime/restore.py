@@ -17,6 +17,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from operator import methodcaller
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
@@ -43,6 +44,26 @@ def _reader(settings: Settings) -> Consumer:
     )
 
 
+_ERROR = methodcaller("error")
+_TOPIC = methodcaller("topic")
+_PARTITION = methodcaller("partition")
+_OFFSET = methodcaller("offset")
+_VALUE = methodcaller("value")
+_NO_ERROR = frozenset({type(None)})
+
+
+def _clear(msgs: list[Message], todo: set[tuple[str, int]], ends: dict[tuple[str, int], int]) -> bool:
+    """True if every message of the batch is to be replayed and none reaches its partition's
+    end: no error (nor end-of-partition event), every partition still to do, and each one's
+    last offset (the highest: a partition is consumed in offset order) before its end."""
+    # By type: a KafkaError compared with None raises.
+    if not msgs or not _NO_ERROR.issuperset(map(type, map(_ERROR, msgs))):
+        return False
+    keys = zip(map(_TOPIC, msgs), map(_PARTITION, msgs), strict=True)
+    last = dict(zip(keys, map(_OFFSET, msgs), strict=True))
+    return all(key in todo and offset + 1 < ends[key] for key, offset in last.items())
+
+
 def read_assigned(
     settings: Settings, starts: list[TopicPartition], ends: dict[tuple[str, int], int], batch: int = 5000
 ) -> Iterator[list[Message]]:
@@ -60,6 +81,10 @@ def read_assigned(
         idle_since = time.monotonic()
         while todo:
             msgs = consumer.consume(num_messages=batch, timeout=1.0)
+            if _clear(msgs, todo, ends):  # the common batch, checked without a loop in Python
+                idle_since = time.monotonic()
+                yield msgs
+                continue
             out = []
             for m in msgs:
                 key = (m.topic(), m.partition())
@@ -126,15 +151,18 @@ def restore_partition(
     progress = dict(marker)
     decoder = processor.decoder
     for batch in read_assigned(settings, starts, ends):
-        labels = [m.value() for m in batch if m.topic() == topics.labels]
-        if labels:
-            preds = [m.value() for m in batch if m.topic() == topics.predictions]
+        names = list(map(_TOPIC, batch))
+        values = list(map(_VALUE, batch))
+        if topics.labels in names:
+            labels = [v for v, t in zip(values, names, strict=True) if t == topics.labels]
+            preds = [v for v, t in zip(values, names, strict=True) if t == topics.predictions]
         else:
-            preds = [m.value() for m in batch]
-        # Decoded as PartitionProcessor.process does; the join store alone is updated: the
-        # partial deltas were published when the events were first processed.
-        processor.process_decoded(
-            list(zip(preds, decoder.predictions(preds), strict=True)),
+            labels, preds = [], values
+        # Decoded into columns as PartitionProcessor.process does; the join store alone is
+        # updated: the partial deltas were published when the events were first processed.
+        processor.process_columns(
+            preds,
+            decoder.prediction_columns(preds),
             list(zip(labels, decoder.labels(labels), strict=True)),
             partials=False,
         )
@@ -142,7 +170,7 @@ def restore_partition(
         # Commit batch by batch (never past the committed offsets): memory stays flat however
         # many predictions are pending, and an interrupted restore resumes where it stopped.
         # One partition per topic, read in offset order: a topic's last message is its highest.
-        last = {m.topic(): m.offset() for m in batch}
+        last = dict(zip(names, map(_OFFSET, batch), strict=True))
         for t, offset in last.items():
             progress[t] = max(progress.get(t, 0), offset + 1)
         processor.joiner.store.commit(RocksStore.marker(progress))  # type: ignore[attr-defined]

@@ -85,11 +85,12 @@ class RocksStore:
 
     def write(self, changes: dict[bytes, bytes | None]) -> None:
         batch = WriteBatch(raw_mode=True)
+        put, delete = batch.put, batch.delete  # a batch's changes: two per prediction
         for key, value in changes.items():
             if value is None:
-                batch.delete(key)
+                delete(key)
             else:
-                batch.put(key, value)
+                put(key, value)
         try:
             self._db.write(batch)
         except Exception as exc:  # e.g. "IO error: No space left on device: While appending to file: ..."

@@ -729,6 +729,65 @@ def test_typed_prediction_path_equals_the_path_behind_it(
     assert [_shape(d.prediction(raw, now)) for raw in raws] == expected
 
 
+def _column_shapes(cols: events.PredictionColumns) -> Any:
+    """Every column of a batch, types included, and its verdicts."""
+    fields = [f.name for f in dataclasses.fields(cols) if f.name != "invalid"]
+    columns = {f: [(type(v).__name__, repr(v)) for v in (getattr(cols, f) or [])] for f in fields}
+    return columns, [(i, _shape(bad)) for i, bad in cols.invalid]
+
+
+# A multiclass and a regression model beside the binary ones: their events take the general path.
+MIXED_DECODER = Decoder(THRESHOLDS, regression=["r"], multiclass={"mc": ["a", "b"]})
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    decoder=st.sampled_from([*sorted(TYPED_DECODERS), "mixed"]),
+    docs=st.lists(
+        st.tuples(mutated(VALID_PREDICTION, tuple(events.PREDICTION_FIELDS)), encodings, tampering),
+        max_size=6,
+    ),
+    plain=st.integers(0, 3),
+    now=clocks,
+)
+def test_prediction_columns_equal_the_per_event_verdicts(
+    decoder: str, docs: list[tuple[dict[str, Any], str, str]], plain: int, now: float | None
+) -> None:
+    # The columnar decoding of a batch (stage 1's) against the per-event path: the same rows,
+    # values and types, and the same verdicts (reasons, details, fields) at the same positions.
+    d = MIXED_DECODER if decoder == "mixed" else TYPED_DECODERS[decoder]
+    raws = [_encode(_renamed_doc(doc, d.fields.prediction), how, tamper) for doc, how, tamper in docs]
+    # Plainly valid events after them, so that the fast case meets the odd ones in one batch;
+    # with the mixed decoder, a regression model's event too (the general path).
+    plain_docs = [
+        {"prediction_id": f"q{i}", "model": "m", "ts": NOW - i, "score": 0.25 * i} for i in range(plain)
+    ]
+    if decoder == "mixed" and plain == 3:
+        plain_docs.append({"prediction_id": "v", "model": "r", "ts": NOW, "value": -1.5})
+    raws += [orjson.dumps(_renamed_doc(doc, d.fields.prediction)) for doc in plain_docs]
+    expected = events.PredictionColumns.from_events([d._prediction(raw, now) for raw in raws])
+    assert _column_shapes(d.prediction_columns(raws, now)) == _column_shapes(expected), raws
+
+
+def test_prediction_columns_of_a_plain_batch_take_no_event_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The fast case is the columnar one: no per-event decoding, and the same columns.
+    d = Decoder(THRESHOLDS)
+    raws = [
+        orjson.dumps({"prediction_id": f"p{i}", "model": "m" if i % 3 else "fraud", "ts": NOW - i,
+                      "score": (i % 10) / 10, "variant": "A" if i % 2 else None, "features": {"x": i}}
+                     | ({"predicted": i % 2} if i == 7 else {}) | ({"latency_ms": 3} if i % 4 else {}))
+        for i in range(50)
+    ]  # fmt: skip
+    batches = [raws, raws[:7] + raws[8:]]  # with and without a "predicted" sent
+    expected = [events.PredictionColumns.from_events([d._prediction(raw, NOW) for raw in b]) for b in batches]
+    monkeypatch.setattr(d, "_prediction", lambda raw, now: pytest.fail("per-event path taken"))
+    for batch, want in zip(batches, expected, strict=True):
+        got = d.prediction_columns(batch, NOW)
+        assert _column_shapes(got) == _column_shapes(want)
+        assert got.predicted[:4] == [0, 0, 0, 1]  # "fraud" decides at 0.3, "m" at 0.5
+    assert d.prediction_columns(raws, NOW).predicted[7] == 1  # sent: kept
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     decoder=st.sampled_from(sorted(TYPED_DECODERS)),
@@ -824,3 +883,29 @@ def test_typed_path_gives_up_on_a_batch_it_keeps_refusing(monkeypatch: pytest.Mo
         orjson.dumps({"prediction_id": f"p{i}", "label": 1, "ts": i, "source": "web"}) for i in range(40)
     ]
     assert [_shape(lab) for lab in d.labels(labels)] == [_shape(d._label(raw, None)) for raw in labels]
+
+
+def test_prediction_columns_parse_each_message_once_and_give_up_like_predictions(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A refused message stops the batch's native decoding only to go on after it (no message
+    # is parsed twice); after enough refusals the rest of the batch goes to the per-event path.
+    d = Decoder(THRESHOLDS)
+    typed = d._typed_prediction
+    assert typed is not None
+    calls: list[bytes] = []
+
+    class Counting:
+        def decode(self, raw: bytes) -> Any:
+            calls.append(raw)
+            return typed.decode(raw)
+
+    monkeypatch.setattr(d, "_typed_prediction", Counting())
+    plain = [orjson.dumps({"prediction_id": f"p{i}", "model": "m", "ts": i, "score": 0.5}) for i in range(40)]
+    extra = [raw[:-1] + b',"source":"web"}' for raw in plain]
+    mixed = [raw for pair in zip(plain, extra, strict=True) for raw in pair]  # half refused: keeps trying
+    for batch, parsed in ((mixed, len(mixed)), (extra + plain, events._MIN_REFUSED)):
+        calls.clear()
+        want = events.PredictionColumns.from_events([d._prediction(raw, None) for raw in batch])
+        assert _column_shapes(d.prediction_columns(batch)) == _column_shapes(want)
+        assert len(calls) == parsed

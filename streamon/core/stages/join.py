@@ -39,6 +39,7 @@ import math
 import struct
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import astuple, dataclass
+from itertools import repeat
 from types import MappingProxyType
 from typing import Protocol
 
@@ -58,10 +59,15 @@ _META_VERSION = 1
 _UNREAD = object()  # not prefetched (None means prefetched and absent)
 
 
-def _pack(record: list[object]) -> bytes:
+def _pack(record: Sequence[object]) -> bytes:
     """orjson bytes trimmed to size: orjson's result keeps a ~4 KB buffer per object, which
     held for every pending prediction costs gigabytes (measured in docs/benchmarks.md)."""
     return bytes(memoryview(orjson.dumps(record)))
+
+
+def _pack_all(records: Iterable[Sequence[object]]) -> list[bytes]:
+    """:func:`_pack` of each record, the loop in C."""
+    return list(map(bytes, map(memoryview, map(orjson.dumps, records))))  # type: ignore[arg-type]
 
 
 _DOUBLE = struct.Struct(">d")
@@ -87,7 +93,7 @@ def unsortable(b: bytes) -> float:
     return float(x)
 
 
-def sortable_many(xs: list[float]) -> bytes:
+def sortable_many(xs: Sequence[float] | np.ndarray) -> bytes:
     """``b"".join(map(sortable, xs))`` in one numpy pass (8 bytes per value), for a batch.
 
     >>> xs = [-math.inf, -2.5, -0.0, 0.0, 3.0, 1.7e9, math.inf]
@@ -320,6 +326,7 @@ class Joiner:
         # The records of the current batch's ids read by prefetch(), kept up to date by every
         # write of the join, until expire() or restore(): None outside a batch.
         self._prefetched: dict[bytes, bytes | None] | None = None
+        self._no_labels = False  # with _prefetched: no label record was in the store at prefetch()
         self.restore()
 
     # ------------------------------------------------------------------ persisted state
@@ -397,8 +404,9 @@ class Joiner:
             keys += [_LABEL + raw for raw in ids]
         values = self.store.get_many(keys)
         self._prefetched = dict(zip(keys, values, strict=True))
-        if not self.pending_labels:  # no label waits in the store (the count is kept exact)
-            self._prefetched.update(dict.fromkeys(_LABEL + raw for raw in ids))
+        # No label waits in the store (the count is kept exact): until the batch ends, every
+        # label key the join has not written itself is absent, prefetched or not.
+        self._no_labels = not self.pending_labels
         predictions = values[: len(names)]
         return {pid for pid, value in zip(names, predictions, strict=True) if value is not None}
 
@@ -407,6 +415,8 @@ class Joiner:
             value = self._prefetched.get(key, _UNREAD)
             if value is not _UNREAD:
                 return value  # type: ignore[return-value]
+            if self._no_labels and key.startswith(_LABEL):
+                return None
         return self.store.get(key)
 
     def _write(self, changes: dict[bytes, bytes | None]) -> None:
@@ -443,75 +453,119 @@ class Joiner:
         >>> j.pending_predictions, j.pending_labels, j.watermark
         (2, 0, 12.0)
         """
-        if not batch:
+        return self.add_columns(
+            [p.prediction_id for p, _ in batch],
+            [p.model for p, _ in batch],
+            [p.variant for p, _ in batch],
+            [p.ts for p, _ in batch],
+            [p.score for p, _ in batch],
+            [p.predicted for p, _ in batch],
+            [segments for _, segments in batch],
+            [p.scores for p, _ in batch] if self.multiclass else None,
+        )
+
+    def add_columns(
+        self,
+        ids: Sequence[str],
+        models: Sequence[str],
+        variants: Sequence[str],
+        times: Sequence[float],
+        scores: Sequence[float],
+        predicted: Sequence[int],
+        segments: Sequence[tuple[tuple[str, str], ...]] | None = None,
+        vectors: Sequence[list[float] | None] | None = None,
+    ) -> list[LabelDelta]:
+        """:meth:`add_predictions` of a batch given as columns (row i of each is one prediction).
+
+        ``segments``: each row's (field, value) pairs (None: no row has any); ``vectors``: a
+        multiclass model's probabilities per row (None: no multiclass model configured). The
+        records and their expiry keys are built column by column and written at once; only
+        rows whose label waits in the store take a step of their own.
+        """
+        n = len(ids)
+        if not n:
             return []
-        horizon = self.label_horizon_s
-        times = [p.ts for p, _ in batch]
-        expires = [ts + horizon for ts in times]
+        encoded = list(map(str.encode, ids))
+        keys = [_PRED + pid for pid in encoded]
+        expires = np.array(times, dtype=np.float64) + self.label_horizon_s
         order = sortable_many(expires)  # the expiry index keys' time part, 8 bytes each
-        # No label waits in the store (the count is kept with every record change, and no
-        # label is added meanwhile): no prediction of the batch can join one.
-        labels_wait = self.pending_labels > 0
-        prefetched = self._prefetched if self._prefetched is not None else {}
-        get = self.store.get
+        index_keys = [
+            _INDEX + order[at : at + 8] + key for at, key in zip(range(0, 8 * n, 8), keys, strict=True)
+        ]
         regression = self.regression
         multiclass = self.multiclass
-        fit_labels = self._fit_labels
+        # label: -1 = none yet for a binary model, None for a regression model (whose score
+        # is its value and whose label can be -1.0).
+        labels: list[float | None] = (
+            [None if m in regression else -1 for m in models] if regression else [-1] * n
+        )
+        # A multiclass model's record holds its scores vector (declared order) in place of the score.
+        held_scores: Sequence[object] = scores
+        if multiclass and vectors is not None:
+            held_scores = [
+                v if m in multiclass else s for v, s, m in zip(vectors, scores, models, strict=True)
+            ]
         changes: dict[bytes, bytes | None] = {}
         out: list[LabelDelta] = []
         dropped = 0
-        at = 0
-        for p, segments in batch:
-            pid = p.prediction_id.encode()
-            key = _PRED + pid
-            label: float | None = None if regression and p.model in regression else -1
-            waiting = None
-            if labels_wait:
+        # No label waits in the store (the count is kept with every record change, and no
+        # label is added meanwhile): no prediction of the batch can join one.
+        if self.pending_labels > 0:
+            prefetched = self._prefetched if self._prefetched is not None else {}
+            get = self.store.get
+            fit_labels = self._fit_labels
+            for row, pid in enumerate(encoded):
                 lkey = _LABEL + pid
                 waiting = prefetched.get(lkey, _UNREAD)
                 if waiting is _UNREAD:
                     waiting = get(lkey)
-            if waiting is not None:
+                if waiting is None:
+                    continue
                 held = orjson.loads(waiting)  # type: ignore[arg-type]
                 changes[lkey] = None
                 changes[_index_key(held[2], lkey)] = None
-                fitted = self._fitted(p.model, held[0]) if fit_labels else held[0]
+                model = models[row]
+                fitted = self._fitted(model, held[0]) if fit_labels else held[0]
                 if isinstance(fitted, Invalid):
                     if self.on_misfit is not None:
                         self.on_misfit(fitted)
                     dropped += 1
-                else:
-                    label = fitted
-                    out.append(
-                        LabelDelta(
-                            p.model, p.variant, p.ts, p.score, p.predicted, label, 1, segments, p.scores
-                        )
+                    continue
+                labels[row] = fitted
+                out.append(
+                    LabelDelta(
+                        model,
+                        variants[row],
+                        times[row],
+                        scores[row],
+                        predicted[row],
+                        fitted,
+                        1,
+                        segments[row] if segments is not None else (),
+                        vectors[row] if vectors is not None else None,
                     )
-            # [model, variant, ts, score, predicted, label(, [field, value, ...])]: a few dozen bytes.
-            # label: -1 = none yet for a binary model, None for a regression model (whose score
-            # is its value and whose label can be -1.0). A multiclass model's record holds its
-            # scores vector (declared order) in place of the score, and class indices.
-            # The segment list is appended only for models with segments; records without it
-            # (written before segments were configured) still read, with no segment.
-            rec: list[object] = [
-                p.model,
-                p.variant,
-                p.ts,
-                p.scores if multiclass and p.model in multiclass else p.score,
-                p.predicted,
-                label,
+                )
+        # [model, variant, ts, score, predicted, label(, [field, value, ...])]: a few dozen bytes
+        # (orjson writes a tuple as an array). The segment list is appended only for models
+        # with segments; records without it (written before segments were configured) still
+        # read, with no segment.
+        rows = zip(models, variants, times, held_scores, predicted, labels, strict=True)
+        if segments is not None:
+            records = [
+                (*row, [x for pair in segs for x in pair]) if segs else row
+                for row, segs in zip(rows, segments, strict=True)
             ]
-            if segments:
-                rec.append([x for pair in segments for x in pair])
-            changes[key] = _pack(rec)
-            changes[_INDEX + order[at : at + 8] + key] = b""
-            at += 8
+            packed = _pack_all(records)
+        else:
+            packed = _pack_all(rows)
+        changes.update(zip(keys, packed, strict=True))
+        changes.update(zip(index_keys, repeat(b"")))
         self._write(changes)
         joined = len(out)
         self.pending_labels -= joined + dropped
         self.stats.joined += joined
-        self.pending_predictions += len(batch)
-        first = min(expires)
+        self.pending_predictions += n
+        first = float(expires.min())
         if first < self._scan_from:  # a late prediction, already due
             self._scan_from = first
         latest = max(times)

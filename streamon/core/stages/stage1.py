@@ -18,6 +18,11 @@ integrity metrics (:mod:`streamon.core.statistics.integrity`). :meth:`take_parti
 hands the deltas over (the runtime publishes them to the partials topic in the same
 Kafka transaction as the input offsets) and starts afresh.
 
+A batch's predictions are handled as columns (:class:`streamon.core.events.PredictionColumns`):
+checks over whole columns, grouping with numpy, summaries from feature columns built once
+per batch, one join write (:meth:`PartitionProcessor.process_columns`); the results are
+those of adding the events one by one.
+
 Pure: no Kafka here. The runtime feeds message values in; ``streamon replay`` feeds
 file lines in; both get the same numbers.
 """
@@ -28,7 +33,8 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from operator import attrgetter
+from itertools import repeat
+from operator import attrgetter, itemgetter
 from typing import Any
 
 import numpy as np
@@ -41,9 +47,10 @@ from streamon.core.events import (
     Invalid,
     Label,
     Prediction,
+    PredictionColumns,
     shown,
 )
-from streamon.core.profile import ModelSpec, SegmentSpec, summarise
+from streamon.core.profile import Columns, ModelSpec, summarise_rows
 from streamon.core.stages.join import Joiner, LabelDelta
 from streamon.core.state.cardinality import DEFAULT_VARIANT, EXEMPT, MISSING, NOTHING, OTHER, admit, bottom_k
 from streamon.core.state.summary import BucketSummary
@@ -64,7 +71,6 @@ PARTIAL_VERSION = 1
 _LABEL = attrgetter("label")
 _PREDICTED = attrgetter("predicted")
 _SCORE = attrgetter("score")
-_FEATURES = attrgetter("features")
 _NUMBER_OR_NULL = frozenset({int, float, type(None)})
 
 
@@ -75,6 +81,86 @@ def _check_numeric(features: dict[str, object], numeric: Iterable[str]) -> Inval
         if v is not None and (isinstance(v, bool) or not isinstance(v, int | float)):
             return Invalid(WRONG_TYPE, f"expected a number or null, got {shown(v)}", f"features.{name}")
     return None
+
+
+_STR = frozenset({str})
+_FIRST = itemgetter(0)
+
+
+def _factorise(values: list[Any]) -> tuple[list[Any], np.ndarray]:
+    """The distinct values in order of first appearance, and each value's position among them.
+
+    >>> names, codes = _factorise(["b", "a", "b"])
+    >>> names, codes.tolist()
+    (['b', 'a'], [0, 1, 0])
+    """
+    names = list(dict.fromkeys(values))
+    if len(names) <= 1:
+        return names, np.zeros(len(values), dtype=np.int64)
+    code = {v: i for i, v in enumerate(names)}
+    return names, np.fromiter(map(code.__getitem__, values), dtype=np.int64, count=len(values))
+
+
+def _runs(codes: np.ndarray) -> list[np.ndarray]:
+    """The rows of each distinct code (ascending), the codes in order of their first row.
+
+    >>> [r.tolist() for r in _runs(np.array([7, 3, 7, 5, 3]))]
+    [[0, 2], [1, 4], [3]]
+    """
+    if not codes.size:
+        return []
+    if (codes == codes[0]).all():
+        return [np.arange(codes.size)]
+    _, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(codes.size)
+    parts = np.split(np.argsort(inverse, kind="stable"), np.cumsum(np.bincount(inverse))[:-1])
+    return [parts[g] for g in np.argsort(first, kind="stable")]
+
+
+class _Spread:
+    """A batch's rows by model: each model's rows (None: the whole batch, of one model) and
+    the columns :func:`summarise_rows` reads, over that model's rows."""
+
+    def __init__(self, batch: PredictionColumns) -> None:
+        self.models, self.codes = _factorise(batch.model)
+        self.rows: dict[str, np.ndarray | None] = {}
+        self.columns: dict[str, Columns] = {}
+        self._local: np.ndarray | None = None
+        self._sizes: dict[str, int] = {}
+        if len(self.models) <= 1:
+            for name in self.models:
+                self.rows[name] = None
+                self.columns[name] = Columns(
+                    batch.score, batch.predicted, batch.latency_ms, batch.features, batch.scores
+                )
+                self._sizes[name] = len(batch)
+            return
+        self._local = np.empty(len(batch), dtype=np.intp)
+        for k, name in enumerate(self.models):
+            rows = np.flatnonzero(self.codes == k)
+            sub = batch.take(rows.tolist())
+            self.rows[name] = rows
+            self.columns[name] = Columns(sub.score, sub.predicted, sub.latency_ms, sub.features, sub.scores)
+            self._local[rows] = np.arange(len(rows))
+            self._sizes[name] = len(rows)
+
+    def local(self, model: str, rows: np.ndarray) -> np.ndarray | None:
+        """``rows`` of the batch as rows of ``model``'s columns (None: all of them, in order)."""
+        local = rows if self._local is None else self._local[rows]
+        if len(local) == self._sizes[model] and (len(local) < 2 or bool((np.diff(local) > 0).all())):
+            return None
+        return local
+
+
+@dataclass
+class _Refused:
+    """What :meth:`PartitionProcessor._refuse` found: (position, why) of every refused
+    prediction in batch order, the rows refused after decoding, and those rows as the
+    integrity counts need them ((model, variant, ts, wrong-typed features or None))."""
+
+    verdicts: list[tuple[int, Invalid]]
+    rows: set[int]
+    checked_out: list[tuple[str, str, float, list[str] | None]]
 
 
 def segment_value(value: object) -> str:
@@ -90,11 +176,6 @@ def segment_value(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
-
-
-def _segments_of(features: dict[str, object], specs: list[SegmentSpec]) -> tuple[tuple[str, str], ...]:
-    """(field, segment) of each configured segment field: the value, or OTHER outside an allowlist."""
-    return tuple((s.field, admit(segment_value(features.get(s.field)), s.values)) for s in specs)
 
 
 # A scope's cap: (K, the protected values that are always kept, see core/cardinality.py).
@@ -415,17 +496,17 @@ class PartitionProcessor:
 
     @staticmethod
     def _fold_groups(
-        groups: dict[Any, list[Prediction]],
+        groups: dict[Any, Any],
         at: int,
         cap_of: Callable[[tuple[Any, ...]], Cap],
         open_deltas: Mapping[Any, object],
-    ) -> dict[Any, list[Prediction]]:
+    ) -> dict[Any, Any]:
         """Regroup a batch so values outside the bottom-K (of this batch and the open deltas)
         are summarised once, as OTHER, rather than once per value and folded afterwards."""
         kept = _kept_over_cap([*groups, *open_deltas], at, cap_of)
         if not kept:
             return groups
-        out: dict[Any, list[Prediction]] = defaultdict(list)
+        out: dict[Any, list[Any]] = defaultdict(list)  # a group: its rows (or events)
         for key, group in groups.items():
             scope = key[:at]
             if scope in kept and key[at] not in kept[scope] and key[at] not in EXEMPT:
@@ -457,17 +538,15 @@ class PartitionProcessor:
         self._fold_open(self._deltas, 1, _variant_cap(self.models), self._bucket)
         self._fold_open(self._seg_deltas, 2, _segment_cap(self.models), self._segment)
 
-    def _check_features(self, p: Prediction, spec: ModelSpec) -> Invalid | None:
-        return _check_numeric(p.features, spec.numeric)
-
     def process(
         self, predictions: Iterable[bytes | None], labels: Iterable[bytes | None], now: float | None = None
     ) -> list[Rejected]:
         """Decode and add a batch; returns the rejected messages. ``now`` (wall clock) bounds event times."""
         predictions, labels = list(predictions), list(labels)
         decoder = self.decoder
-        return self.process_decoded(
-            list(zip(predictions, decoder.predictions(predictions, now), strict=True)),
+        return self.process_columns(
+            predictions,
+            decoder.prediction_columns(predictions, now),
             list(zip(labels, decoder.labels(labels, now), strict=True)),
         )
 
@@ -482,66 +561,75 @@ class PartitionProcessor:
         ``partials=False`` (a restore, whose deltas were published when the events were first
         processed) updates the join store, counts and watermark alone: no delta is computed.
         """
-        rejected: list[Rejected] = []
-        groups: dict[tuple[str, str, float], list[Prediction]] = defaultdict(list)
-        seg_groups: dict[tuple[str, int, str, float], list[Prediction]] = defaultdict(list)
-        label_deltas: list[LabelDelta] = []
-        seen_ids: set[str] = set()
-        joined: list[tuple[Prediction, tuple[tuple[str, str], ...]]] = []  # for one join store write
-        # Rejected after decoding, for the integrity counts: (event, wrong-typed features or None
-        # for a duplicate). Still dead letters; counted in the bucket of their model and time.
-        checked_out: list[tuple[Prediction, list[str] | None]] = []
-        # Hot loop: per-model lookups hoisted, bucket start inlined (= floor_to).
-        numeric = {name: tuple(spec.numeric) for name, spec in self.models.items()}
-        allowed = {name: spec.variants for name, spec in self.models.items()}
-        segment_specs = {name: spec.segments for name, spec in self.models.items()}
-        bucket_s = self.bucket_s
-        floor = math.floor
-        join = joined.append
+        return self.process_columns(
+            [raw for raw, _ in predictions],
+            PredictionColumns.from_events([p for _, p in predictions]),
+            labels,
+            partials,
+        )
+
+    def process_columns(
+        self,
+        raws: list[bytes | None],
+        batch: PredictionColumns,
+        labels: list[tuple[bytes | None, Label | Invalid]],
+        partials: bool = True,
+    ) -> list[Rejected]:
+        """Add a batch whose predictions are decoded into columns (``raws``: their messages, for
+        the dead-letter topic); returns the rejected messages, predictions' first, in batch order.
+
+        The numeric type check and the duplicate check run over the columns (a row at a time
+        only where they find something), the batch is grouped by (model, variant, bucket) with
+        numpy, each group summarised from the batch's feature columns, and the join is fed the
+        accepted columns at once: the results of adding the events one at a time, in order.
+        ``partials=False`` as in :meth:`process_decoded`.
+        """
         # One store lookup for the batch's ids instead of one to three per event; it names the
-        # ids already pending, the duplicate check of every prediction (the batch's own are in
-        # seen_ids, as add_predictions writes after the loop).
+        # ids already pending, the duplicate check of every prediction.
         pending = self.joiner.prefetch(
             [
-                *(p.prediction_id for _, p in predictions if not isinstance(p, Invalid)),
+                *batch.prediction_id,
                 *(lab.prediction_id for _, lab in labels if not isinstance(lab, Invalid)),
             ]
         )
-        for index, (raw, p) in enumerate(predictions):
-            if isinstance(p, Invalid):
-                rejected.append(Rejected("predictions", raw, p.reason, p.detail, index, p.field))
-                continue
-            model = p.model
-            features = p.features
-            pid = p.prediction_id
-            bad = None
-            # Every numeric feature a number or null, checked in C (bool is its own type).
-            if not _NUMBER_OR_NULL.issuperset(map(type, map(features.get, numeric[model]))):
-                bad = _check_numeric(features, numeric[model])  # None for a subclass of int or float
-                if bad is not None and partials:
-                    checked_out.append((p, wrong_typed(features, numeric[model])))
-            if bad is None and (pid in seen_ids or pid in pending):
-                seen = f"prediction_id {pid[:100]!r} seen before"
-                bad = Invalid(DUPLICATE_PREDICTION, seen, "prediction_id")
-                if partials:
-                    checked_out.append((p, None))
-            if bad is not None:
-                rejected.append(Rejected("predictions", raw, bad.reason, bad.detail, index, bad.field))
-                continue
-            seen_ids.add(pid)
-            variant = p.variant or DEFAULT_VARIANT
-            if allowed[model] is not None:
-                variant = admit(variant, allowed[model])
-            p.variant = variant
-            specs = segment_specs[model]
-            segs = _segments_of(features, specs) if specs else ()
-            if partials:
-                start = floor(p.ts / bucket_s) * bucket_s
-                groups[(model, variant, start)].append(p)
-                for index, (_field, value) in enumerate(segs):
-                    seg_groups[(model, index, value, start)].append(p)
-            join((p, segs))
-        label_deltas.extend(self.joiner.add_predictions(joined))
+        spread = _Spread(batch)
+        refused = self._refuse(batch, spread, pending, partials)
+        rejected = [
+            Rejected("predictions", raws[index], bad.reason, bad.detail, index, bad.field)
+            for index, bad in refused.verdicts
+        ]
+        if refused.rows:
+            keep = sorted(set(range(len(batch))) - refused.rows)
+            batch = batch.take(keep)
+            spread = _Spread(batch)
+        models = self.models
+        variants = batch.variant
+        allowed = {name: models[name].variants for name in spread.models}
+        if len(spread.models) == 1:  # one model: each distinct variant admitted once
+            (only,) = allowed.values()
+            distinct = dict.fromkeys(variants)
+            if len(distinct) == 1:
+                variants = [admit(variants[0] or DEFAULT_VARIANT, only)] * len(variants)
+            elif "" in distinct or only is not None:
+                kept = {v: admit(v or DEFAULT_VARIANT, only) for v in distinct}
+                variants = list(map(kept.__getitem__, variants))
+        elif "" in variants or any(a is not None for a in allowed.values()):
+            admitted = {
+                (m, v): admit(v or DEFAULT_VARIANT, allowed[m])
+                for m, v in dict.fromkeys(zip(batch.model, variants, strict=True))
+            }
+            variants = list(map(admitted.__getitem__, zip(batch.model, variants, strict=True)))
+        segments = self._segments(batch, spread)
+        label_deltas = self.joiner.add_columns(
+            batch.prediction_id,
+            batch.model,
+            variants,
+            batch.ts,
+            batch.score,
+            batch.predicted,
+            segments,
+            batch.scores,
+        )
         n_labels = 0
         latest_label = self._latest_label
         add_label = self.joiner.add_label
@@ -563,28 +651,13 @@ class PartitionProcessor:
         self.counts.labels += n_labels
         self._latest_label = latest_label
         if not partials:
-            self.counts.predictions += len(joined)
+            self.counts.predictions += len(batch)
             self.joiner.expire()
             for r in rejected:
                 self.counts.invalid[(r.topic, r.reason)] += 1
             return rejected
-        models = self.models
-        groups = self._fold_groups(groups, 1, _variant_cap(models), self._deltas)
-        seg_groups = self._fold_groups(seg_groups, 2, _segment_cap(models), self._seg_deltas)
-        declared = {
-            name: frozenset(f.name for f in spec.features) | {s.field for s in spec.segments}
-            for name, spec in models.items()
-        }
-        for (model, variant, start), group in groups.items():
-            summary = self._bucket(model, variant, start)
-            summarise(self.models[model], group, summary)
-            keys = unexpected_keys(map(_FEATURES, group), declared[model])
-            if keys:  # schema change: keys the model does not declare (capped like categories)
-                summary.add_categorical_feature(KEYS, keys)
-            self.counts.predictions += len(group)
-        self._add_checked_out(checked_out)
-        for (model, index, value, start), group in seg_groups.items():
-            summarise(self.models[model], group, self._segment(model, index, value, start))
+        self._summarise(batch, spread, variants, segments)
+        self._add_checked_out(refused.checked_out)
         self._add_label_deltas(label_deltas)
         self._fold_deltas()
         self.joiner.expire()
@@ -592,19 +665,177 @@ class PartitionProcessor:
             self.counts.invalid[(r.topic, r.reason)] += 1
         return rejected
 
-    def _add_checked_out(self, rejected: list[tuple[Prediction, list[str] | None]]) -> None:
+    def _refuse(
+        self, batch: PredictionColumns, spread: _Spread, pending: set[str], partials: bool
+    ) -> _Refused:
+        """The batch's rows rejected after decoding: a numeric feature that holds no number
+        (bools are not numbers) or null, then an id seen before (pending, or earlier in the batch).
+
+        Checked over the columns; only a row a column check points at is looked at alone.
+        """
+        found: dict[int, Invalid] = {}
+        wrong: dict[int, list[str]] = {}
+        features = batch.features
+        for model, rows in spread.rows.items():
+            names = tuple(self.models[model].numeric)
+            columns = spread.columns[model]
+            suspects: set[int] = set()
+            for name in names:
+                values = columns.values(name)
+                if not _NUMBER_OR_NULL.issuperset(map(type, values)):
+                    local = [i for i, v in enumerate(values) if type(v) not in _NUMBER_OR_NULL]
+                    suspects.update(local if rows is None else rows[local].tolist())
+            for row in sorted(suspects):
+                bad = _check_numeric(features[row], names)  # None for a subclass of int or float
+                if bad is not None:
+                    found[row] = bad
+                    if partials:
+                        wrong[row] = wrong_typed(features[row], names)
+        ids = batch.prediction_id
+        duplicates: list[int] = []
+        if len(set(ids)) < len(ids) or not pending.isdisjoint(ids):
+            seen: set[str] = set()
+            for row, pid in enumerate(ids):
+                if row in found:
+                    continue
+                if pid in seen or pid in pending:
+                    duplicates.append(row)
+                    found[row] = Invalid(
+                        DUPLICATE_PREDICTION, f"prediction_id {pid[:100]!r} seen before", "prediction_id"
+                    )
+                else:
+                    seen.add(pid)
+        index = batch.index
+        verdicts = sorted([*batch.invalid, *((index[row], bad) for row, bad in found.items())], key=_FIRST)
+        checked_out = []
+        if partials:
+            for row in sorted(found):
+                checked_out.append((batch.model[row], batch.variant[row], batch.ts[row], wrong.get(row)))
+        return _Refused(verdicts, set(found), checked_out)
+
+    def _segments(
+        self, batch: PredictionColumns, spread: _Spread
+    ) -> list[tuple[tuple[str, str], ...]] | None:
+        """Each row's (field, segment) pairs: the value, or OTHER outside an allowlist (None: no
+        model of the batch has segments)."""
+        out: list[tuple[tuple[str, str], ...]] | None = None
+        for model, rows in spread.rows.items():
+            specs = self.models[model].segments
+            if not specs:
+                continue
+            columns = spread.columns[model]
+            per_spec = []
+            for spec in specs:
+                values: list[Any] = columns.values(spec.field)
+                if not _STR.issuperset(map(type, values)):
+                    values = list(map(segment_value, values))
+                kept = {v: admit(v, spec.values) for v in dict.fromkeys(values)}
+                per_spec.append(list(zip(repeat(spec.field), map(kept.__getitem__, values))))
+            pairs = list(zip(*per_spec, strict=True))
+            if rows is None:
+                return pairs
+            if out is None:
+                out = [()] * len(batch)
+            for row, segs in zip(rows.tolist(), pairs, strict=True):
+                out[row] = segs
+        return out
+
+    def _summarise(
+        self,
+        batch: PredictionColumns,
+        spread: _Spread,
+        variants: list[str],
+        segments: list[tuple[tuple[str, str], ...]] | None,
+    ) -> None:
+        """Add the accepted rows to their (model, variant, bucket) and segment deltas.
+
+        Groups and the rows in each are in the order of their first row, as one pass over the
+        events would make them (the order the deltas, and so the partials, are written in).
+        """
+        n = len(batch)
+        if not n:
+            return
+        models = self.models
+        bucket_s = self.bucket_s
+        floor = math.floor
+        times = batch.ts
+        # The same quotient and floor as math.floor(ts / bucket_s) * bucket_s (= floor_to).
+        starts = np.floor(np.array(times, dtype=np.float64) / bucket_s) * bucket_s
+        start_codes = np.unique(starts, return_inverse=True)[1].reshape(n)
+        variant_names, variant_codes = _factorise(variants)
+        model_codes = spread.codes
+        codes = (model_codes * len(variant_names) + variant_codes) * (
+            int(start_codes.max()) + 1
+        ) + start_codes
+        groups: dict[Any, Any] = {}
+        names = batch.model
+        for rows in _runs(codes):
+            first = int(rows[0])
+            groups[(names[first], variants[first], floor(times[first] / bucket_s) * bucket_s)] = rows
+        groups = self._fold_groups(groups, 1, _variant_cap(models), self._deltas)
+        declared = {
+            name: frozenset(f.name for f in models[name].features) | {s.field for s in models[name].segments}
+            for name in spread.models
+        }
+        features = batch.features
+        for (model, variant, start), rows in groups.items():
+            rows = np.asarray(rows, dtype=np.intp)
+            summary = self._bucket(model, variant, start)
+            summarise_rows(models[model], spread.columns[model], spread.local(model, rows), summary)
+            keys = unexpected_keys(map(features.__getitem__, rows.tolist()), declared[model])
+            if keys:  # schema change: keys the model does not declare (capped like categories)
+                summary.add_categorical_feature(KEYS, keys)
+            self.counts.predictions += len(rows)
+        if segments is None:
+            return
+        # Segment groups: (model, segment index, value, start), ordered by (first row, index).
+        found: list[tuple[int, int, tuple[str, int, str, float], np.ndarray]] = []
+        for model, model_rows in spread.rows.items():
+            specs = models[model].segments
+            if not specs:
+                continue
+            rows_of_model = np.arange(n) if model_rows is None else model_rows
+            picked = rows_of_model.tolist()
+            for index in range(len(specs)):
+                values = [segments[row][index][1] for row in picked]
+                value_names, value_codes = _factorise(values)
+                codes = value_codes * (int(start_codes.max()) + 1) + start_codes[rows_of_model]
+                for local in _runs(codes):
+                    rows = rows_of_model[local]
+                    first = int(rows[0])
+                    key = (
+                        model,
+                        index,
+                        value_names[int(value_codes[int(local[0])])],
+                        floor(times[first] / bucket_s) * bucket_s,
+                    )
+                    found.append((first, index, key, rows))
+        found.sort(key=lambda f: (f[0], f[1]))
+        seg_groups: dict[Any, Any] = {key: rows for _, _, key, rows in found}
+        seg_groups = self._fold_groups(seg_groups, 2, _segment_cap(models), self._seg_deltas)
+        for (model, index, value, start), rows in seg_groups.items():
+            rows = np.asarray(rows, dtype=np.intp)
+            summarise_rows(
+                models[model],
+                spread.columns[model],
+                spread.local(model, rows),
+                self._segment(model, index, value, start),
+            )
+
+    def _add_checked_out(self, rejected: list[tuple[str, str, float, list[str] | None]]) -> None:
         """Count events rejected after decoding (wrong types, duplicates) into their bucket.
 
         Their bucket: the event's model, variant (allowlist applied, the cap folds it later with
         the others) and event time, so the counts merge exactly like every other delta.
+        ``rejected``: (model, variant, ts, the wrong-typed features or None for a duplicate).
         """
         bucket_s = self.bucket_s
-        for p, wrong in rejected:
-            allowed = self.models[p.model].variants
-            variant = p.variant or DEFAULT_VARIANT
+        for model, variant, ts, wrong in rejected:
+            allowed = self.models[model].variants
+            variant = variant or DEFAULT_VARIANT
             if allowed is not None:
                 variant = admit(variant, allowed)
-            summary = self._bucket(p.model, variant, math.floor(p.ts / bucket_s) * bucket_s)
+            summary = self._bucket(model, variant, math.floor(ts / bucket_s) * bucket_s)
             if wrong is None:
                 add_count(summary, REJECTED, [0, 1])
                 continue

@@ -166,8 +166,6 @@ class ModelSpec(_Section):
                     raise _PathError((key,), f"{self.task} models have no {key}: remove it")
         if self.task == "multiclass":
             self._check_classes()
-            if self.segments:  # per-segment multiclass state is not built (its histograms are K-fold)
-                raise _PathError(("segments",), "multiclass models have no segments yet: remove them")
         else:
             for key in MULTICLASS_ONLY:  # set to something (a dumped config repeats the defaults)
                 if getattr(self, key) != type(self).model_fields[key].default:

@@ -260,9 +260,14 @@ def summarise(
 
 
 def summarise_rows(
-    spec: ModelSpec, columns: Columns, rows: np.ndarray | None, summary: BucketSummary | None = None
+    spec: ModelSpec,
+    columns: Columns,
+    rows: np.ndarray | None,
+    summary: BucketSummary | None = None,
+    segment: bool = False,
 ) -> BucketSummary:
-    """Add the rows ``rows`` (ascending row numbers; None: all) of ``columns`` to ``summary``.
+    """Add the rows ``rows`` (ascending row numbers; None: all) of ``columns`` to ``summary``
+    (``segment``: a segment's summary, which keeps no multiclass score histograms).
 
     What :func:`summarise` adds for the same predictions, value for value: stage 1 builds
     the columns of a batch once and summarises each of its (variant, bucket) groups from them.
@@ -280,7 +285,7 @@ def summarise_rows(
         picked = rows.tolist()
         if vectors is not None:
             vectors = list(map(vectors.__getitem__, picked))
-    _OUTPUTS[spec.task](spec, out, scores, predicted, latency, vectors)
+    _OUTPUTS[spec.task](spec, out, scores, predicted, latency, vectors, segment)
     ranges = spec.ranges
     for name in spec.numeric:
         column = columns.numeric(name)
@@ -306,6 +311,7 @@ def _binary_outputs(
     predicted: np.ndarray,
     latency: np.ndarray,
     vectors: list[list[float] | None] | None,
+    segment: bool,
 ) -> None:
     out.add_predictions(scores, predicted, spec.score_bins, latency)
 
@@ -317,6 +323,7 @@ def _regression_outputs(
     predicted: np.ndarray,
     latency: np.ndarray,
     vectors: list[list[float] | None] | None,
+    segment: bool,
 ) -> None:
     """Volume and latency as for binary (no score histogram), and every value in a sketch."""
     out.add_predictions(values, predicted, None, latency)
@@ -333,13 +340,14 @@ def _multiclass_outputs(
     predicted: np.ndarray,
     latency: np.ndarray,
     vectors: list[list[float] | None] | None,
+    segment: bool,
 ) -> None:
     """Latency as for binary (no volume there: the multiclass layout counts it), then the
     predicted-class mix and confidence of :func:`streamon.core.statistics.multiclass.add_predictions`."""
     out.add_predictions(scores[:0], predicted[:0], None, latency)
     k = len(spec.classes)
     rows = np.array(vectors if vectors is not None else [], dtype=np.float64).reshape(len(scores), k)
-    multiclass.add_predictions(out, rows, predicted, k)
+    multiclass.add_predictions(out, rows, predicted, k, histograms=not segment)
 
 
 # What a group of predictions adds besides its features, per model task (ModelSpec.task).

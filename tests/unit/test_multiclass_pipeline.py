@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pytest
-from sklearn.metrics import accuracy_score, f1_score, log_loss
+from sklearn.metrics import accuracy_score, f1_score, log_loss, precision_score, recall_score
 
 from streamon.config import parse_config_text
 from streamon.core.events import Decoder, FieldMap, Label, Prediction
@@ -94,7 +94,6 @@ def test_value_matrix_and_baseline_of_a_multiclass_model() -> None:
         ),
         ("classes: [a, b], baseline: {log_loss: 0}", "models.0.baseline.log_loss", "must be > 0"),
         ("classes: [a, b], baseline: {accuracy: 1.5}", "models.0.baseline.accuracy", "must be in (0, 1]"),
-        ("classes: [a, b], segments: [{field: channel}]", "models.0.segments", "no segments yet"),
     ],
 )
 def test_multiclass_config_errors_are_one_line_naming_the_key(extra: str, path: str, fragment: str) -> None:
@@ -488,3 +487,39 @@ models: [{MULTICLASS[:-1]}, value_matrix: {matrix}}}]
     want = sum(cells.get((a, p), 0.0) for a, p in zip(actual, predicted, strict=True)) / len(actual)
     got = result.snapshot.value("ml_business_value_per_prediction", model="txn-router", variant="all")
     assert got == pytest.approx(want, rel=1e-12)
+
+
+def test_segments_of_a_multiclass_model_match_scikit_learn_per_segment_and_keep_no_histograms() -> None:
+    text = f"""
+windows: {{bucket: 1m, current: 1d, reference: 1d}}
+models: [{MULTICLASS[:-1]}, segments: [{{field: channel}}]}}]
+"""
+    engine = build_engine(parse_config_text(text))
+    preds, labels = _traffic(3000, label_fraction=0.8)
+    result = replay_lines(engine, preds, labels)
+    assert result.bad_lines == [] and result.stage2 is not None
+    truth = {e["prediction_id"]: CLASSES.index(e["label"]) for e in map(orjson.loads, labels)}
+    by_segment: dict[str, list[tuple[int, int]]] = {}
+    for e in map(orjson.loads, preds):
+        if e["prediction_id"] in truth:
+            predicted = int(np.argmax([e["scores"].get(c, 0.0) for c in CLASSES]))
+            by_segment.setdefault(e["features"]["channel"], []).append((truth[e["prediction_id"]], predicted))
+    assert len(by_segment) >= 2
+    snap = result.snapshot
+    for segment, pairs in by_segment.items():
+        actual, predicted = np.array(pairs).T
+        labels_of = {"model": "txn-router", "segment_field": "channel", "segment": segment}
+        got = {
+            key: snap.value(f"streamon_segment_{key}", **labels_of)
+            for key in ("accuracy", "precision", "recall", "f1_score")
+        }
+        assert got["accuracy"] == pytest.approx(accuracy_score(actual, predicted), rel=1e-12)
+        for key, fn in (("precision", precision_score), ("recall", recall_score), ("f1_score", f1_score)):
+            want = fn(actual, predicted, average="macro", labels=[0, 1, 2], zero_division=np.nan)
+            assert got[key] == pytest.approx(want, rel=1e-12), (segment, key)
+        assert snap.value("streamon_segment_labelled_in_window", **labels_of) == len(pairs)
+    # A segment window keeps the confusion, not the K x 200 score histograms of the model's own state.
+    for window in result.stage2.models["txn-router"].segments.values():
+        summary = window.current
+        assert multiclass.CONFUSION_KEY in summary.counts
+        assert not {multiclass.OVR_POS, multiclass.OVR_NEG, multiclass.SCORES_KEY} & summary.counts.keys()

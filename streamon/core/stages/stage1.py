@@ -820,6 +820,7 @@ class PartitionProcessor:
                 spread.columns[model],
                 spread.local(model, rows),
                 self._segment(model, index, value, start),
+                segment=True,
             )
 
     def _add_checked_out(self, rejected: list[tuple[str, str, float, list[str] | None]]) -> None:
@@ -925,6 +926,7 @@ def _multiclass_labelled(
         k,
         spec.top_k,
         sign,
+        histograms=not segment,
     )
 
 

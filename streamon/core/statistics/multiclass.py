@@ -525,9 +525,12 @@ OWN_CORRECT = "multiclass:own_correct"  # counts: K*OVR_BINS, of them the rows a
 OVR_BINS = 200  # equal-width bins of each class's probability (one-vs-rest AUC, estimate)
 
 
-def add_predictions(summary: Any, scores: npt.ArrayLike, predicted: npt.ArrayLike, n_classes: int) -> None:
+def add_predictions(
+    summary: Any, scores: npt.ArrayLike, predicted: npt.ArrayLike, n_classes: int, histograms: bool = True
+) -> None:
     """Count a batch of a multiclass model's predictions (``scores``: rows of K probabilities
-    in declared order; ``predicted``: class indices) into ``summary``.
+    in declared order; ``predicted``: class indices) into ``summary``. ``histograms`` False
+    (a segment's summary) leaves out the K x 200 score histograms of the estimate.
 
     >>> from streamon.core.state.summary import BucketSummary
     >>> s = BucketSummary()
@@ -538,6 +541,8 @@ def add_predictions(summary: Any, scores: npt.ArrayLike, predicted: npt.ArrayLik
     p = np.asarray(predicted, dtype=np.int64)
     summary._add("predictions", np.array([p.size, 0], dtype=np.int64))
     summary._add(PREDICTED_KEY, predicted_counts(p, n_classes))
+    if not histograms:
+        return
     own, every = own_histograms(scores, p, OVR_BINS)
     summary._add(SCORES_KEY, every)
     summary._add(OWN_KEY, own)
@@ -551,9 +556,13 @@ def add_labelled(
     n_classes: int,
     ks: Sequence[int] = DEFAULT_TOP_K,
     sign: int = 1,
+    histograms: bool = True,
 ) -> None:
     """Count labelled predictions of a multiclass model into ``summary`` (``sign=-1``
-    retracts a corrected label: the very same integers are subtracted).
+    retracts a corrected label: the very same integers are subtracted). ``histograms``
+    False (a segment's summary: a window per segment value holding K x 200 bins four
+    times over would cost more than the rest of the state) keeps the confusion, top-k
+    hits and log loss alone.
 
     >>> from streamon.core.state.summary import BucketSummary
     >>> whole, a, b = BucketSummary(), BucketSummary(), BucketSummary()
@@ -570,10 +579,14 @@ def add_labelled(
     if sign > 0:
         summary._add(CONFUSION_ADDED, cells)
     summary._add(TOP_K_KEY, sign * top_k_counts(scores, a, ks))
+    loss = [log_loss_units(scores, a)]
+    if not histograms:
+        summary._add_sums(LOSS_KEY, loss, sign)
+        return
     pos, neg = ovr_histograms(scores, a, OVR_BINS)
     summary._add(OVR_POS, sign * pos)
     summary._add(OVR_NEG, sign * neg)
-    summary._add_sums(LOSS_KEY, [log_loss_units(scores, a)], sign)
+    summary._add_sums(LOSS_KEY, loss, sign)
     s = _scores(scores, p.size)
     own, _ = own_histograms(s, p, OVR_BINS)
     summary._add(OWN_LABELLED, sign * own)

@@ -71,20 +71,28 @@ def segment_samples(
     # A regression or multiclass model has no binary outcomes or score: no threshold metrics,
     # positive rate or score drift; its labelled count is its own state's.
     binary = spec.task not in ("regression", "multiclass")
-    if settings.performance_enabled and binary:
-        perf = performance_metrics(current, spec.score_bins, settings.top_k)
-        enough = current.n_labelled >= settings.min_labelled
-        for key, name in SEGMENT_PERFORMANCE.items():
-            out.append(Sample(name, labels, perf[key] if enough else math.nan))
-    n = current.n_predictions
-    out.append(Sample("streamon_segment_predictions_in_window", labels, float(n)))
     if binary:
         labelled = current.n_labelled
     elif spec.task == "multiclass":
-        k = len(getattr(spec, "classes", ()) or ())
-        labelled = int(current.vector(multiclass.CONFUSION_KEY, k * k).sum())
+        k = len(spec.classes)
+        confusion = current.vector(multiclass.CONFUSION_KEY, k * k)
+        labelled = int(confusion.sum())
     else:
         labelled = regression.state_of(current).n
+    enough = labelled >= settings.min_labelled
+    if settings.performance_enabled and binary:
+        perf = performance_metrics(current, spec.score_bins, settings.top_k)
+        for key, name in SEGMENT_PERFORMANCE.items():
+            out.append(Sample(name, labels, perf[key] if enough else math.nan))
+    elif settings.performance_enabled and spec.task == "multiclass":
+        # From the segment's K x K confusion alone (segment state keeps no score histograms):
+        # accuracy and the macro averages, as the model's own average="macro" series.
+        report = multiclass.class_report(confusion, k)
+        macro: dict[str, float] = {"accuracy": report.accuracy, **report.averages["macro"]}
+        for key, number in macro.items():
+            out.append(Sample(SEGMENT_PERFORMANCE[key], labels, number if enough else math.nan))
+    n = current.n_predictions
+    out.append(Sample("streamon_segment_predictions_in_window", labels, float(n)))
     out.append(Sample("streamon_segment_labelled_in_window", labels, float(labelled)))
     if binary:
         positive_rate = current.n_predicted_positive / n if n else math.nan

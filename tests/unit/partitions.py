@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import orjson
 
@@ -28,17 +28,29 @@ def partition_of(raw: bytes, n: int) -> int:
     return zlib.crc32(orjson.loads(raw)["prediction_id"].encode()) % n
 
 
+def _of(events: Sequence[bytes], i: int, n: int) -> list[bytes]:
+    return [e for e in events if partition_of(e, n) == i]
+
+
 def buckets_over_partitions(
-    models: Callable[[], Mapping[str, ModelSpec]], preds: list[bytes], labels: list[bytes], n: int
+    models: Callable[[], Mapping[str, ModelSpec]],
+    preds: list[bytes],
+    labels: list[bytes],
+    n: int,
+    later_labels: Sequence[bytes] = (),
 ) -> Buckets:
     """The first model's buckets when ``n`` stage-1 processors each take one partition's events,
-    merged bucket by bucket (n = 1: one processor takes everything)."""
+    merged bucket by bucket (n = 1: one processor takes everything). ``later_labels`` arrive
+    in a second batch, after the first batch's partials were taken."""
     out: Buckets = {}
     for i in range(n):
         pp = PartitionProcessor(dict(models()), MemoryStore(), bucket_s=60)
-        pp.process(
-            [p for p in preds if partition_of(p, n) == i], [x for x in labels if partition_of(x, n) == i]
-        )
-        for key, summary in pp.take_partials()[0].buckets.items():
-            out[key] = out[key] + summary if key in out else summary
+        pp.process(_of(preds, i, n), _of(labels, i, n))
+        partials = pp.take_partials()
+        if later_labels:
+            pp.process([], _of(later_labels, i, n))
+            partials += pp.take_partials()
+        for partial in partials:
+            for key, summary in partial.buckets.items():
+                out[key] = out[key] + summary if key in out else summary
     return out

@@ -276,27 +276,73 @@ def test_one_or_three_partitions_give_the_same_summaries() -> None:
     assert three.keys() == one.keys() and all(three[k] == one[k] for k in one)
 
 
-def test_a_corrected_regression_label_is_retracted_exactly() -> None:
+def _read(summary: BucketSummary) -> tuple[object, ...]:
+    """What evaluation reads of a regression summary: the exact state and the target sketch."""
+    state = regression.state_of(summary)
+    return (
+        state.n,
+        state.zero_labels,
+        [getattr(state, name) for name in regression._SUMS],
+        state.residuals,
+        regression.effective_sketch(summary, regression.TARGET),
+    )
+
+
+_PRED_A = orjson.dumps(
+    {"prediction_id": "a", "model": "credit-limit", "ts": 61, "value": 1000.1, "features": {"income": 5.0}}
+)
+
+
+def _corrected(between: bool) -> BucketSummary:
+    """Prediction ``a`` labelled -1.0, then corrected to 977.3; partials taken between the two
+    labels when ``between``."""
     pp = PartitionProcessor(_credit_models(), MemoryStore(), bucket_s=60)
-    pred = orjson.dumps(
-        {
-            "prediction_id": "a",
-            "model": "credit-limit",
-            "ts": 61,
-            "value": 1000.1,
-            "features": {"income": 5.0},
-        }
-    )
-    pp.process([pred], [b'{"prediction_id": "a", "label": -1.0, "ts": 62}'])
+    pp.process([_PRED_A], [b'{"prediction_id": "a", "label": -1.0, "ts": 62}'])
+    early = pp.take_partials() if between else []
     pp.process([], [b'{"prediction_id": "a", "label": 977.3, "ts": 63}'])
-    got = merged(s for p in pp.take_partials() for s in p.buckets.values())
+    return merged(s for p in early + pp.take_partials() for s in p.buckets.values())
+
+
+@pytest.mark.parametrize("between", [False, True], ids=["one-partial", "partials-between"])
+def test_a_corrected_regression_label_is_retracted_exactly(between: bool) -> None:
+    # With partials taken between them, the correction's partial retracts a label it never
+    # held: it keeps the retracted values apart (a sketch holds no negative counts).
+    got = _corrected(between)
     direct = PartitionProcessor(_credit_models(), MemoryStore(), bucket_s=60)
-    direct.process([pred], [b'{"prediction_id": "a", "label": 977.3, "ts": 63}'])
+    direct.process([_PRED_A], [b'{"prediction_id": "a", "label": 977.3, "ts": 63}'])
     want = direct.take_partials()[0].buckets[("default", 60.0)]
-    assert got == want
-    assert regression.state_of(got).n == 1 and regression.mae(regression.state_of(got)) == pytest.approx(
-        22.8, rel=1e-12
-    )
+    assert _read(got) == _read(want)
+    state = regression.state_of(got)
+    assert state.n == 1 and regression.mae(state) == pytest.approx(22.8, rel=1e-12)
+    target = regression.effective_sketch(got, regression.TARGET)
+    assert target is not None and target.count == 1
+    assert target.quantile(0.5) == pytest.approx(977.3, rel=0.02)
+
+
+def test_corrections_across_partials_read_the_same_through_windows_and_partitions() -> None:
+    # Every fifth label is corrected in a later batch, after the partials were taken.
+    preds, labels = _regression_traffic(600, label_fraction=0.9)
+    corrections = [
+        orjson.dumps(orjson.loads(line) | {"label": orjson.loads(line)["label"] + 3.5})
+        for line in labels[::5]
+    ]
+    direct = [
+        orjson.dumps(orjson.loads(line) | {"label": orjson.loads(line)["label"] + 3.5})
+        if i % 5 == 0
+        else line
+        for i, line in enumerate(labels)
+    ]
+    want = buckets_over_partitions(_credit_models, preds, direct, 1)
+    for n in (1, 3):
+        got = buckets_over_partitions(_credit_models, preds, labels, n, later_labels=corrections)
+        assert got.keys() == want.keys()
+        assert all(_read(got[k]) == _read(want[k]) for k in want), n
+        # The window's drift view takes the corrected labels out of the target sketch.
+        whole = merged(got.values())
+        view = regression.readable(whole)
+        assert regression.RESIDUALS + regression.RETRACTED not in view.sketches
+        assert view.sketches[regression.TARGET] == regression.effective_sketch(whole, regression.TARGET)
+        assert view.sketches[regression.TARGET].count == regression.state_of(whole).n
 
 
 # --------------------------------------------------------------------------- replay

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -398,10 +398,17 @@ COUNTS_KEY = "regression"  # summary.counts: [n, zero_labels] of the labelled pr
 RESIDUALS = "output:residual"  # summary.sketches: |prediction - label| (residual quantiles)
 PREDICTION = "output:prediction"  # summary.sketches: every prediction's value (prediction drift)
 TARGET = "output:target"  # summary.sketches: every label's value (target drift)
+RETRACTED = ":retracted"  # suffix: the values a corrected label took back (see add_labelled)
 
 
 def add_labelled(summary: Any, predictions: npt.ArrayLike, labels: npt.ArrayLike, sign: int = 1) -> None:
     """Count labelled predictions of a regression model into ``summary`` (``sign=-1`` retracts).
+
+    A retraction's values go to the ``:retracted`` sketches rather than out of the sketches:
+    the summary may be a partial that never held the labels it retracts (they were counted
+    into an earlier one), and a sketch holds no negative counts. Read the sketches through
+    :func:`effective_sketch`. Within one bucket's summary, or any sum of them, every retracted
+    value was added before, so the difference is exact.
 
     >>> from streamon.core.state.summary import BucketSummary
     >>> whole, a, b = BucketSummary(), BucketSummary(), BucketSummary()
@@ -409,30 +416,48 @@ def add_labelled(summary: Any, predictions: npt.ArrayLike, labels: npt.ArrayLike
     >>> add_labelled(a, [3.0], [2.5]); add_labelled(b, [5.0, 2.5], [5.0, 0.0])
     >>> a += b; a == whole, state_of(whole).zero_labels, mae(state_of(whole))
     (True, 1, 1.0)
+    >>> later = BucketSummary(); add_labelled(later, [3.0], [2.5], sign=-1)  # corrected later
+    >>> a += later; state_of(a).n, mae(state_of(a)), effective_sketch(a, TARGET).count
+    (2, 1.25, 2)
     """
     part = RegressionState()
     part.add(predictions, labels)
     summary._add_sums(SUMS_KEY, [getattr(part, name) for name in _SUMS], sign)
     summary._add(COUNTS_KEY, np.array([sign * part.n, sign * part.zero_labels], dtype=np.int64))
-    residuals = summary.sketches.get(RESIDUALS)
+    suffix = "" if sign > 0 else RETRACTED
+    residuals = summary.sketches.get(RESIDUALS + suffix)
     if residuals is None:
-        residuals = summary.sketches[RESIDUALS] = LogSketch(part.residuals.relative_accuracy)
-    target = summary.sketches.get(TARGET)
+        residuals = summary.sketches[RESIDUALS + suffix] = LogSketch(part.residuals.relative_accuracy)
+    target = summary.sketches.get(TARGET + suffix)
     if target is None:
-        target = summary.sketches[TARGET] = LogSketch(part.residuals.relative_accuracy)
-    y = np.asarray(labels, dtype=np.float64)
-    if sign > 0:
-        residuals += part.residuals
-        target.add(y)
-    else:
-        residuals -= part.residuals
-        target -= _sketch_of(y, target.relative_accuracy)
+        target = summary.sketches[TARGET + suffix] = LogSketch(part.residuals.relative_accuracy)
+    residuals += part.residuals
+    target.add(np.asarray(labels, dtype=np.float64))
 
 
-def _sketch_of(values: npt.NDArray[np.float64], relative_accuracy: float) -> LogSketch:
-    out = LogSketch(relative_accuracy)
-    out.add(values)
-    return out
+def effective_sketch(summary: Any, name: str) -> LogSketch | None:
+    """The sketch ``name`` of ``summary`` less its retracted values (None when it has none)."""
+    sketch = summary.sketches.get(name)
+    retracted = summary.sketches.get(name + RETRACTED)
+    if sketch is None or retracted is None or retracted.is_empty:
+        return sketch
+    return sketch - retracted
+
+
+def readable(summary: Any) -> Any:
+    """``summary`` with its retracted values taken out of its sketches, for reading by code that
+    knows sketches only (feature-drift statistics); ``summary`` itself when nothing was retracted.
+    Counts, sums and categories are shared, not copied."""
+    retracted = [n for n in (RESIDUALS, TARGET) if n + RETRACTED in summary.sketches]
+    if not retracted:
+        return summary
+    sketches = dict(summary.sketches)
+    for name in retracted:
+        del sketches[name + RETRACTED]
+        sketch = effective_sketch(summary, name)
+        if sketch is not None:
+            sketches[name] = sketch
+    return replace(summary, sketches=sketches)
 
 
 def state_of(summary: Any) -> RegressionState:
@@ -444,7 +469,7 @@ def state_of(summary: Any) -> RegressionState:
     state = RegressionState(n=int(counts[0]), zero_labels=int(counts[1]))
     for name, value in zip(_SUMS, sums, strict=True):
         setattr(state, name, value)
-    sketch = summary.sketches.get(RESIDUALS)
+    sketch = effective_sketch(summary, RESIDUALS)
     if sketch is not None:
         state.residuals = sketch
     return state

@@ -558,13 +558,13 @@ def _output_drift(
     distribution, labels for the target's."""
     key = ("output_drift", id(current), id(reference), settings.drift_bins)
     pseudo = [(name, "numeric") for name in _OUTPUT_DRIFT]
-    windows = (regression.readable(current), regression.readable(reference))  # corrections out
     if memo is not None and key in memo:
-        results = memo[key]
+        results, windows = memo[key]
     else:
+        windows = (regression.readable(current), regression.readable(reference))  # corrections out
         results = features_drift(spec, pseudo, windows[0], windows[1], settings.drift_bins)
         if memo is not None:  # keeps the summaries alive, so their ids stay theirs
-            memo[key] = results
+            memo[key] = results, windows
             memo[(id(current), id(reference))] = (current, reference)
     methods = settings.drift_methods
     for (name, stats), d in zip(_OUTPUT_DRIFT.items(), results, strict=True):

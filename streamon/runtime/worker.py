@@ -167,6 +167,10 @@ class Worker:
         self._report_windows: dict[str, WindowView] = {}
         self._alert_log: deque[dict[str, Any]] = deque(maxlen=REPORT_ALERTS)
         self._stage2_dirty = True  # rebuild stage-2 state before the next step
+        # Partials applied but whose offsets are not committed yet (partition -> last offset),
+        # and since when: committed with the next evaluation or after kafka.flush_interval.
+        self._applied2: dict[int, int] = {}
+        self._applied2_since = 0.0
         self._assigned1 = self._assigned2 = False
         self._buffer: list[Message] = []
         self._buffer_since = 0.0
@@ -1007,6 +1011,7 @@ class Worker:
     def _on_revoke2(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # The models of these partitions now belong to another worker: stop exporting them here.
         self._owned2 -= {tp.partition for tp in partitions}
+        self._applied2 = {}  # applied to the state dropped here; the rebuild reads them again
         self.aggregator = self.engine.aggregator()
         self.alerts = AlertEngine(self.engine.rules)
         self.snapshot = None
@@ -1019,6 +1024,7 @@ class Worker:
         from streamon.runtime.restore import read_range
 
         assignment = self.c2.assignment()
+        self._applied2 = {}  # re-read from the committed offsets below
         self.aggregator = self.engine.aggregator()
         self.alerts = AlertEngine(self.engine.rules)
         if assignment:
@@ -1066,16 +1072,23 @@ class Worker:
             self._rebuild_stage2()
         # No waiting here: stage 1's consume already idles when there is nothing to do.
         msgs = self.c2.consume(num_messages=self.settings.kafka.batch_size, timeout=0)
-        last: dict[int, int] = {}
+        last = self._applied2
         for m in msgs:
             if m.error() is not None:
                 if m.error().fatal():
                     raise KafkaException(m.error())
                 continue
+            if not last:
+                self._applied2_since = time.monotonic()
             self._apply_partial(m)
             last[m.partition()] = m.offset()
-        due = time.monotonic() >= self._next_eval
-        if not last and not due:
+        # The offsets of applied partials go with the next evaluation's transaction, or one of
+        # their own after flush_interval: one per stage-1 flush cost more than merging the
+        # partials (docs/benchmarks.md). Uncommitted, they are only read again by a rebuild,
+        # which reads every partial anyway: nothing is counted twice or lost.
+        now = time.monotonic()
+        due = now >= self._next_eval
+        if not due and (not last or now - self._applied2_since < self.settings.kafka.flush_interval):
             return
         committing = False
         try:
@@ -1091,6 +1104,7 @@ class Worker:
                 )
             committing = True
             self._retrying(2, "commit", lambda: self.p2.commit_transaction(self.call_timeout))
+            self._applied2 = {}
         except KafkaException as exc:
             # Whatever the outcome, stage 2 rebuilds from what the broker holds (partials to the
             # committed offsets, alert history), so a commit of unknown outcome needs no more.

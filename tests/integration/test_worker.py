@@ -497,3 +497,89 @@ def test_librdkafka_debug_lines_are_json_log_lines(kafka_bootstrap, tmp_path):
     producers = {c for c in clients if "producer" in c}
     # c1, c2 and at least one restore reader; p1, p2 and the admin client (a producer handle).
     assert len(consumers) >= 3 and len(producers) >= 3, sorted(clients)
+
+
+class _Counted:
+    """A Kafka client whose commit_transaction calls are counted (everything else passes)."""
+
+    def __init__(self, inner, counts: dict[str, int], tag: str) -> None:
+        self._inner, self._counts, self._tag = inner, counts, tag
+
+    def commit_transaction(self, *args):
+        self._counts[self._tag] += 1
+        return self._inner.commit_transaction(*args)
+
+    def __getattr__(self, name: str):
+        return getattr(self._inner, name)
+
+
+def test_stage2_commits_once_per_flush_interval_and_a_rebuild_rereads_what_it_had_not(
+    kafka_bootstrap, tmp_path, monkeypatch
+):
+    """Stage 2 commits the offsets of the partials it applied with its next evaluation or
+    after kafka.flush_interval, not once per stage-1 transaction: 2,000 predictions in 20
+    stage-1 transactions cost it no commit of its own here. Applied but not committed,
+    partials are read again by a rebuild (what a failed stage-2 transaction or a rebalance
+    starts): the rebuilt state equals the one before, nothing lost or counted twice."""
+    from streamon.runtime.worker import Worker
+
+    monkeypatch.setenv("STREAMON_EVAL_SECONDS", "3600")  # one evaluation: at the first step
+    d = h.settings_dict(kafka_bootstrap, partitions=1)
+    d["kafka"].update(batch_size=100, flush_interval=3600)  # stage 1 flushes full batches only
+    _, settings = h.write_config(tmp_path, d)
+    t = settings.kafka.topics
+    w = Worker(settings, tmp_path / "state", instance_id="cadence", metrics_port=0)
+    counts = {"s1": 0, "s2": 0}
+    try:
+        w.start()
+        w.p1, w.p2 = _Counted(w.p1, counts, "s1"), _Counted(w.p2, counts, "s2")
+        deadline = time.monotonic() + 60
+        while not w.ready and time.monotonic() < deadline:
+            w.step()
+        assert w.ready
+        preds, _ = h.traffic(2000, seed=11)
+        h.produce(kafka_bootstrap, t.predictions, preds)
+
+        while w.ops.processed[t.predictions] < len(preds):  # counted once its transaction committed
+            assert time.monotonic() < deadline, w.ops.processed
+            w.step()
+        ends = {p: e for p, e in h.committed_ends(kafka_bootstrap, t.partials).items() if e}
+        assert ends  # every partial is on the topic now: its committed end is final
+
+        def apply_to_end() -> None:
+            until = time.monotonic() + 60
+            while any(w._applied2.get(p, -1) + 1 < e for p, e in ends.items()):
+                assert time.monotonic() < until, (w._applied2, ends)
+                w.step()
+
+        apply_to_end()
+        s2_before = counts["s2"]
+        assert counts["s1"] >= len(preds) // 100  # a transaction per full batch
+        assert s2_before <= 1, counts  # the first step's evaluation; none for the partials
+        committed = h.committed_offsets(kafka_bootstrap, f"{settings.kafka.group_id}-aggregate", t.partials)
+        assert all(o < 1 for o in committed.values()), committed  # nothing of it committed yet
+
+        def model_samples() -> dict:  # of the state as it is: evaluate_now() would commit it
+            snap = w.aggregator.evaluate(w.aggregator.latest)
+            return {
+                (s.name, s.labels): s.value
+                for s in snap.samples
+                if not s.name.startswith(h.OPERATIONAL_PREFIXES)
+            }
+
+        before = model_samples()
+        counted = [
+            v
+            for (name, labels), v in before.items()
+            if name == "streamon_predictions_in_window"
+            and {("variant", "all"), ("window", "current")} <= set(labels)
+        ]
+        assert counted == [len(preds)], counted  # every prediction is in the state compared
+        state = w.aggregator
+        w._stage2_dirty = True  # as after a failed stage-2 transaction
+        w.step()
+        assert w.aggregator is not state  # rebuilt: from the committed offsets, then read again
+        apply_to_end()
+        assert model_samples() == before
+    finally:
+        w.close()

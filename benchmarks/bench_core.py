@@ -592,6 +592,7 @@ def bench_replay(quick: bool) -> list[Row]:
             "join": _no_gc(join_only),
         }
         t = interleaved(fns, 1 if quick else 3)
+        split = replay_split(lambda: replay_files(engine, p_path, l_path), 1 if quick else 3)
 
         # The command itself (a fresh interpreter: imports, config, metrics file included).
         cli = [
@@ -623,7 +624,65 @@ def bench_replay(quick: bool) -> list[Row]:
         ("c. replay", "  `streamon replay` command, wall clock incl. interpreter start",
          f"{events / t_cli / 1e3:.0f} k events/s ({t_cli:.1f} s)", ""),
     ]  # fmt: skip
+    orj = events / rate["orjson"]
+    floor = split["decode"] + split["evaluate"]
+    rows += [
+        ("c. replay", "  split of one replay_files (timers around its parts, best of each), total",
+         f"{split['total'] * 1e3:.0f} ms", f"orjson.loads of the same lines: {orj * 1e3:.0f} ms"),
+        ("c. replay", "    decoding + validation of both files (_decode_lines)",
+         f"{split['decode'] * 1e3:.0f} ms", f"{split['decode'] / orj:.2f}x orjson.loads"),
+        ("c. replay", f"    the evaluations ({split['evaluations']:.0f}, Replay.evaluate)",
+         f"{split['evaluate'] * 1e3:.0f} ms", f"{split['evaluate'] / orj:.2f}x orjson.loads"),
+        ("c. replay", "    stage 1 + join store (Replay._flush minus Aggregator.apply)",
+         f"{(split['flush'] - split['apply']) * 1e3:.0f} ms", ""),
+        ("c. replay", "    merging the partials into the windows (Aggregator.apply)",
+         f"{split['apply'] * 1e3:.0f} ms", ""),
+        ("c. replay", "  bound: replay / orjson-only if everything but decoding and evaluations cost nothing",
+         f"{orj / floor:.2f}", "target 0.5"),
+    ]  # fmt: skip
     return rows
+
+
+def replay_split(run: Callable[[], Any], repeat: int) -> dict[str, float]:
+    """Seconds a replay spends decoding, in stage 1 (``Replay._flush``, of it merging the
+    partials: ``Aggregator.apply``) and evaluating: timers around those functions (a few
+    hundred calls: no measurable overhead), best of ``repeat`` per part."""
+    import streamon.replay as replay_module
+
+    parts = {
+        "decode": (replay_module, "_decode_lines"),
+        "flush": (replay_module.Replay, "_flush"),
+        "apply": (Aggregator, "apply"),
+        "evaluate": (replay_module.Replay, "evaluate"),
+    }
+    best: dict[str, float] = {}
+    saved = {name: getattr(owner, attr) for name, (owner, attr) in parts.items()}
+    for _ in range(repeat):
+        spent = dict.fromkeys(parts, 0.0)
+        for name, (owner, attr) in parts.items():
+
+            def timed(
+                *a: Any, _fn: Any = saved[name], _name: str = name, _spent: dict = spent, **k: Any
+            ) -> Any:
+                t = time.perf_counter()
+                try:
+                    return _fn(*a, **k)
+                finally:
+                    _spent[_name] += time.perf_counter() - t
+
+            setattr(owner, attr, timed)
+        try:
+            gc.collect()
+            t0 = time.perf_counter()
+            result = run()
+            spent["total"] = time.perf_counter() - t0
+        finally:
+            for name, (owner, attr) in parts.items():
+                setattr(owner, attr, saved[name])
+        spent["evaluations"] = result.evaluations
+        for k, v in spent.items():
+            best[k] = min(best.get(k, math.inf), v)
+    return best
 
 
 # ---------------------------------------------------------------------- (d) memory

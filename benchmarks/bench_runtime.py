@@ -18,7 +18,7 @@ What is measured (see docs/benchmarks.md, section "Streaming runtime"):
 1. Stage 1, one worker, 10-feature predictions (8 numeric + 2 categorical, ~250 bytes,
    pinned reference profile, event times at 2,000 predictions/s so a batch spans one or
    two 1-minute buckets as in a live high-rate stream) pre-produced to a 6-partition
-   topic, uncompressed. Order a, b, c, a, c, b (interleaved, best of each):
+   topic, uncompressed. Order a, b, c, d, a, c, d, b (interleaved, best of each):
    (a) ceiling: a plain confluent_kafka Consumer, ``consume(num_messages=5000)``,
        read_committed, + ``orjson.loads`` of every value;
    (b) a :class:`streamon.runtime.worker.Worker` driven in-process (``start()`` then
@@ -29,7 +29,10 @@ What is measured (see docs/benchmarks.md, section "Streaming runtime"):
        (same loop). Kafka client calls, the two stage steps and
        ``PartitionProcessor.process`` are timed (wall clock) to split the loop;
    (c) ``PartitionProcessor.process`` alone on the same bytes (RocksDB store, no Kafka):
-       the ceiling of the current core code.
+       the ceiling of the current core code;
+   (d) the same with a label for every prediction, each call carrying the labels of the
+       call before (they join): predictions + labels per second, what labels cost.
+   ``--batch-size N`` runs the workers with ``kafka.batch_size`` N (default: the config's).
    (a) and (b) are timed from the end of the first consume that returned data / the
    assignment (group join, ``init_transactions``, restores excluded and reported) to
    the last committed event. A further run under cProfile gives where the time goes.
